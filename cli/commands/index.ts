@@ -1,0 +1,4 @@
+import type { CommandEntry } from "../command.js";
+
+/** Every sub-command, in the order `templar --help` lists them. Each loads its module on use. */
+export const commands: Record<string, CommandEntry> = {};

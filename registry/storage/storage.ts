@@ -1,0 +1,98 @@
+import type { Readable } from "node:stream";
+
+/**
+ * Where the registry keeps its data (DESIGN.md "Storage"). Two backends implement this: a local
+ * directory and an S3-compatible bucket. Both keep the same key layout:
+ *
+ *   blobs/sha256/<hex>                            immutable, content-addressed
+ *   templates/<name>/versions/<version>.json      immutable manifest (create-if-absent)
+ *   templates/<name>/versions/<version>.json.asc  manifest signature
+ *   templates/<name>/tags/<tag>                   mutable pointer
+ *   uploads/<id>/...                              in-progress uploads
+ *
+ * Every backend must pass the one conformance suite in test/storage/conformance.ts. Registry
+ * processes keep no state of their own: anything two replicas must agree on lives here.
+ */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  modified: Date;
+}
+
+export interface BlobInfo {
+  size: number;
+  modified: Date;
+}
+
+/** Inclusive byte range, as in HTTP Range. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface UploadState {
+  id: string;
+  /** Bytes received so far: the next chunk must start here. */
+  offset: number;
+  started: Date;
+}
+
+export class DigestMismatchError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`digest mismatch: expected sha256:${expected}, got sha256:${actual}`);
+    this.name = "DigestMismatchError";
+  }
+}
+
+export class UploadOffsetError extends Error {
+  constructor(
+    readonly expected: number,
+    readonly got: number,
+  ) {
+    super(`upload chunk starts at ${got}, expected ${expected}`);
+    this.name = "UploadOffsetError";
+  }
+}
+
+export interface Storage {
+  /** "local" or "s3", for logs and /metrics. */
+  readonly kind: string;
+  /** Throws a clear error when the backend cannot be reached or used (readiness). */
+  check(): Promise<void>;
+
+  // Blobs: content-addressed by sha256 hex.
+  statBlob(hex: string): Promise<BlobInfo | null>;
+  /** Streams the blob or a range of it; null when absent. */
+  readBlob(hex: string, range?: ByteRange): Promise<Readable | null>;
+  /**
+   * Stores a blob, hashing while streaming; it becomes visible only when the digest matches.
+   * On mismatch throws DigestMismatchError and keeps nothing. An existing blob is left as is.
+   */
+  putBlob(hex: string, body: Readable): Promise<{ size: number; created: boolean }>;
+  deleteBlob(hex: string): Promise<void>;
+  listBlobs(): AsyncIterable<{ hex: string } & BlobInfo>;
+
+  // Small objects: manifests, signatures, tags (and whatever else the registry keys).
+  getObject(key: string): Promise<Buffer | null>;
+  statObject(key: string): Promise<ObjectInfo | null>;
+  /** Atomic create-if-absent; false (and nothing written) when the key already exists. */
+  putObjectIfAbsent(key: string, data: Buffer): Promise<boolean>;
+  /** Atomic replace: readers see the old or the new bytes, never a mix. */
+  putObject(key: string, data: Buffer): Promise<void>;
+  deleteObject(key: string): Promise<void>;
+  /** Every object whose key starts with `prefix`, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+
+  // Resumable uploads: state lives in storage, so a chunk may land on any replica.
+  createUpload(): Promise<UploadState>;
+  uploadState(id: string): Promise<UploadState | null>;
+  /** Appends a chunk that must start at the current offset (else UploadOffsetError); returns the new state. */
+  appendUpload(id: string, offset: number, body: Readable): Promise<UploadState>;
+  /** Verifies the digest of all bytes received and publishes them as a blob; DigestMismatchError otherwise. */
+  completeUpload(id: string, hex: string): Promise<{ size: number }>;
+  abortUpload(id: string): Promise<void>;
+  listUploads(): AsyncIterable<UploadState>;
+}
