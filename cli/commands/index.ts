@@ -1,4 +1,17 @@
 import type { CommandEntry } from "../command.js";
 
 /** Every sub-command, in the order `templar --help` lists them. Each loads its module on use. */
-export const commands: Record<string, CommandEntry> = {};
+export const commands: Record<string, CommandEntry> = {
+  push: {
+    summary: "upload templates (out/ directory or manifest) to a registry",
+    load: async () => (await import("./push.js")).command,
+  },
+  pull: {
+    summary: "download a verified template into the template cache",
+    load: async () => (await import("./pull.js")).command,
+  },
+  list: {
+    summary: "templates in the local cache, or a registry's catalog (--remote)",
+    load: async () => (await import("./list.js")).command,
+  },
+};

@@ -1,0 +1,109 @@
+import { stat } from "node:fs/promises";
+import { ExitCode, UserError, usageError } from "../../common/errors.js";
+import type { Format } from "../../common/manifest.js";
+import { cachePaths, DEFAULT_CACHE, listCache } from "../../registry/client/cache.js";
+import { RegistryClient } from "../../registry/client/http.js";
+import { flagOrEnv, parseCommandArgs } from "../args.js";
+import type { Command } from "../command.js";
+
+const help = `Usage: templar list [--remote [--registry URL] [--distro D] [--arch A]] [--dest DIR] [--json]
+
+Without --remote: the templates pulled into the local template cache (--dest, default
+$TEMPLAR_CACHE or ${DEFAULT_CACHE}) with their versions.
+With --remote: the registry's catalog (name, latest version, distro, release, arch, updated).
+
+Options:
+  --registry URL   registry base URL (default: $TEMPLAR_REGISTRY)
+  --token T        token, when the registry does not allow anonymous pulls (default: $TEMPLAR_TOKEN)
+  --distro D, --arch A   filter the remote catalog
+  --json           print JSON (an array) instead of a table`;
+
+type Row = Record<string, string>;
+
+function table(rows: Row[], columns: string[]): string {
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => (r[c] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
+  return [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => r[c] ?? "")))]
+    .map((l) => `${l}\n`)
+    .join("");
+}
+
+/** The catalog may come as an array or as { templates: [...] }; each entry must have a name. */
+function catalogEntries(body: unknown): Record<string, unknown>[] {
+  const list = Array.isArray(body) ? body : (body as { templates?: unknown })?.templates;
+  if (!Array.isArray(list))
+    throw new UserError("registry answered GET /v1/templates without a template list");
+  return list.filter((e): e is Record<string, unknown> => typeof e?.name === "string");
+}
+
+function text(value: unknown): string {
+  return value === undefined || value === null ? "" : String(value);
+}
+
+export const command: Command = {
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs("list", argv, {
+      remote: { type: "boolean" },
+      registry: { type: "string" },
+      token: { type: "string" },
+      distro: { type: "string" },
+      arch: { type: "string" },
+      dest: { type: "string" },
+      json: { type: "boolean" },
+    });
+    if (positionals.length > 0) throw usageError("list: takes no arguments (see 'templar list --help')");
+
+    if (values.remote) {
+      const registry = flagOrEnv(values.registry, "TEMPLAR_REGISTRY");
+      if (!registry)
+        throw usageError("list --remote: no registry: pass --registry URL or set TEMPLAR_REGISTRY");
+      const client = new RegistryClient({ registry, token: flagOrEnv(values.token, "TEMPLAR_TOKEN") });
+      const query = new URLSearchParams();
+      if (values.distro) query.set("distro", values.distro);
+      if (values.arch) query.set("arch", values.arch);
+      const qs = query.size > 0 ? `?${query}` : "";
+      const entries = catalogEntries(await client.getJson(`v1/templates${qs}`, "list --remote"));
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+      } else {
+        const rows = entries.map((e) => ({
+          name: text(e.name),
+          latest: text(e.latest ?? e.latestVersion ?? e.version),
+          distro: text(e.distro),
+          release: text(e.release),
+          arch: text(e.arch),
+          updated: text(e.updated),
+        }));
+        process.stdout.write(table(rows, ["name", "latest", "distro", "release", "arch", "updated"]));
+      }
+      return ExitCode.ok;
+    }
+
+    const dest = flagOrEnv(values.dest, "TEMPLAR_CACHE", DEFAULT_CACHE)!;
+    const origins = await listCache(dest);
+    const entries = [];
+    for (const o of origins) {
+      const path = cachePaths(dest, o.name, o.format as Format, "").final;
+      const present = (await stat(path).catch(() => null))?.size === o.size;
+      entries.push({ ...o, path, present });
+    }
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+    } else {
+      const rows = entries.map((e) => ({
+        name: e.name,
+        version: e.version,
+        file: e.path.slice(e.path.lastIndexOf("/") + 1),
+        state: e.present ? "ok" : "missing",
+        registry: e.registry,
+      }));
+      process.stdout.write(table(rows, ["name", "version", "file", "state", "registry"]));
+    }
+    return ExitCode.ok;
+  },
+};

@@ -1,0 +1,62 @@
+import { ExitCode, usageError } from "../../common/errors.js";
+import { createProgress } from "../../common/progress.js";
+import { RegistryClient } from "../../registry/client/http.js";
+import { findManifests, loadLocalTemplate, pushTemplate } from "../../registry/client/push.js";
+import { flagOrEnv, parseCommandArgs } from "../args.js";
+import type { Command } from "../command.js";
+
+const help = `Usage: templar push <out-dir | manifest> --registry URL [--token T] [--json]
+
+Uploads templates to a registry: every *.manifest.json in <out-dir> (or the one manifest given),
+the artifacts it names that the registry lacks (resumable uploads), then the manifest and any
+signatures (<file>.asc) next to them. Pushing the same template again changes nothing; a version
+the registry has with other content is refused (versions are immutable).
+
+Options:
+  --registry URL   registry base URL (default: $TEMPLAR_REGISTRY)
+  --token T        push token (default: $TEMPLAR_TOKEN); never printed
+  --json           print one JSON object per template instead of text`;
+
+export const command: Command = {
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs("push", argv, {
+      registry: { type: "string" },
+      token: { type: "string" },
+      json: { type: "boolean" },
+    });
+    if (positionals.length !== 1)
+      throw usageError("push: expected one <out-dir | manifest> (see 'templar push --help')");
+    const registry = flagOrEnv(values.registry, "TEMPLAR_REGISTRY");
+    if (!registry) throw usageError("push: no registry: pass --registry URL or set TEMPLAR_REGISTRY");
+    const client = new RegistryClient({ registry, token: flagOrEnv(values.token, "TEMPLAR_TOKEN") });
+
+    // Validate every manifest and artifact first, so a bad out/ directory sends nothing.
+    const locals = [];
+    for (const file of await findManifests(positionals[0]!)) locals.push(await loadLocalTemplate(file));
+
+    for (const local of locals) {
+      const label = `push ${local.manifest.name}@${local.manifest.version}`;
+      const progress = createProgress(label, { enabled: !values.json });
+      let sent = 0;
+      const result = await pushTemplate(client, local, {
+        onProgress: (done, total, note) => {
+          sent = done;
+          progress.update(done, `${note} of ${total} B`);
+        },
+      });
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify({ ...result, registry: client.display })}\n`);
+      } else if (result.unchanged) {
+        process.stdout.write(`${label}: already in ${client.display}, nothing to do\n`);
+      } else {
+        progress.update(sent);
+        progress.finish(
+          `(${result.uploaded} blob(s) uploaded, ${local.artifacts.length - result.uploaded} already there)`,
+        );
+        process.stdout.write(`pushed ${result.name}@${result.version} to ${client.display}\n`);
+      }
+    }
+    return ExitCode.ok;
+  },
+};

@@ -1,0 +1,84 @@
+import { readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Format } from "../../common/manifest.js";
+
+/**
+ * The layout `templar pull` keeps in a host's template cache (default /vz/template/cache):
+ *
+ *   <name>.tar.gz                                   the template, only ever complete and verified
+ *   .templar/<name>.tar.gz.manifest.json            the exact manifest bytes it was pulled with
+ *   .templar/<name>.tar.gz.origin.json              registry, reference, version, digest, time
+ *   .templar/<name>.tar.gz.<digest12>.partial       an interrupted download, resumed next time
+ *
+ * The state lives in a hidden folder of the cache itself so renames stay on one filesystem and
+ * vzctl, vztmpl-dl and pveam (which look for `<name>.tar.*`) never see it.
+ */
+export const STATE_DIR = ".templar";
+export const DEFAULT_CACHE = "/vz/template/cache";
+
+export const OriginSchema = z.looseObject({
+  registry: z.string(),
+  ref: z.string(),
+  name: z.string(),
+  version: z.string(),
+  format: z.string(),
+  digest: z.string(),
+  size: z.number(),
+  pulled: z.string(),
+});
+export type Origin = z.infer<typeof OriginSchema>;
+
+export interface CachePaths {
+  final: string;
+  stateDir: string;
+  manifest: string;
+  origin: string;
+  partial: string;
+}
+
+export function cachePaths(dest: string, name: string, format: Format, hex: string): CachePaths {
+  const file = `${name}.${format}`;
+  const stateDir = join(dest, STATE_DIR);
+  return {
+    final: join(dest, file),
+    stateDir,
+    manifest: join(stateDir, `${file}.manifest.json`),
+    origin: join(stateDir, `${file}.origin.json`),
+    partial: join(stateDir, `${file}.${hex.slice(0, 12)}.partial`),
+  };
+}
+
+/** Removes partial downloads of `<name>.<format>` left for other digests (an older version). */
+export async function removeStalePartials(paths: CachePaths): Promise<void> {
+  const file = paths.final.slice(paths.final.lastIndexOf("/") + 1);
+  const names = await readdir(paths.stateDir).catch(() => [] as string[]);
+  const keep = paths.partial.slice(paths.partial.lastIndexOf("/") + 1);
+  for (const entry of names) {
+    if (entry !== keep && entry.startsWith(`${file}.`) && entry.endsWith(".partial")) {
+      await rm(join(paths.stateDir, entry), { force: true });
+    }
+  }
+}
+
+export async function readOrigin(path: string): Promise<Origin | null> {
+  try {
+    const parsed = OriginSchema.safeParse(JSON.parse(await readFile(path, "utf8")));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Every template pulled into `dest`, from the origin records (for `templar list`). */
+export async function listCache(dest: string): Promise<Origin[]> {
+  const dir = join(dest, STATE_DIR);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const out: Origin[] = [];
+  for (const entry of names.sort()) {
+    if (!entry.endsWith(".origin.json")) continue;
+    const origin = await readOrigin(join(dir, entry));
+    if (origin) out.push(origin);
+  }
+  return out;
+}

@@ -1,0 +1,242 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { ExitCode, UserError } from "../../common/errors.js";
+
+/**
+ * The HTTP client that push, pull, list (and later mirror) share. It knows the registry's base
+ * URL and bearer token, turns the registry's JSON error bodies into one-line UserErrors, and
+ * retries idempotent requests on connection errors and 5xx answers with exponential backoff.
+ *
+ * The token is only ever put into the Authorization header: it is never part of a message, and
+ * URLs are shown without user info, so nothing we print can leak it.
+ */
+export interface RegistryClientOptions {
+  /** Base URL of the registry, e.g. http://127.0.0.1:8080 (a path prefix is kept). */
+  registry: string;
+  token?: string | undefined;
+  /** Attempts for idempotent requests (first try included); default 5, or TEMPLAR_RETRIES. */
+  attempts?: number;
+  /** First backoff delay in ms, doubled each retry (with jitter), capped at 5 s. */
+  backoffMs?: number;
+}
+
+export interface RequestOptions {
+  headers?: Record<string, string>;
+  body?: Buffer | Uint8Array | string | ReadableStream<Uint8Array> | null;
+  /** Safe to send again after a connection error or 5xx (GET, HEAD, PUT of fixed bytes...). */
+  idempotent?: boolean;
+  /** Statuses handed back to the caller instead of turned into an error (2xx always are). */
+  accept?: number[];
+  /** Says what the request is for, as the start of error lines ("push debian-13@13.2.0"). */
+  what?: string;
+  signal?: AbortSignal;
+}
+
+/** An error answer from the registry; `status` and `code` let callers react to specific cases. */
+export class RegistryError extends UserError {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+    exitCode: number,
+  ) {
+    super(message, exitCode);
+    this.name = "RegistryError";
+  }
+}
+
+/** Errors thrown by fetch itself (refused, reset, DNS...) and by aborted body streams. */
+export function isConnectionError(err: unknown): boolean {
+  if (err instanceof UserError) return false;
+  if (!(err instanceof Error)) return false;
+  if (err.name === "AbortError" && !(err as { retryable?: boolean }).retryable) return false;
+  return true;
+}
+
+/** A short reason for a connection error: the system error code when there is one. */
+export function connectionReason(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
+}
+
+/** Removes user info (and with it any credentials) from a URL before it is shown. */
+export function displayUrl(url: string | URL): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    u.search = "";
+    return u.toString().replace(/\/$/, "");
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
+function exitCodeFor(status: number): number {
+  if (status === 404) return ExitCode.notFound;
+  return ExitCode.failure;
+}
+
+export class RegistryClient {
+  readonly base: URL;
+  readonly attempts: number;
+  private readonly backoffMs: number;
+  readonly #token: string | undefined;
+
+  constructor(options: RegistryClientOptions) {
+    let base: URL;
+    try {
+      base = new URL(options.registry);
+    } catch {
+      throw new UserError(
+        `registry URL ${JSON.stringify(displayUrl(options.registry))} is not a valid URL`,
+        2,
+      );
+    }
+    if (base.protocol !== "http:" && base.protocol !== "https:") {
+      throw new UserError(`registry URL must start with http:// or https:// (got ${base.protocol})`, 2);
+    }
+    if (base.username || base.password) {
+      throw new UserError(
+        "registry URL must not contain credentials: pass the token with --token or TEMPLAR_TOKEN",
+        2,
+      );
+    }
+    if (!base.pathname.endsWith("/")) base.pathname += "/";
+    this.base = base;
+    this.#token = options.token || undefined;
+    const envAttempts = Number(process.env.TEMPLAR_RETRIES);
+    this.attempts = options.attempts ?? (Number.isInteger(envAttempts) && envAttempts > 0 ? envAttempts : 5);
+    this.backoffMs = options.backoffMs ?? 250;
+  }
+
+  get hasToken(): boolean {
+    return this.#token !== undefined;
+  }
+
+  /** Absolute URL for an API path such as "v1/blobs/sha256:..." (leading slash optional). */
+  url(path: string): URL {
+    return new URL(path.replace(/^\//, ""), this.base);
+  }
+
+  /** The registry as shown to users: no credentials, no trailing slash. */
+  get display(): string {
+    return displayUrl(this.base);
+  }
+
+  /** Waits before retry number `attempt` (1-based): 250 ms, 500 ms, 1 s ... up to 5 s, with jitter. */
+  async backoff(attempt: number, signal?: AbortSignal): Promise<void> {
+    const delay = Math.min(5000, this.backoffMs * 2 ** (attempt - 1));
+    await sleep(delay / 2 + Math.random() * (delay / 2), undefined, signal ? { signal } : undefined);
+  }
+
+  /** Headers every request carries; the token goes nowhere else. */
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    const headers: Record<string, string> = { "user-agent": "templar/0.1", ...extra };
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    return headers;
+  }
+
+  /**
+   * Sends one request. Returns the Response for 2xx and for statuses in `accept`; throws a
+   * RegistryError for other statuses and a UserError when the registry cannot be reached.
+   */
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+    const url = this.url(path);
+    const what = options.what ? `${options.what}: ` : "";
+    const attempts = options.idempotent ? this.attempts : 1;
+    let lastProblem = "";
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (attempt > 1) await this.backoff(attempt - 1, options.signal);
+      let response: Response;
+      try {
+        const init: RequestInit & { duplex?: "half" } = {
+          method,
+          headers: this.headers(options.headers),
+          body: options.body ?? null,
+          redirect: "follow",
+        };
+        if (options.signal) init.signal = options.signal;
+        if (options.body && typeof (options.body as ReadableStream).getReader === "function") {
+          init.duplex = "half";
+        }
+        response = await fetch(url, init);
+      } catch (err) {
+        if (!isConnectionError(err)) throw err;
+        lastProblem = `cannot reach registry ${this.display} (${connectionReason(err)})`;
+        continue;
+      }
+      if (response.ok || options.accept?.includes(response.status)) return response;
+      if (response.status >= 500 && attempt < attempts) {
+        lastProblem = `registry said ${response.status}`;
+        await response.body?.cancel().catch(() => {});
+        continue;
+      }
+      throw await this.errorFrom(response, what);
+    }
+    throw new UserError(`${what}${lastProblem}${attempts > 1 ? ` (after ${attempts} attempts)` : ""}`);
+  }
+
+  /** GET of a JSON document, retried like every idempotent request. */
+  async getJson(path: string, what?: string): Promise<unknown> {
+    const response = await this.request("GET", path, {
+      idempotent: true,
+      headers: { accept: "application/json" },
+      ...(what ? { what } : {}),
+    });
+    const text = await response.text();
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new UserError(
+        `${what ? `${what}: ` : ""}registry answered ${path} with something that is not JSON`,
+      );
+    }
+  }
+
+  /** Builds "registry said 409 version_exists: <message>" from an error answer. */
+  async errorFrom(response: Response, what = ""): Promise<RegistryError> {
+    let code = statusCode(response.status);
+    let message = response.statusText || "";
+    try {
+      const text = (await response.text()).slice(0, 64 * 1024);
+      const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+      if (typeof body?.error?.code === "string") code = body.error.code;
+      if (typeof body?.error?.message === "string") message = body.error.message;
+    } catch {
+      // Not our JSON error shape (a proxy's HTML page, say): status and reason phrase suffice.
+    }
+    const oneLine = message.replace(/[\r\n]+/g, " ").slice(0, 500);
+    let hint = "";
+    if (response.status === 401) {
+      hint = this.#token ? " (the token was refused)" : " (no token: pass --token or set TEMPLAR_TOKEN)";
+    } else if (response.status === 403) {
+      hint = " (the token lacks the scope for this)";
+    }
+    return new RegistryError(
+      `${what}registry said ${response.status} ${code}${oneLine ? `: ${oneLine}` : ""}${hint}`,
+      response.status,
+      code,
+      exitCodeFor(response.status),
+    );
+  }
+}
+
+function statusCode(status: number): string {
+  const names: Record<number, string> = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "too_large",
+    416: "range_not_satisfiable",
+  };
+  return names[status] ?? (status >= 500 ? "server_error" : "error");
+}
+
+/** Whether a failed attempt at a transfer is worth another try (network trouble, 5xx, 408, 429). */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof RegistryError) return err.status >= 500 || err.status === 408 || err.status === 429;
+  if (err instanceof UserError) return err.message.includes("cannot reach registry");
+  return isConnectionError(err);
+}

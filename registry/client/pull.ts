@@ -1,0 +1,138 @@
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import semver from "semver";
+import { writeFileAtomic } from "../../common/atomic.js";
+import { parseDigest, sha256Hex } from "../../common/digest.js";
+import { ExitCode, UserError } from "../../common/errors.js";
+import { type Format, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
+import { cachePaths, readOrigin, removeStalePartials } from "./cache.js";
+import { DigestMismatch, DownloadInterrupted, downloadBlob } from "./download.js";
+import type { RegistryClient } from "./http.js";
+import { manifestPath, type TemplateRef } from "./ref.js";
+
+export interface PullOptions {
+  dest: string;
+  format: Format;
+  onProgress?: (received: number, total: number) => void;
+}
+
+export interface PullResult {
+  name: string;
+  version: string;
+  format: Format;
+  digest: string;
+  size: number;
+  path: string;
+  /** True when the cache already held exactly this artifact and nothing was downloaded. */
+  upToDate: boolean;
+}
+
+export interface FetchedManifest {
+  manifest: Manifest;
+  bytes: Buffer;
+  digest: string;
+}
+
+/**
+ * Fetches and checks the manifest a reference resolves to: its bytes must hash to the ETag the
+ * registry sent, parse as a manifest, and actually be the name (and version, or range) asked for.
+ */
+export async function fetchManifest(client: RegistryClient, ref: TemplateRef): Promise<FetchedManifest> {
+  const what = `${ref.name}@${ref.ref}`;
+  const response = await client.request("GET", manifestPath(ref), {
+    what,
+    idempotent: true,
+    headers: { accept: "application/json" },
+  });
+  const bytes = Buffer.from(await response.arrayBuffer());
+  if (bytes.length > MAX_MANIFEST_BYTES) throw new UserError(`${what}: manifest is larger than 1 MiB`);
+  const digest = `sha256:${sha256Hex(bytes)}`;
+  const etag = response.headers.get("etag")?.replace(/^W\//, "").replace(/"/g, "");
+  if (etag && parseDigest(etag) !== null && etag !== digest) {
+    throw new DigestMismatch(`${what}: manifest bytes have ${digest}, the registry's ETag says ${etag}`);
+  }
+  const manifest = parseManifest(bytes, `manifest of ${what} from ${client.display}`);
+  const wrong =
+    manifest.name !== ref.name
+      ? `names template ${manifest.name}`
+      : ref.kind === "version" && manifest.version !== ref.ref
+        ? `has version ${manifest.version}`
+        : ref.kind === "range" && !semver.satisfies(manifest.version, ref.ref, { includePrerelease: true })
+          ? `has version ${manifest.version}, outside the range`
+          : null;
+  if (wrong)
+    throw new UserError(
+      `${what}: the registry answered with a manifest that ${wrong}`,
+      ExitCode.verification,
+    );
+  return { manifest, bytes, digest };
+}
+
+/** `templar pull`: resolve, download with resume, verify, and only then rename into place. */
+export async function pullTemplate(
+  client: RegistryClient,
+  ref: TemplateRef,
+  options: PullOptions,
+): Promise<PullResult> {
+  const { manifest, bytes } = await fetchManifest(client, ref);
+  const what = `${manifest.name}@${manifest.version}`;
+  const artifact = manifest.artifacts.find((a) => a.format === options.format);
+  if (!artifact) {
+    const has = manifest.artifacts.map((a) => a.format).join(", ");
+    throw new UserError(`${what} has no ${options.format} artifact (it has ${has})`, ExitCode.notFound);
+  }
+  const hex = parseDigest(artifact.digest)!;
+  await mkdir(options.dest, { recursive: true });
+  const paths = cachePaths(options.dest, manifest.name, options.format, hex);
+  await mkdir(paths.stateDir, { recursive: true });
+  const result: PullResult = {
+    name: manifest.name,
+    version: manifest.version,
+    format: options.format,
+    digest: artifact.digest,
+    size: artifact.size,
+    path: paths.final,
+    upToDate: false,
+  };
+
+  const origin = await readOrigin(paths.origin);
+  const present = await stat(paths.final).catch(() => null);
+  if (origin?.digest === artifact.digest && present?.size === artifact.size) {
+    return { ...result, upToDate: true };
+  }
+
+  await removeStalePartials(paths);
+  try {
+    await downloadBlob(client, {
+      digest: artifact.digest,
+      size: artifact.size,
+      partial: paths.partial,
+      what,
+      onProgress: (received) => options.onProgress?.(received, artifact.size),
+    });
+  } catch (err) {
+    // A broken connection keeps its partial file for the next attempt to resume; anything
+    // else (refused, not found, mismatch) leaves nothing behind.
+    if (!(err instanceof DownloadInterrupted)) await rm(paths.partial, { force: true });
+    throw err;
+  }
+  await rename(paths.partial, paths.final);
+  await writeFileAtomic(paths.manifest, bytes);
+  await writeFileAtomic(
+    paths.origin,
+    `${JSON.stringify(
+      {
+        registry: client.display,
+        ref: `${ref.name}@${ref.ref}`,
+        name: manifest.name,
+        version: manifest.version,
+        format: options.format,
+        digest: artifact.digest,
+        size: artifact.size,
+        pulled: new Date().toISOString(),
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  return result;
+}

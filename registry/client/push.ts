@@ -1,0 +1,186 @@
+import { readdir, readFile, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { ExitCode, UserError } from "../../common/errors.js";
+import {
+  type Artifact,
+  artifactFileName,
+  MAX_MANIFEST_BYTES,
+  type Manifest,
+  parseManifest,
+} from "../../common/manifest.js";
+import type { RegistryClient } from "./http.js";
+import { uploadBlob } from "./upload.js";
+
+/** One manifest found on disk with the artifact files next to it. */
+export interface LocalTemplate {
+  manifestFile: string;
+  bytes: Buffer;
+  manifest: Manifest;
+  artifacts: { artifact: Artifact; file: string; signature: string | null }[];
+  /** `<manifest>.asc` when present. */
+  signature: string | null;
+}
+
+export interface PushResult {
+  name: string;
+  version: string;
+  /** Blobs uploaded (the rest were already in the registry). */
+  uploaded: number;
+  uploadedBytes: number;
+  /** The registry already had this exact manifest: nothing was sent. */
+  unchanged: boolean;
+}
+
+export interface PushOptions {
+  onProgress?: (sent: number, total: number, note: string) => void;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null))?.isFile() ?? false;
+}
+
+/** Finds the manifests to push: the file itself, or every `*.manifest.json` in a directory. */
+export async function findManifests(input: string): Promise<string[]> {
+  const info = await stat(input).catch(() => null);
+  if (!info) throw new UserError(`push: ${input}: no such file or directory`, ExitCode.notFound);
+  if (info.isFile()) return [input];
+  const files = (await readdir(input)).filter((f) => f.endsWith(".manifest.json")).sort();
+  if (files.length === 0) {
+    throw new UserError(
+      `push: ${input}: no *.manifest.json in this directory (run templar build or pack first)`,
+      4,
+    );
+  }
+  return files.map((f) => join(input, f));
+}
+
+/** Reads and validates a manifest and checks that its artifact files are there with the right sizes. */
+export async function loadLocalTemplate(manifestFile: string): Promise<LocalTemplate> {
+  const bytes = await readFile(manifestFile);
+  if (bytes.length > MAX_MANIFEST_BYTES)
+    throw new UserError(`${manifestFile}: manifest is larger than 1 MiB`);
+  const manifest = parseManifest(bytes, manifestFile);
+  const dir = dirname(manifestFile);
+  const artifacts: LocalTemplate["artifacts"] = [];
+  for (const artifact of manifest.artifacts) {
+    const file = join(dir, artifactFileName(manifest.name, manifest.version, artifact.format));
+    const info = await stat(file).catch(() => null);
+    if (!info?.isFile()) {
+      throw new UserError(
+        `${manifestFile}: names a ${artifact.format} artifact, but ${basename(file)} is not next to it`,
+        ExitCode.notFound,
+      );
+    }
+    if (info.size !== artifact.size) {
+      throw new UserError(
+        `${file}: ${info.size} bytes, the manifest says ${artifact.size} (rebuild or re-pack)`,
+        ExitCode.verification,
+      );
+    }
+    artifacts.push({ artifact, file, signature: (await exists(`${file}.asc`)) ? `${file}.asc` : null });
+  }
+  const signature = (await exists(`${manifestFile}.asc`)) ? `${manifestFile}.asc` : null;
+  return { manifestFile, bytes, manifest, artifacts, signature };
+}
+
+/**
+ * Pushes one template: blobs the registry lacks (HEAD first), then the manifest. Pushing the
+ * same thing again is a no-op; a version that exists with other bytes is refused before any
+ * upload, as the registry would refuse its manifest with 409 afterwards anyway.
+ */
+export async function pushTemplate(
+  client: RegistryClient,
+  local: LocalTemplate,
+  options: PushOptions = {},
+): Promise<PushResult> {
+  const { manifest, bytes } = local;
+  const what = `push ${manifest.name}@${manifest.version}`;
+  const versionPath = `v1/templates/${encodeURIComponent(manifest.name)}/${encodeURIComponent(manifest.version)}`;
+  const result: PushResult = {
+    name: manifest.name,
+    version: manifest.version,
+    uploaded: 0,
+    uploadedBytes: 0,
+    unchanged: false,
+  };
+
+  // Already there? (Needs pull access; without it we go on and let the PUT decide.)
+  const current = await client.request("GET", versionPath, {
+    what,
+    idempotent: true,
+    accept: [401, 403, 404],
+  });
+  if (current.ok) {
+    const have = Buffer.from(await current.arrayBuffer());
+    if (have.equals(bytes)) return { ...result, unchanged: true };
+    throw new UserError(
+      `${what}: the registry already has ${manifest.version} with other content; versions are immutable (bump the version)`,
+    );
+  }
+  await current.body?.cancel().catch(() => {});
+
+  const missing: LocalTemplate["artifacts"] = [];
+  for (const entry of local.artifacts) {
+    const head = await client.request("HEAD", `v1/blobs/${entry.artifact.digest}`, {
+      what,
+      idempotent: true,
+      accept: [404],
+    });
+    if (head.status === 404) missing.push(entry);
+  }
+  const total = missing.reduce((sum, e) => sum + e.artifact.size, 0);
+  let done = 0;
+  for (const entry of missing) {
+    await uploadBlob(client, {
+      file: entry.file,
+      size: entry.artifact.size,
+      digest: entry.artifact.digest,
+      what: `${what} (${basename(entry.file)})`,
+      onProgress: (sent) => options.onProgress?.(done + sent, total, basename(entry.file)),
+    });
+    done += entry.artifact.size;
+    result.uploaded++;
+  }
+  result.uploadedBytes = total;
+
+  const put = await client.request("PUT", versionPath, {
+    what,
+    body: bytes,
+    idempotent: true,
+    headers: { "content-type": "application/json" },
+  });
+  await put.body?.cancel().catch(() => {});
+  await pushSignatures(client, local, versionPath, what);
+  return result;
+}
+
+/**
+ * Signatures made by `templar build --sign-key` sit next to the files they sign. The manifest's
+ * goes to `{version}/signature`; an artifact's to `{version}/artifacts/{format}/signature`.
+ */
+async function pushSignatures(
+  client: RegistryClient,
+  local: LocalTemplate,
+  versionPath: string,
+  what: string,
+): Promise<void> {
+  const uploads: { path: string; file: string }[] = [];
+  if (local.signature) uploads.push({ path: `${versionPath}/signature`, file: local.signature });
+  for (const entry of local.artifacts) {
+    if (entry.signature) {
+      uploads.push({
+        path: `${versionPath}/artifacts/${entry.artifact.format}/signature`,
+        file: entry.signature,
+      });
+    }
+  }
+  for (const upload of uploads) {
+    const response = await client.request("PUT", upload.path, {
+      what: `${what} (${basename(upload.file)})`,
+      body: await readFile(upload.file),
+      idempotent: true,
+      headers: { "content-type": "application/pgp-signature" },
+    });
+    await response.body?.cancel().catch(() => {});
+  }
+}

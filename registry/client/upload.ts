@@ -1,0 +1,150 @@
+import { createReadStream } from "node:fs";
+import { Readable } from "node:stream";
+import { UserError } from "../../common/errors.js";
+import { isRetryable, type RegistryClient, RegistryError } from "./http.js";
+
+/**
+ * Resumable blob upload (DESIGN.md: POST /v1/uploads, PATCH chunks with Content-Range, GET tells
+ * the offset to resume from, PUT ?digest= completes). When a chunk's connection breaks, we ask
+ * the registry how much it kept and go on from there, so a 1 GiB push that loses its connection
+ * near the end re-sends only the tail.
+ */
+export interface UploadOptions {
+  file: string;
+  size: number;
+  digest: string;
+  /** Bytes per PATCH; default 256 MiB or TEMPLAR_UPLOAD_CHUNK (tests use small chunks). */
+  chunkSize?: number;
+  /** Called with the bytes of this blob sent so far (may go back after a resume). */
+  onProgress?: (sent: number) => void;
+  what: string;
+}
+
+const DEFAULT_CHUNK = 256 * 1024 * 1024;
+
+function chunkSizeFromEnv(): number {
+  const n = Number(process.env.TEMPLAR_UPLOAD_CHUNK);
+  return Number.isInteger(n) && n > 0 ? n : DEFAULT_CHUNK;
+}
+
+/** Reads the upload's offset from an answer: JSON `offset`, `Upload-Offset`, or `Range: 0-<last>`. */
+export async function offsetFrom(response: Response): Promise<number | null> {
+  const header = response.headers.get("upload-offset");
+  if (header !== null && /^\d+$/.test(header)) return Number(header);
+  const range = response.headers.get("range");
+  if (range !== null) {
+    const m = /^(?:bytes=)?0-(\d+)$/.exec(range.trim());
+    if (m) return Number(m[1]) + 1;
+  }
+  const type = response.headers.get("content-type") ?? "";
+  if (type.includes("json")) {
+    try {
+      const body = (await response.json()) as { offset?: unknown };
+      if (typeof body.offset === "number") return body.offset;
+    } catch {
+      // fall through
+    }
+  } else {
+    await response.body?.cancel().catch(() => {});
+  }
+  return null;
+}
+
+/** Where the registry says the upload lives: JSON `id`, else the last segment of Location. */
+async function uploadIdFrom(response: Response): Promise<string> {
+  const type = response.headers.get("content-type") ?? "";
+  if (type.includes("json")) {
+    const body = (await response.json().catch(() => ({}))) as { id?: unknown };
+    if (typeof body.id === "string" && body.id) return body.id;
+  } else {
+    await response.body?.cancel().catch(() => {});
+  }
+  const location = response.headers.get("location");
+  if (location) {
+    const id = location
+      .replace(/[?#].*$/, "")
+      .split("/")
+      .filter(Boolean)
+      .pop();
+    if (id) return decodeURIComponent(id);
+  }
+  throw new UserError("registry answered POST /v1/uploads without an upload id (no JSON id, no Location)");
+}
+
+export async function uploadBlob(client: RegistryClient, options: UploadOptions): Promise<void> {
+  const { file, size, digest, what } = options;
+  const chunkSize = options.chunkSize ?? chunkSizeFromEnv();
+  const created = await client.request("POST", "v1/uploads", { what, headers: { "content-length": "0" } });
+  const id = await uploadIdFrom(created);
+  const path = `v1/uploads/${encodeURIComponent(id)}`;
+
+  let offset = 0;
+  let failures = 0;
+  while (offset < size) {
+    const end = Math.min(size, offset + chunkSize) - 1;
+    try {
+      const response = await sendChunk(client, path, file, offset, end, size, what, (sent) =>
+        options.onProgress?.(offset + sent),
+      );
+      const reported = await offsetFrom(response);
+      offset = reported ?? end + 1;
+      failures = 0;
+    } catch (err) {
+      // 416/409: the registry's offset differs from ours (an earlier attempt landed after all).
+      const offsetConflict = err instanceof RegistryError && (err.status === 416 || err.status === 409);
+      if (!isRetryable(err) && !offsetConflict) throw err;
+      failures++;
+      if (failures >= client.attempts) {
+        throw new UserError(
+          `${what}: upload kept failing at byte ${offset} of ${size}: ${(err as Error).message}`,
+        );
+      }
+      await client.backoff(failures);
+      // The registry may have kept part of the chunk (or none of it): ask where to go on.
+      const state = await client.request("GET", path, { what, idempotent: true });
+      const reported = await offsetFrom(state);
+      if (reported === null)
+        throw new UserError(`${what}: registry did not say how much of the upload it has`);
+      if (reported > offset) failures = 0;
+      offset = reported;
+      options.onProgress?.(offset);
+    }
+  }
+  const done = await client.request("PUT", `${path}?digest=${encodeURIComponent(digest)}`, {
+    what,
+    headers: { "content-length": "0" },
+  });
+  await done.body?.cancel().catch(() => {});
+}
+
+async function sendChunk(
+  client: RegistryClient,
+  path: string,
+  file: string,
+  start: number,
+  end: number,
+  total: number,
+  what: string,
+  onSent: (sent: number) => void,
+): Promise<Response> {
+  let sent = 0;
+  const stream = createReadStream(file, { start, end, highWaterMark: 1 << 20 });
+  stream.on("data", (chunk) => {
+    sent += (chunk as Buffer).length;
+    onSent(sent);
+  });
+  const body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+  try {
+    return await client.request("PATCH", path, {
+      what,
+      body,
+      headers: {
+        "content-type": "application/octet-stream",
+        "content-length": String(end - start + 1),
+        "content-range": `bytes ${start}-${end}/${total}`,
+      },
+    });
+  } finally {
+    stream.destroy();
+  }
+}
