@@ -4,6 +4,7 @@ import { type FileHandle, open, rm, stat } from "node:fs/promises";
 import { parseDigest } from "../../common/digest.js";
 import { ExitCode, UserError } from "../../common/errors.js";
 import { connectionReason, isRetryable, type RegistryClient } from "./http.js";
+import type { Reply } from "./transport.js";
 
 /**
  * Downloads a blob into `partial`, resuming where the file (or a broken connection) left off
@@ -74,25 +75,25 @@ export async function downloadBlob(client: RegistryClient, options: DownloadOpti
       headers["if-range"] = `"${digest}"`;
     }
     let file: FileHandle | null = null;
+    let response: Reply | null = null;
     try {
-      const response = await client.request("GET", `v1/blobs/${digest}`, { what, headers, idempotent: true });
+      response = await client.request("GET", `v1/blobs/${digest}`, { what, headers, idempotent: true });
       if (received > 0 && response.status === 200) {
         // The registry ignored the range (or If-Range did not match): start over.
         hash = createHash("sha256");
         received = 0;
         file = await open(partial, "w");
       } else if (response.status === 206) {
-        const start = /^bytes (\d+)-/.exec(response.headers.get("content-range") ?? "")?.[1];
+        const start = /^bytes (\d+)-/.exec(response.header("content-range") ?? "")?.[1];
         if (Number(start) !== received) {
-          await response.body?.cancel().catch(() => {});
+          response.discard();
           throw new UserError(`${what}: registry answered a range from byte ${start}, asked for ${received}`);
         }
         file = await open(partial, "a");
       } else {
         file = await open(partial, "w");
       }
-      if (!response.body) throw new UserError(`${what}: registry sent no body`);
-      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
         if (received + chunk.length > size) {
           throw new DigestMismatch(`${what}: registry sent more than the ${size} bytes the manifest names`);
         }
@@ -118,6 +119,7 @@ export async function downloadBlob(client: RegistryClient, options: DownloadOpti
         );
       }
     } finally {
+      if (response && !response.body.readableEnded) response.body.destroy();
       if (file) {
         await file.sync().catch(() => {});
         await file.close().catch(() => {});

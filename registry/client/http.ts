@@ -1,5 +1,7 @@
+import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ExitCode, UserError } from "../../common/errors.js";
+import { type Reply, send } from "./transport.js";
 
 /**
  * The HTTP client that push, pull, list (and later mirror) share. It knows the registry's base
@@ -21,14 +23,14 @@ export interface RegistryClientOptions {
 
 export interface RequestOptions {
   headers?: Record<string, string>;
-  body?: Buffer | Uint8Array | string | ReadableStream<Uint8Array> | null;
+  /** A Buffer (retried when idempotent) or a stream (sent once). */
+  body?: Buffer | Readable | null;
   /** Safe to send again after a connection error or 5xx (GET, HEAD, PUT of fixed bytes...). */
   idempotent?: boolean;
   /** Statuses handed back to the caller instead of turned into an error (2xx always are). */
   accept?: number[];
   /** Says what the request is for, as the start of error lines ("push debian-13@13.2.0"). */
   what?: string;
-  signal?: AbortSignal;
 }
 
 /** An error answer from the registry; `status` and `code` let callers react to specific cases. */
@@ -124,9 +126,9 @@ export class RegistryClient {
   }
 
   /** Waits before retry number `attempt` (1-based): 250 ms, 500 ms, 1 s ... up to 5 s, with jitter. */
-  async backoff(attempt: number, signal?: AbortSignal): Promise<void> {
+  async backoff(attempt: number): Promise<void> {
     const delay = Math.min(5000, this.backoffMs * 2 ** (attempt - 1));
-    await sleep(delay / 2 + Math.random() * (delay / 2), undefined, signal ? { signal } : undefined);
+    await sleep(delay / 2 + Math.random() * (delay / 2));
   }
 
   /** Headers every request carries; the token goes nowhere else. */
@@ -137,41 +139,36 @@ export class RegistryClient {
   }
 
   /**
-   * Sends one request. Returns the Response for 2xx and for statuses in `accept`; throws a
+   * Sends one request. Returns the Reply for 2xx and for statuses in `accept`; throws a
    * RegistryError for other statuses and a UserError when the registry cannot be reached.
+   * Only idempotent requests with a Buffer body (or none) are retried.
    */
-  async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<Reply> {
     const url = this.url(path);
     const what = options.what ? `${options.what}: ` : "";
-    const attempts = options.idempotent ? this.attempts : 1;
+    const body = options.body ?? null;
+    const retryable = options.idempotent && (body === null || Buffer.isBuffer(body));
+    const attempts = retryable ? this.attempts : 1;
     let lastProblem = "";
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      if (attempt > 1) await this.backoff(attempt - 1, options.signal);
-      let response: Response;
+      if (attempt > 1) await this.backoff(attempt - 1);
+      let reply: Reply;
       try {
-        const init: RequestInit & { duplex?: "half" } = {
-          method,
-          headers: this.headers(options.headers),
-          body: options.body ?? null,
-          redirect: "follow",
-        };
-        if (options.signal) init.signal = options.signal;
-        if (options.body && typeof (options.body as ReadableStream).getReader === "function") {
-          init.duplex = "half";
-        }
-        response = await fetch(url, init);
+        const headers = this.headers(options.headers);
+        if (Buffer.isBuffer(body)) headers["content-length"] = String(body.length);
+        reply = await send(url, { method, headers, body });
       } catch (err) {
         if (!isConnectionError(err)) throw err;
         lastProblem = `cannot reach registry ${this.display} (${connectionReason(err)})`;
         continue;
       }
-      if (response.ok || options.accept?.includes(response.status)) return response;
-      if (response.status >= 500 && attempt < attempts) {
-        lastProblem = `registry said ${response.status}`;
-        await response.body?.cancel().catch(() => {});
+      if (reply.ok || options.accept?.includes(reply.status)) return reply;
+      if (reply.status >= 500 && attempt < attempts) {
+        lastProblem = `registry said ${reply.status}`;
+        reply.discard();
         continue;
       }
-      throw await this.errorFrom(response, what);
+      throw await this.errorFrom(reply, what);
     }
     throw new UserError(`${what}${lastProblem}${attempts > 1 ? ` (after ${attempts} attempts)` : ""}`);
   }
@@ -194,11 +191,11 @@ export class RegistryClient {
   }
 
   /** Builds "registry said 409 version_exists: <message>" from an error answer. */
-  async errorFrom(response: Response, what = ""): Promise<RegistryError> {
+  async errorFrom(response: Reply, what = ""): Promise<RegistryError> {
     let code = statusCode(response.status);
     let message = response.statusText || "";
     try {
-      const text = (await response.text()).slice(0, 64 * 1024);
+      const text = (await response.buffer(64 * 1024)).toString("utf8");
       const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
       if (typeof body?.error?.code === "string") code = body.error.code;
       if (typeof body?.error?.message === "string") message = body.error.message;

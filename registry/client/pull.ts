@@ -43,10 +43,10 @@ export async function fetchManifest(client: RegistryClient, ref: TemplateRef): P
     idempotent: true,
     headers: { accept: "application/json" },
   });
-  const bytes = Buffer.from(await response.arrayBuffer());
+  const bytes = await response.buffer(MAX_MANIFEST_BYTES + 1);
   if (bytes.length > MAX_MANIFEST_BYTES) throw new UserError(`${what}: manifest is larger than 1 MiB`);
   const digest = `sha256:${sha256Hex(bytes)}`;
-  const etag = response.headers.get("etag")?.replace(/^W\//, "").replace(/"/g, "");
+  const etag = response.header("etag")?.replace(/^W\//, "").replace(/"/g, "");
   if (etag && parseDigest(etag) !== null && etag !== digest) {
     throw new DigestMismatch(`${what}: manifest bytes have ${digest}, the registry's ETag says ${etag}`);
   }

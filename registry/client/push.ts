@@ -111,13 +111,13 @@ export async function pushTemplate(
     accept: [401, 403, 404],
   });
   if (current.ok) {
-    const have = Buffer.from(await current.arrayBuffer());
+    const have = await current.buffer(MAX_MANIFEST_BYTES + 1);
     if (have.equals(bytes)) return { ...result, unchanged: true };
     throw new UserError(
       `${what}: the registry already has ${manifest.version} with other content; versions are immutable (bump the version)`,
     );
   }
-  await current.body?.cancel().catch(() => {});
+  current.discard();
 
   const missing: LocalTemplate["artifacts"] = [];
   for (const entry of local.artifacts) {
@@ -126,6 +126,7 @@ export async function pushTemplate(
       idempotent: true,
       accept: [404],
     });
+    head.discard();
     if (head.status === 404) missing.push(entry);
   }
   const total = missing.reduce((sum, e) => sum + e.artifact.size, 0);
@@ -149,7 +150,7 @@ export async function pushTemplate(
     idempotent: true,
     headers: { "content-type": "application/json" },
   });
-  await put.body?.cancel().catch(() => {});
+  put.discard();
   await pushSignatures(client, local, versionPath, what);
   return result;
 }
@@ -181,6 +182,6 @@ async function pushSignatures(
       idempotent: true,
       headers: { "content-type": "application/pgp-signature" },
     });
-    await response.body?.cancel().catch(() => {});
+    response.discard();
   }
 }

@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
-import { Readable } from "node:stream";
 import { UserError } from "../../common/errors.js";
 import { isRetryable, type RegistryClient, RegistryError } from "./http.js";
+import type { Reply } from "./transport.js";
 
 /**
  * Resumable blob upload (DESIGN.md: POST /v1/uploads, PATCH chunks with Content-Range, GET tells
@@ -28,38 +28,39 @@ function chunkSizeFromEnv(): number {
 }
 
 /** Reads the upload's offset from an answer: JSON `offset`, `Upload-Offset`, or `Range: 0-<last>`. */
-export async function offsetFrom(response: Response): Promise<number | null> {
-  const header = response.headers.get("upload-offset");
+export async function offsetFrom(response: Reply): Promise<number | null> {
+  let fromBody: number | null = null;
+  if ((response.header("content-type") ?? "").includes("json")) {
+    try {
+      const body = JSON.parse(await response.text()) as { offset?: unknown };
+      if (typeof body.offset === "number") fromBody = body.offset;
+    } catch {
+      // not JSON after all: the headers may still say it
+    }
+  } else {
+    response.discard();
+  }
+  if (fromBody !== null) return fromBody;
+  const header = response.header("upload-offset");
   if (header !== null && /^\d+$/.test(header)) return Number(header);
-  const range = response.headers.get("range");
+  const range = response.header("range");
   if (range !== null) {
     const m = /^(?:bytes=)?0-(\d+)$/.exec(range.trim());
     if (m) return Number(m[1]) + 1;
-  }
-  const type = response.headers.get("content-type") ?? "";
-  if (type.includes("json")) {
-    try {
-      const body = (await response.json()) as { offset?: unknown };
-      if (typeof body.offset === "number") return body.offset;
-    } catch {
-      // fall through
-    }
-  } else {
-    await response.body?.cancel().catch(() => {});
   }
   return null;
 }
 
 /** Where the registry says the upload lives: JSON `id`, else the last segment of Location. */
-async function uploadIdFrom(response: Response): Promise<string> {
-  const type = response.headers.get("content-type") ?? "";
-  if (type.includes("json")) {
-    const body = (await response.json().catch(() => ({}))) as { id?: unknown };
-    if (typeof body.id === "string" && body.id) return body.id;
+async function uploadIdFrom(response: Reply): Promise<string> {
+  if ((response.header("content-type") ?? "").includes("json")) {
+    const body = JSON.parse(await response.text().catch(() => "{}")) as { id?: unknown; uploadId?: unknown };
+    const id = body.id ?? body.uploadId;
+    if (typeof id === "string" && id) return id;
   } else {
-    await response.body?.cancel().catch(() => {});
+    response.discard();
   }
-  const location = response.headers.get("location");
+  const location = response.header("location");
   if (location) {
     const id = location
       .replace(/[?#].*$/, "")
@@ -114,7 +115,7 @@ export async function uploadBlob(client: RegistryClient, options: UploadOptions)
     what,
     headers: { "content-length": "0" },
   });
-  await done.body?.cancel().catch(() => {});
+  done.discard();
 }
 
 async function sendChunk(
@@ -126,18 +127,17 @@ async function sendChunk(
   total: number,
   what: string,
   onSent: (sent: number) => void,
-): Promise<Response> {
+): Promise<Reply> {
   let sent = 0;
   const stream = createReadStream(file, { start, end, highWaterMark: 1 << 20 });
   stream.on("data", (chunk) => {
     sent += (chunk as Buffer).length;
     onSent(sent);
   });
-  const body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
   try {
     return await client.request("PATCH", path, {
       what,
-      body,
+      body: stream,
       headers: {
         "content-type": "application/octet-stream",
         "content-length": String(end - start + 1),
