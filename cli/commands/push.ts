@@ -45,6 +45,7 @@ export const command: Command = {
           progress.update(done, `${note} of ${total} B`);
         },
       });
+      for (const note of result.notes) process.stderr.write(`templar: note: ${note}\n`);
       if (values.json) {
         process.stdout.write(`${JSON.stringify({ ...result, registry: client.display })}\n`);
       } else if (result.unchanged) {

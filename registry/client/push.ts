@@ -29,6 +29,8 @@ export interface PushResult {
   uploadedBytes: number;
   /** The registry already had this exact manifest: nothing was sent. */
   unchanged: boolean;
+  /** Things the user should know (signatures not sent...), one line each. */
+  notes: string[];
 }
 
 export interface PushOptions {
@@ -102,6 +104,7 @@ export async function pushTemplate(
     uploaded: 0,
     uploadedBytes: 0,
     unchanged: false,
+    notes: [],
   };
 
   // Already there? (Needs pull access; without it we go on and let the PUT decide.)
@@ -151,37 +154,34 @@ export async function pushTemplate(
     headers: { "content-type": "application/json" },
   });
   put.discard();
-  await pushSignatures(client, local, versionPath, what);
+  result.notes = await pushSignatures(client, local, versionPath, what);
   return result;
 }
 
 /**
  * Signatures made by `templar build --sign-key` sit next to the files they sign. The manifest's
- * goes to `{version}/signature`; an artifact's to `{version}/artifacts/{format}/signature`.
+ * goes to PUT `{version}/signature` (create-if-absent on the registry). The API has no place for
+ * artifact signatures yet (DESIGN's /precreated/<file>.asc): those are reported, not sent.
  */
 async function pushSignatures(
   client: RegistryClient,
   local: LocalTemplate,
   versionPath: string,
   what: string,
-): Promise<void> {
-  const uploads: { path: string; file: string }[] = [];
-  if (local.signature) uploads.push({ path: `${versionPath}/signature`, file: local.signature });
-  for (const entry of local.artifacts) {
-    if (entry.signature) {
-      uploads.push({
-        path: `${versionPath}/artifacts/${entry.artifact.format}/signature`,
-        file: entry.signature,
-      });
-    }
-  }
-  for (const upload of uploads) {
-    const response = await client.request("PUT", upload.path, {
-      what: `${what} (${basename(upload.file)})`,
-      body: await readFile(upload.file),
+): Promise<string[]> {
+  const notes: string[] = [];
+  if (local.signature) {
+    const response = await client.request("PUT", `${versionPath}/signature`, {
+      what: `${what} (${basename(local.signature)})`,
+      body: await readFile(local.signature),
       idempotent: true,
       headers: { "content-type": "application/pgp-signature" },
     });
     response.discard();
   }
+  for (const entry of local.artifacts) {
+    if (entry.signature)
+      notes.push(`${basename(entry.signature)} not pushed: the registry API has no artifact signatures yet`);
+  }
+  return notes;
 }
