@@ -2,6 +2,7 @@ import type { CommandEntry } from "../command.js";
 
 /** Every sub-command, in the order `templar --help` lists them. Each loads its module on use. */
 export const commands: Record<string, CommandEntry> = {
+  serve: { summary: "run the template registry", load: async () => (await import("./serve.js")).command },
   push: {
     summary: "upload templates (out/ directory or manifest) to a registry",
     load: async () => (await import("./push.js")).command,
@@ -13,5 +14,13 @@ export const commands: Record<string, CommandEntry> = {
   list: {
     summary: "templates in the local cache, or a registry's catalog (--remote)",
     load: async () => (await import("./list.js")).command,
+  },
+  token: {
+    summary: "create a registry token (token create --scope ...)",
+    load: async () => (await import("./token.js")).command,
+  },
+  gc: {
+    summary: "delete unreferenced blobs and abandoned uploads",
+    load: async () => (await import("./gc.js")).command,
   },
 };
