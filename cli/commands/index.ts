@@ -2,6 +2,14 @@ import type { CommandEntry } from "../command.js";
 
 /** Every sub-command, in the order `templar --help` lists them. Each loads its module on use. */
 export const commands: Record<string, CommandEntry> = {
+  pack: {
+    summary: "pack a root filesystem directory into a template and manifest",
+    load: async () => (await import("./pack.js")).default,
+  },
+  inspect: {
+    summary: "show a template or manifest and verify its digests",
+    load: async () => (await import("./inspect.js")).default,
+  },
   serve: { summary: "run the template registry", load: async () => (await import("./serve.js")).command },
   push: {
     summary: "upload templates (out/ directory or manifest) to a registry",
