@@ -7,6 +7,7 @@ import { pullTemplate } from "../../registry/client/pull.js";
 import { parseRef } from "../../registry/client/ref.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar pull <ref> [--registry URL] [--dest DIR] [--format gz|xz|zst] [--json]
 
@@ -57,14 +58,16 @@ export const command: Command = {
     const dest = flagOrEnv(values.dest, "TEMPLAR_CACHE", DEFAULT_CACHE)!;
 
     let progress: ReturnType<typeof createProgress> | null = null;
-    const result = await pullTemplate(client, ref, {
-      dest,
-      format,
-      onProgress: (received, total) => {
-        progress ??= createProgress(`pull ${ref.name}`, { total, enabled: !values.json });
-        progress.update(received);
-      },
-    });
+    const result = await clearingBarOnError(() =>
+      pullTemplate(client, ref, {
+        dest,
+        format,
+        onProgress: (received, total) => {
+          progress ??= createProgress(`pull ${ref.name}`, { total, enabled: !values.json });
+          progress.update(received);
+        },
+      }),
+    );
     if (values.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
     } else if (result.upToDate) {

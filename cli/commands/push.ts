@@ -4,6 +4,7 @@ import { RegistryClient } from "../../registry/client/http.js";
 import { findManifests, loadLocalTemplate, pushTemplate } from "../../registry/client/push.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar push <out-dir | manifest> --registry URL [--token T] [--json]
 
@@ -37,22 +38,22 @@ export const command: Command = {
 
     for (const local of locals) {
       const label = `push ${local.manifest.name}@${local.manifest.version}`;
-      const progress = createProgress(label, { enabled: !values.json });
-      let sent = 0;
-      const result = await pushTemplate(client, local, {
-        onProgress: (done, total, note) => {
-          sent = done;
-          progress.update(done, `${note} of ${total} B`);
-        },
-      });
+      let progress: ReturnType<typeof createProgress> | null = null;
+      const result = await clearingBarOnError(() =>
+        pushTemplate(client, local, {
+          onProgress: (done, total, file) => {
+            progress ??= createProgress(label, { total, enabled: !values.json });
+            progress.update(done, file);
+          },
+        }),
+      );
       for (const note of result.notes) process.stderr.write(`templar: note: ${note}\n`);
       if (values.json) {
         process.stdout.write(`${JSON.stringify({ ...result, registry: client.display })}\n`);
       } else if (result.unchanged) {
         process.stdout.write(`${label}: already in ${client.display}, nothing to do\n`);
       } else {
-        progress.update(sent);
-        progress.finish(
+        (progress as ReturnType<typeof createProgress> | null)?.finish(
           `(${result.uploaded} blob(s) uploaded, ${local.artifacts.length - result.uploaded} already there)`,
         );
         process.stdout.write(`pushed ${result.name}@${result.version} to ${client.display}\n`);
