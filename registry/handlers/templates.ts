@@ -19,6 +19,7 @@ interface CatalogEntry {
 
 /** GET /v1/templates?distro=&arch=: one entry per template the caller may pull. */
 export async function getCatalog(c: Ctx): Promise<Response> {
+  need(c, "pull", null);
   const { storage, summaries, index } = deps(c);
   const distro = c.req.query("distro");
   const arch = c.req.query("arch");
