@@ -61,14 +61,14 @@ describe("a registry killed with SIGKILL in the middle of 20 concurrent uploads"
     }));
     const acknowledged = new Set<string>();
     const manifestsAcknowledged: { name: string; version: string; manifest: Buffer }[] = [];
-    let uploadIds: string[] = [];
+    const uploadIds = new Map<string, number>();
 
     const runJob = async (job: (typeof jobs)[number]) => {
       const hex = sha256(job.data);
       if (job.resumable) {
         const open = await fetch(`${url}/v1/uploads`, { method: "POST", headers: auth });
         const { id } = (await open.json()) as { id: string };
-        uploadIds = [...uploadIds, id];
+        uploadIds.set(id, job.data.length);
         const half = Math.floor(job.data.length / 2);
         const first = await fetch(`${url}/v1/uploads/${id}`, {
           method: "PATCH",
