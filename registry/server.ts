@@ -42,7 +42,14 @@ export async function startRegistry(
 ): Promise<RunningRegistry> {
   const deps = await createDeps(options);
   const app = createApp(deps);
-  const server = serve({ fetch: app.fetch, hostname: options.host, port: options.port });
+  const server = serve({
+    fetch: app.fetch,
+    hostname: options.host,
+    port: options.port,
+    // Node's default 5-minute limit per request would cut a large upload on a slow link; slow
+    // headers are still cut by headersTimeout, idle sockets by the keep-alive timeout.
+    serverOptions: { requestTimeout: 0 },
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", reject);
