@@ -173,7 +173,7 @@ export async function writeTar(options: TarWriteOptions): Promise<TarWriteResult
       await zeros(paddingFor(header.size));
     }
     entries++;
-    if (options.onEntry && (entries & 255) === 0) options.onEntry(entries);
+    if (options.onEntry && (entries & 63) === 0) options.onEntry(entries);
   }
   await put(END_OF_ARCHIVE);
   await flush(true);

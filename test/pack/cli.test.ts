@@ -1,11 +1,13 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveTools, isRoot } from "../helpers/require-tool.js";
-import { removeDir, runCli, tempDir } from "./helpers.js";
+import { CLI, removeDir, runCli, tempDir } from "./helpers.js";
 
-const ready = isRoot() && haveTools("zstd", "gzip", "getfattr", "setpriv");
+const ready = isRoot() && haveTools("zstd", "gzip", "xz", "getfattr", "setpriv");
 const NAME = "debian-13-x86_64-cli";
 const base = (out: string) => ["--name", NAME, "--version", "1.0.0", "--out", out];
 
@@ -94,6 +96,23 @@ describe.skipIf(!ready)("templar pack and inspect from the command line", () => 
       /is not a directory/,
     );
     expectOneLineError(runCli(["pack", tree, ...base(join(tree, "out"))]), /must not be inside the rootfs/);
+  });
+
+  it("removes its partial output when interrupted", async () => {
+    const big = join(work, "big-tree");
+    mkdirSync(big);
+    writeFileSync(join(big, "random"), randomBytes(48 << 20)); // xz needs seconds for this
+    const out = join(work, "o-interrupted");
+    mkdirSync(out);
+    const child = spawn(process.execPath, [CLI, "pack", big, ...base(out), "--formats", "xz,gz"], {
+      stdio: "ignore",
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    for (let i = 0; i < 200 && readdirSync(out).length < 2; i++) await sleep(25);
+    expect(readdirSync(out).every((f) => f.endsWith(".partial"))).toBe(true);
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(readdirSync(out)).toEqual([]);
   });
 
   describe("inspect", () => {
