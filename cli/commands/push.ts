@@ -1,9 +1,9 @@
 import { ExitCode, usageError } from "../../common/errors.js";
 import { createProgress } from "../../common/progress.js";
-import { RegistryClient } from "../../registry/client/http.js";
 import { findManifests, loadLocalTemplate, pushTemplate } from "../../registry/client/push.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar push <out-dir | manifest> --registry URL [--token T] [--json]
@@ -28,9 +28,7 @@ export const command: Command = {
     });
     if (positionals.length !== 1)
       throw usageError("push: expected one <out-dir | manifest> (see 'templar push --help')");
-    const registry = flagOrEnv(values.registry, "TEMPLAR_REGISTRY");
-    if (!registry) throw usageError("push: no registry: pass --registry URL or set TEMPLAR_REGISTRY");
-    const client = new RegistryClient({ registry, token: flagOrEnv(values.token, "TEMPLAR_TOKEN") });
+    const client = registryClient("push", values);
 
     // Validate every manifest and artifact first, so a bad out/ directory sends nothing.
     const locals = [];
