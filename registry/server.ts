@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { UserError } from "../common/errors.js";
 import { createApp } from "./app.js";
 import { ConfigWatcher, parseDuration } from "./config.js";
 import type { RegistryDeps } from "./context.js";
@@ -52,7 +53,10 @@ export async function startRegistry(
   });
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
-    server.once("error", reject);
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      const why = err.code === "EADDRINUSE" ? "the address is in use" : err.message;
+      reject(new UserError(`cannot listen on ${options.host}:${options.port}: ${why}`));
+    });
   });
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
