@@ -1,7 +1,7 @@
 /**
  * Benchmark: `templar pack` against GNU tar + zstd (+ pigz) on a real Debian root filesystem.
  *
- *   npm run build && node dist/bench/pack.js [--reps N] [--rootfs DIR] [--mirror URL]
+ *   npm run build && node dist/bench/pack.js [--reps N] [--only zst|zst,gz] [--rootfs DIR] [--mirror URL]
  *
  * Written in TypeScript and compiled with the rest (Node 20 cannot run .ts). The rootfs is made
  * once with `mmdebstrap --variant=minbase bookworm` and cached under /var/tmp/templar-bench/; the
@@ -76,7 +76,12 @@ function median(values: number[]): number {
 
 function main(): void {
   const { values } = parseArgs({
-    options: { reps: { type: "string" }, rootfs: { type: "string" }, mirror: { type: "string" } },
+    options: {
+      reps: { type: "string" },
+      rootfs: { type: "string" },
+      mirror: { type: "string" },
+      only: { type: "string" }, // "zst" or "zst,gz": run one case
+    },
   });
   const reps = Number(values.reps ?? 5);
   const rootfs = values.rootfs ? resolve(values.rootfs) : ensureRootfs(values.mirror);
@@ -101,7 +106,7 @@ function main(): void {
     },
   ];
   try {
-    for (const c of cases) {
+    for (const c of cases.filter((x) => values.only === undefined || x.label === values.only)) {
       const ref: Run[] = [];
       const ours: Run[] = [];
       for (let i = 0; i < reps; i++) {
