@@ -1,20 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, statSync } from "node:fs";
-import {
-  type FileHandle,
-  link,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  unlink,
-} from "node:fs/promises";
+import { createReadStream, createWriteStream } from "node:fs";
+import { type FileHandle, link, mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { fsyncDir, isNotDir, isNotFound, ListedFile, readdirOrEmpty, statOrNull } from "./local-fs.js";
 import {
   type BlobInfo,
   type ByteRange,
@@ -46,32 +36,6 @@ const READ_CHUNK = 256 * 1024;
  * - resumable uploads: uploads/<id>/data grows chunk by chunk; its size is the offset, so an
  *   upload survives a restart (a chunk cut short keeps its received prefix).
  */
-/**
- * A listed object whose size and time are read (one stat) only when asked for: resolving a range
- * over 10,000 versions needs the keys, not 10,000 stats (100-450 ms on a busy host). A file
- * deleted between listing and the stat reads as empty and old.
- */
-class ListedFile implements ObjectInfo {
-  private st: import("node:fs").Stats | null | undefined;
-  constructor(
-    readonly key: string,
-    private readonly path: string,
-  ) {}
-  private stat() {
-    if (this.st === undefined) this.st = statSync(this.path, { throwIfNoEntry: false }) ?? null;
-    return this.st;
-  }
-  get size(): number {
-    return this.stat()?.size ?? 0;
-  }
-  get modified(): Date {
-    return this.stat()?.mtime ?? new Date(0);
-  }
-  toJSON(): { key: string; size: number; modified: Date } {
-    return { key: this.key, size: this.size, modified: this.modified };
-  }
-}
-
 export class LocalStorage implements Storage {
   readonly kind = "local";
   /** Per-process shortcut for completion: the sha256 of an upload's bytes, when fed them all. */
@@ -418,44 +382,6 @@ export class LocalStorage implements Storage {
       const st = await statOrNull(join(dir, name));
       if (st && st.mtimeMs < cutoff) await rm(join(dir, name), { force: true });
     }
-  }
-}
-
-function isNotFound(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException)?.code === "ENOENT";
-}
-
-function isNotDir(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException)?.code === "ENOTDIR";
-}
-
-async function statOrNull(path: string) {
-  try {
-    return await stat(path);
-  } catch (err) {
-    if (isNotFound(err) || isNotDir(err)) return null;
-    throw err;
-  }
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (err) {
-    if (isNotFound(err) || isNotDir(err)) return [];
-    throw err;
-  }
-}
-
-/** Makes a rename or link durable: the directory entry itself must reach the disk. */
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } catch {
-    // Some filesystems refuse fsync on directories; the data itself is already synced.
-  } finally {
-    await handle.close();
   }
 }
 
