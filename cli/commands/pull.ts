@@ -26,6 +26,8 @@ Options:
   --format F       gz (default: what vzctl reads), xz or zst (Proxmox)
   --json           print the result as JSON
 
+Environment: TEMPLAR_RETRIES attempts without progress before giving up (default 5),
+TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 60000).
 Exit codes: 0 ok (also when already up to date), 3 digest mismatch, 4 not found.`;
 
 const FORMAT_NAMES: Record<string, Format> = {

@@ -16,7 +16,11 @@ the registry has with other content is refused (versions are immutable).
 Options:
   --registry URL   registry base URL (default: $TEMPLAR_REGISTRY)
   --token T        push token (default: $TEMPLAR_TOKEN); never printed
-  --json           print one JSON object per template instead of text`;
+  --json           print one JSON object per template instead of text
+
+Environment: TEMPLAR_UPLOAD_CHUNK bytes per PATCH (default 256 MiB; lower it behind a proxy
+that limits request bodies), TEMPLAR_RETRIES attempts per request (default 5),
+TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 60000).`;
 
 export const command: Command = {
   help,
