@@ -5,6 +5,7 @@
  *   2. 32 concurrent downloads of a 200 MiB blob, aggregate throughput vs nginx; registry peak RSS
  *   3. `templar push` of a 1 GiB artifact vs `sha256sum` + `cp` of the same file
  *   4. manifest resolution by semver range under load vs a bare node:http server sending fixed JSON
+ *   5. `templar pull` of the 1 GiB artifact vs curl + sha256sum of the same blob (client side)
  *
  * Run (as root, nginx and curl installed):  npm run build && node bench/registry.mjs
  * Options: --big-mib 1024 --small-mib 200 --concurrent 32 --seconds 5 --connections 16 --repeat 3
@@ -162,6 +163,41 @@ async function main() {
     target: "under 150 MB",
     ok: hwm / 1024 < 150,
   });
+
+  // 5. (client) templar pull, verified while streaming, vs curl then sha256sum of the file.
+  const cache = join(work, "cache");
+  const curlFile = join(work, "curl.bin");
+  let pullSeconds = Number.POSITIVE_INFINITY;
+  let curlSha = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < repeat; i++) {
+    await rm(cache, { recursive: true, force: true });
+    pullSeconds = Math.min(
+      pullSeconds,
+      time(() =>
+        execFileSync(
+          process.execPath,
+          [TEMPLAR, "pull", "bench-big-x86_64@1.0.0", "--registry", registry.url, "--dest", cache],
+          { stdio: "ignore" },
+        ),
+      ),
+    );
+    curlSha = Math.min(
+      curlSha,
+      time(() => {
+        execFileSync("curl", ["-sS", "-f", "-o", curlFile, blobUrl(registry.url, big.digest)]);
+        execFileSync("sha256sum", [curlFile], { stdio: "ignore" });
+      }),
+    );
+    await rm(curlFile);
+  }
+  record(
+    `pull ${bigMiB} MiB: templar pull vs curl + sha256sum (same registry)`,
+    pullSeconds,
+    curlSha,
+    "s",
+    "at most 1.0x (informational)",
+    pullSeconds <= curlSha,
+  );
 
   // 4. range resolution under load vs a bare node:http server answering fixed JSON.
   const manifestBytes = await (
