@@ -9,6 +9,7 @@ import type { Format } from "../../common/manifest.js";
  *
  *   <name>.tar.gz                                   the template, only ever complete and verified
  *   .templar/<name>.tar.gz.manifest.json            the exact manifest bytes it was pulled with
+ *   .templar/<name>.tar.gz.manifest.json.asc        the manifest's signature, when the registry has one
  *   .templar/<name>.tar.gz.origin.json              registry, reference, version, digest, time
  *   .templar/<name>.tar.gz.<digest12>.partial       an interrupted download, resumed next time
  *   .templar/<name>.tar.gz.lock                     the pid of the pull writing it right now
@@ -35,6 +36,7 @@ export interface CachePaths {
   final: string;
   stateDir: string;
   manifest: string;
+  signature: string;
   origin: string;
   partial: string;
   lock: string;
@@ -47,6 +49,7 @@ export function cachePaths(dest: string, name: string, format: Format, hex: stri
     final: join(dest, file),
     stateDir,
     manifest: join(stateDir, `${file}.manifest.json`),
+    signature: join(stateDir, `${file}.manifest.json.asc`),
     origin: join(stateDir, `${file}.origin.json`),
     partial: join(stateDir, `${file}.${hex.slice(0, 12)}.partial`),
     lock: join(stateDir, `${file}.lock`),

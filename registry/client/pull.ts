@@ -94,9 +94,10 @@ export async function pullTemplate(
     upToDate: false,
   };
 
+  const signature = await fetchSignature(client, manifest.name, manifest.version);
   const release = await lockCacheFile(paths);
   try {
-    return await pullLocked(client, ref, options, { bytes, paths, result });
+    return await pullLocked(client, ref, options, { bytes, signature, paths, result });
   } finally {
     await release();
   }
@@ -106,7 +107,12 @@ async function pullLocked(
   client: RegistryClient,
   ref: TemplateRef,
   options: PullOptions,
-  { bytes, paths, result }: { bytes: Buffer; paths: CachePaths; result: PullResult },
+  {
+    bytes,
+    signature,
+    paths,
+    result,
+  }: { bytes: Buffer; signature: Buffer | null; paths: CachePaths; result: PullResult },
 ): Promise<PullResult> {
   const what = `${result.name}@${result.version}`;
   const artifact = { digest: result.digest, size: result.size };
@@ -133,6 +139,8 @@ async function pullLocked(
   }
   await rename(paths.partial, paths.final);
   await writeFileAtomic(paths.manifest, bytes);
+  if (signature) await writeFileAtomic(paths.signature, signature);
+  else await rm(paths.signature, { force: true });
   await writeFileAtomic(
     paths.origin,
     `${JSON.stringify(
@@ -151,4 +159,19 @@ async function pullLocked(
     )}\n`,
   );
   return result;
+}
+
+/** The manifest's detached signature, when the registry has one (kept for later verification). */
+async function fetchSignature(client: RegistryClient, name: string, version: string): Promise<Buffer | null> {
+  const path = `v1/templates/${encodeURIComponent(name)}/${encodeURIComponent(version)}/signature`;
+  const reply = await client.request("GET", path, {
+    what: `${name}@${version}`,
+    idempotent: true,
+    accept: [404],
+  });
+  if (reply.status === 404) {
+    reply.discard();
+    return null;
+  }
+  return reply.buffer(64 * 1024);
 }

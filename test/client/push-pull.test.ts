@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -283,6 +284,47 @@ describe.skipIf(!ready)("templar push / pull / list against templar serve", () =
     expect((await fetch(`${registry.url}/v1/templates/test-auth/1.0.0`)).status).toBe(404);
     expect(registry.log.join("\n")).not.toContain(pullToken);
     expect(registry.log.join("\n")).not.toContain(pushToken);
+  });
+
+  it("pushes the manifest's gpg signature and pull keeps it beside the manifest", async (ctx) => {
+    if (!haveTools("gpg", "gpgconf")) return ctx.skip();
+    const t = await packed("test-signed", "1.0.0", 16);
+    const gnupg = join(dir, "gnupg");
+    await mkdir(gnupg, { mode: 0o700 });
+    const gpg = (...args: string[]) =>
+      execFileSync(
+        "gpg",
+        ["--homedir", gnupg, "--batch", "--pinentry-mode", "loopback", "--passphrase", "", ...args],
+        {
+          stdio: "pipe",
+        },
+      );
+    try {
+      gpg("--quick-gen-key", "templar test <test@example.invalid>", "ed25519", "sign", "1d");
+      gpg("--armor", "--detach-sign", "--output", `${t.manifestPath}.asc`, t.manifestPath);
+    } finally {
+      execFileSync("gpgconf", ["--homedir", gnupg, "--kill", "all"]);
+    }
+    const pushed = await push(t.outDir);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const served = Buffer.from(
+      await (await fetch(`${registry.url}/v1/templates/test-signed/1.0.0/signature`)).arrayBuffer(),
+    );
+    expect(served.equals(await readFile(`${t.manifestPath}.asc`))).toBe(true);
+
+    const cache = join(dir, "cache-signed");
+    const pulled = await templar(["pull", "test-signed", "--registry", registry.url, "--dest", cache]);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const kept = join(cache, ".templar", "test-signed.tar.gz.manifest.json");
+    expect((await readFile(`${kept}.asc`)).equals(served)).toBe(true);
+    // What was kept verifies with stock gpg against the signer's key.
+    try {
+      execFileSync("gpg", ["--homedir", gnupg, "--batch", "--verify", `${kept}.asc`, kept], {
+        stdio: "pipe",
+      });
+    } finally {
+      execFileSync("gpgconf", ["--homedir", gnupg, "--kill", "all"]);
+    }
   });
 
   it("lets one pull at a time write a cache file, and takes over a dead pull's lock", async () => {
