@@ -38,8 +38,6 @@ const READ_CHUNK = 256 * 1024;
  */
 export class LocalStorage implements Storage {
   readonly kind = "local";
-  /** Per-process shortcut for completion: the sha256 of an upload's bytes, when fed them all. */
-  private runningHashes = new Map<string, { offset: number; hash: import("node:crypto").Hash }>();
   constructor(readonly root: string) {}
 
   async check(): Promise<void> {
@@ -79,11 +77,24 @@ export class LocalStorage implements Storage {
 
   async putBlob(hex: string, body: Readable): Promise<{ size: number; created: boolean }> {
     this.blobPath(hex);
+    // The same path as a resumable upload, under an id nobody else knows, hashed while written:
+    // no second pass over the data, and a crash leaves an upload that GC expires.
     const upload = await this.createUpload();
     try {
-      await this.appendUpload(upload.id, 0, body);
+      const hash = createHash("sha256");
+      let size = 0;
+      const tap = new Transform({
+        highWaterMark: CHUNK,
+        transform(chunk: Buffer, _enc, done) {
+          hash.update(chunk);
+          size += chunk.length;
+          done(null, chunk);
+        },
+      });
+      const out = createWriteStream(join(this.uploadDir(upload.id), "data"), { flags: "r+" });
+      await pipeline(body, tap, out);
       const existed = (await this.statBlob(hex)) !== null;
-      const { size } = await this.completeUpload(upload.id, hex);
+      await this.publish(upload.id, hex, { hex: hash.digest("hex"), size });
       return { size, created: !existed };
     } finally {
       await this.abortUpload(upload.id);
@@ -259,37 +270,24 @@ export class LocalStorage implements Storage {
     // Positional writes at the checked offset: a retried chunk racing itself writes the same
     // bytes at the same place instead of appending them twice.
     const out = createWriteStream(join(this.uploadDir(id), "data"), { flags: "r+", start: offset });
-    // Hash while writing when this process saw every byte so far, so completion need not read
-    // the data again (a 1 GiB push saves a full pass). Any doubt drops the running hash and
-    // completion re-reads the file: the hash is a shortcut, never the source of truth.
-    let running = this.runningHashes.get(id);
-    if (offset === 0) running = { offset: 0, hash: createHash("sha256") };
-    else if (running?.offset !== offset) running = undefined;
-    this.runningHashes.delete(id);
-    const hashing = running;
     // Whatever arrives before a cut connection stays: the client resumes from the new offset.
-    if (hashing) {
-      const tap = new Transform({
-        highWaterMark: CHUNK,
-        transform(chunk: Buffer, _enc, done) {
-          hashing.hash.update(chunk);
-          hashing.offset += chunk.length;
-          done(null, chunk);
-        },
-      });
-      await pipeline(body, tap, out);
-    } else {
-      await pipeline(body, out);
-    }
+    await pipeline(body, out);
     const after = (await this.uploadState(id))!;
-    if (hashing && hashing.offset === after.offset) {
-      if (this.runningHashes.size > 1000) this.runningHashes.clear();
-      this.runningHashes.set(id, hashing);
-    }
     return after;
   }
 
   async completeUpload(id: string, hex: string): Promise<{ size: number }> {
+    // Chunks may have come through several processes (or raced each other): only the bytes on
+    // disk count, so they are read and hashed once more here.
+    return this.publish(id, hex, null);
+  }
+
+  /** Verifies an upload's data (or trusts `known`, hashed while this process wrote all of it) and renames it into place. */
+  private async publish(
+    id: string,
+    hex: string,
+    known: { hex: string; size: number } | null,
+  ): Promise<{ size: number }> {
     const target = this.blobPath(hex);
     const dir = this.uploadDir(id);
     const dataPath = join(dir, "data");
@@ -298,14 +296,12 @@ export class LocalStorage implements Storage {
       throw err;
     });
     let size = 0;
-    const running = this.runningHashes.get(id);
-    this.runningHashes.delete(id);
     try {
       let actual: string;
       const fileSize = (await handle.stat()).size;
-      if (running && running.offset === fileSize) {
+      if (known && known.size === fileSize) {
         size = fileSize;
-        actual = running.hash.digest("hex");
+        actual = known.hex;
       } else {
         const hash = createHash("sha256");
         const buffer = Buffer.allocUnsafe(CHUNK);
@@ -335,7 +331,6 @@ export class LocalStorage implements Storage {
   }
 
   async abortUpload(id: string): Promise<void> {
-    this.runningHashes.delete(id);
     if (!UPLOAD_ID.test(id)) return;
     await rm(this.uploadDir(id), { recursive: true, force: true });
   }

@@ -231,6 +231,12 @@ describe("manifests, tags, versions", () => {
     expect(latest.headers.get("x-template-version")).toBe("1.1.0"); // not the rc
     const rc = await fetch(`${r.url}/v1/templates/${name}/${encodeURIComponent(">=2.0.0-rc.0")}`);
     expect(rc.headers.get("x-template-version")).toBe("2.0.0-rc.1");
+    const head = await fetch(`${r.url}/v1/templates/${name}/latest`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("x-template-version")).toBe("1.1.0");
+    expect(head.headers.get("content-length")).toBe(String(v11.manifest.length));
+    expect(head.headers.get("cache-control")).toBe("no-cache"); // a tag moves; a version does not
+    expect(byVersion.headers.get("cache-control")).toContain("immutable");
     const cached = await fetch(`${r.url}/v1/templates/${name}/1.0.0`, {
       headers: { "if-none-match": `"sha256:${sha256(v1.manifest)}"` },
     });
