@@ -60,11 +60,7 @@ async function main() {
   const concurrent = Number(opts.concurrent);
   const repeat = Math.max(1, Number(opts.repeat));
   for (const tool of ["curl", "nginx", "sha256sum", "cp"]) {
-    try {
-      execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    } catch {
-      throw new Error(`bench needs ${tool} (apt-get install nginx curl)`);
-    }
+    if (!hasTool(tool)) throw new Error(`bench needs ${tool} (apt-get install nginx curl)`);
   }
   log(`work directory ${work}`);
   const big = await template("bench-big-x86_64", "1.0.0", bigMiB);
@@ -203,24 +199,29 @@ async function main() {
   const manifestBytes = await (
     await fetch(`${registry.url}/v1/templates/bench-range-x86_64/1.0.0`)
   ).arrayBuffer();
-  const bare = http.createServer((_req, res) => {
-    res.writeHead(200, { "content-type": "application/json", "content-length": manifestBytes.byteLength });
-    res.end(Buffer.from(manifestBytes));
-  });
-  await new Promise((r) => bare.listen(0, "127.0.0.1", r));
-  cleanups.push(() => new Promise((r) => bare.close(r)));
-  // The bare server runs in this process, the load loop in a child: each gets a core.
+  // The bare server is a child process like the registry. On two or more cores each server
+  // under test is pinned to core 1 and the load loop to core 0 (taskset), so the comparison is
+  // not decided by how the scheduler shares the cores with other work.
+  const manifestFile = join(work, "bare-manifest.json");
+  await writeFile(manifestFile, Buffer.from(manifestBytes));
+  const bare = await startBare(manifestFile);
+  cleanups.push(() => bare.stop());
+  const pin = os.cpus().length >= 2 && hasTool("taskset");
+  if (pin) {
+    for (const pid of [registry.pid, bare.pid])
+      execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
+  }
   let rangeRps = 0;
   let bareRps = 0;
-  for (let i = 0; i < repeat; i++) {
+  for (let i = 0; i < Math.max(3, repeat); i++) {
     rangeRps = Math.max(
       rangeRps,
-      await load(`${registry.url}/v1/templates/bench-range-x86_64/${encodeURIComponent("^1")}`),
+      await load(`${registry.url}/v1/templates/bench-range-x86_64/${encodeURIComponent("^1")}`, pin),
     );
-    bareRps = Math.max(bareRps, await load(`http://127.0.0.1:${bare.address().port}/`));
+    bareRps = Math.max(bareRps, await load(bare.url, pin));
   }
   record(
-    "manifest by range (^1 over 200 versions) vs bare node:http fixed JSON",
+    `manifest by range (^1 over 200 versions) vs bare node:http fixed JSON${pin ? " (pinned)" : ""}`,
     rangeRps,
     bareRps,
     "req/s",
@@ -442,12 +443,12 @@ function sampleRss(pid) {
 }
 
 /** Requests per second the child load loop reaches against `url`. */
-async function load(url) {
-  // Asynchronous: the bare server answers from this very process.
+async function load(url, pin) {
   const args = ["--load", url, "--seconds", opts.seconds, "--connections", opts.connections];
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const command = [process.execPath, fileURLToPath(import.meta.url), ...args];
+  const child = pin
+    ? spawn("taskset", ["-c", "0", ...command], { stdio: ["ignore", "pipe", "inherit"] })
+    : spawn(command[0], command.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (d) => {
     out += d;
@@ -456,6 +457,39 @@ async function load(url) {
   const { requests, seconds, errors } = JSON.parse(out);
   if (errors > 0) throw new Error(`${errors} failed requests against ${url}`);
   return requests / seconds;
+}
+
+function hasTool(tool) {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A bare node:http server answering every request with the same JSON file. */
+async function startBare(file) {
+  const code = `
+    const body = require("fs").readFileSync(${JSON.stringify(file)});
+    require("http").createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": body.length });
+      res.end(body);
+    }).listen(0, "127.0.0.1", function () { console.log(this.address().port); });`;
+  const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise((resolve) =>
+    child.stdout.once("data", (d) => resolve(Number(String(d).trim()))),
+  );
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    pid: child.pid,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", resolve);
+        child.kill("SIGTERM");
+      }),
+  };
 }
 
 /** Keep-alive GETs on `connections` sockets for `seconds`, counting complete 200 answers. */
