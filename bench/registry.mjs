@@ -44,6 +44,14 @@ if (opts.load) {
 }
 
 const MiB = 1024 * 1024;
+// On two or more cores, servers under test run on core 1 and their clients (curl, the load
+// loop) on core 0 (taskset), so a comparison is not decided by how the scheduler shares the
+// cores with whatever else runs. nginx runs one worker, the registry one event loop.
+const pin = os.cpus().length >= 2 && hasTool("taskset");
+const onClientCore = (cmd, args) => (pin ? ["taskset", ["-c", "0", cmd, ...args]] : [cmd, args]);
+const pinServer = (pid) => {
+  if (pin) execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
+};
 const results = [];
 const work = await mkdtemp(join(tmpdir(), "templar-bench-"));
 const cleanups = [];
@@ -110,6 +118,7 @@ async function main() {
   // A fresh registry process for the downloads, so its peak RSS is theirs alone.
   registry = await startRegistry(storage, config);
   cleanups.push(() => registry.stop());
+  pinServer(registry.pid);
   const nginx = await startNginx(join(storage, "blobs", "sha256"));
   cleanups.push(() => nginx.stop());
   const blobUrl = (base, d) => `${base}/v1/blobs/${d}`;
@@ -199,14 +208,11 @@ async function main() {
   const manifestBytes = await (
     await fetch(`${registry.url}/v1/templates/bench-range-x86_64/1.0.0`)
   ).arrayBuffer();
-  // The bare server is a child process like the registry. On two or more cores each server
-  // under test is pinned to core 1 and the load loop to core 0 (taskset), so the comparison is
-  // not decided by how the scheduler shares the cores with other work.
+  // The bare server is a child process like the registry, pinned like it.
   const manifestFile = join(work, "bare-manifest.json");
   await writeFile(manifestFile, Buffer.from(manifestBytes));
   const bare = await startBare(manifestFile);
   cleanups.push(() => bare.stop());
-  const pin = os.cpus().length >= 2 && hasTool("taskset");
   if (pin) {
     for (const pid of [registry.pid, bare.pid])
       execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
@@ -216,12 +222,12 @@ async function main() {
   for (let i = 0; i < Math.max(3, repeat); i++) {
     rangeRps = Math.max(
       rangeRps,
-      await load(`${registry.url}/v1/templates/bench-range-x86_64/${encodeURIComponent("^1")}`, pin),
+      await load(`${registry.url}/v1/templates/bench-range-x86_64/${encodeURIComponent("^1")}`),
     );
-    bareRps = Math.max(bareRps, await load(bare.url, pin));
+    bareRps = Math.max(bareRps, await load(bare.url));
   }
   record(
-    `manifest by range (^1 over 200 versions) vs bare node:http fixed JSON${pin ? " (pinned)" : ""}`,
+    "manifest by range (^1 over 200 versions) vs bare node:http fixed JSON",
     rangeRps,
     bareRps,
     "req/s",
@@ -230,7 +236,10 @@ async function main() {
   );
 
   const load1 = (await readFile("/proc/loadavg", "utf8")).split(" ")[0];
-  process.stdout.write(`\nresults (load average ${load1} on ${os.cpus().length} cores at the end)\n`);
+  const pinning = pin ? "servers pinned to core 1, clients to core 0" : "not pinned";
+  process.stdout.write(
+    `\nresults (${pinning}; load average ${load1} on ${os.cpus().length} cores at the end)\n`,
+  );
   for (const r of results) {
     const ratio = r.ratio === undefined ? "" : ` ratio ${r.ratio.toFixed(2)}x`;
     process.stdout.write(`  ${r.ok ? "ok  " : "MISS"} ${r.what}: ${r.value}${ratio} (target ${r.target})\n`);
@@ -380,6 +389,7 @@ http {
 `,
   );
   const child = spawn("nginx", ["-c", conf, "-g", "daemon off;"], { stdio: "ignore" });
+  pinServer(child.pid);
   for (let i = 0; i < 100; i++) {
     const ok = await fetch(`http://127.0.0.1:${port}/`).then(
       () => true,
@@ -401,10 +411,8 @@ http {
 
 /** Seconds curl takes to fetch `url` to /dev/null. */
 function curlTime(url) {
-  const out = execFileSync("curl", ["-sS", "-f", "-o", "/dev/null", "-w", "%{time_total}", url], {
-    encoding: "utf8",
-  });
-  return Number(out);
+  const [cmd, args] = onClientCore("curl", ["-sS", "-f", "-o", "/dev/null", "-w", "%{time_total}", url]);
+  return Number(execFileSync(cmd, args, { encoding: "utf8" }));
 }
 
 /** Wall seconds for `n` curls fetching `url` at once. */
@@ -415,7 +423,8 @@ async function concurrentCurl(url, n) {
       { length: n },
       () =>
         new Promise((resolve, reject) => {
-          const child = spawn("curl", ["-sS", "-f", "-o", "/dev/null", url], { stdio: "ignore" });
+          const [cmd, args] = onClientCore("curl", ["-sS", "-f", "-o", "/dev/null", url]);
+          const child = spawn(cmd, args, { stdio: "ignore" });
           child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`curl exited ${code}`))));
         }),
     ),
@@ -443,7 +452,7 @@ function sampleRss(pid) {
 }
 
 /** Requests per second the child load loop reaches against `url`. */
-async function load(url, pin) {
+async function load(url) {
   const args = ["--load", url, "--seconds", opts.seconds, "--connections", opts.connections];
   const command = [process.execPath, fileURLToPath(import.meta.url), ...args];
   const child = pin
