@@ -1,6 +1,6 @@
 import { html } from "hono/html";
 import type { Ctx } from "../context.js";
-import { type CatalogEntry, catalog, versionSummary } from "./data.js";
+import { type CatalogEntry, catalog, publicOrigin, versionSummary } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
 
 /**
@@ -21,7 +21,7 @@ export async function catalogPage(c: Ctx): Promise<Response> {
     const key = row.t.distro ?? "other";
     groups.set(key, [...(groups.get(key) ?? []), row]);
   }
-  const origin = new URL(c.req.url).origin;
+  const origin = publicOrigin(c);
   const filtered = distro !== null || arch !== null;
 
   const body = html`<h1>Templates</h1>

@@ -79,3 +79,11 @@ export async function versionDetail(c: Ctx): Promise<VersionDetail> {
   const digest = `sha256:${sha256Hex(resolved.manifest)}`;
   return { name, version: resolved.version, kind: resolved.kind, manifest, digest, signed };
 }
+
+/**
+ * The registry's address in the commands the pages print: the request's own origin (its Host
+ * header). Forwarded headers are not trusted; behind a proxy the proxy should pass Host on.
+ */
+export function publicOrigin(c: Ctx): string {
+  return new URL(c.req.url).origin;
+}

@@ -1,6 +1,6 @@
 import { html } from "hono/html";
 import type { Ctx } from "../context.js";
-import { templateInfo } from "./data.js";
+import { publicOrigin, templateInfo } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
 
 /** `GET /templates/{name}`: versions newest first, tags, and how to get the template. */
@@ -9,7 +9,7 @@ export async function templatePage(c: Ctx): Promise<Response> {
   const { name, tags, versions } = info;
   const latest = tags.latest ?? versions[0]?.version ?? null;
   const shown = versions.find((v) => v.version === latest) ?? versions[0];
-  const origin = new URL(c.req.url).origin;
+  const origin = publicOrigin(c);
 
   const tagsOf = new Map<string, string[]>();
   for (const [tag, version] of Object.entries(tags).sort(([a], [b]) => (a < b ? -1 : 1))) {

@@ -2,7 +2,7 @@ import { html } from "hono/html";
 import { parseDigest } from "../../common/digest.js";
 import { debianArch } from "../../common/names.js";
 import type { Ctx } from "../context.js";
-import { type VersionDetail, versionDetail } from "./data.js";
+import { publicOrigin, type VersionDetail, versionDetail } from "./data.js";
 import { blobHref, formatSize, formatTime, type Html, layout, templateHref } from "./layout.js";
 
 /** Longest package filter we take from `?q=`; longer input is cut, not refused. */
@@ -18,7 +18,7 @@ export async function versionPage(c: Ctx): Promise<Response> {
   const detail = await versionDetail(c);
   const { name, version, manifest: m } = detail;
   if (detail.kind !== "version") return c.redirect(templateHref(name, version), 302);
-  const origin = new URL(c.req.url).origin;
+  const origin = publicOrigin(c);
   const q = (c.req.query("q") ?? "").trim().slice(0, MAX_QUERY);
   const all = m.packages ?? [];
   const needle = q.toLowerCase();

@@ -44,13 +44,12 @@ describe.skipIf(!ready)("registry pages in headless Chromium", () => {
   const manifests = new Map<string, Manifest>();
 
   /** Packs a tiny tree, fills in what a build would record, pushes it. */
-  async function publish(name: string, version: string, fields: Partial<Manifest>, config: string) {
+  async function publish(name: string, version: string, fields: Partial<Manifest>, token: string) {
     const tree = join(dir, `tree-${name}-${version}`);
     await makeTree(tree, 4, `${name}-${version}`);
     const t = await packTemplate(tree, join(dir, `out-${name}-${version}`), name, version);
     const manifest = { ...t.manifest, ...fields } as Manifest;
     await writeFile(t.manifestPath, serializeManifest(manifest));
-    const token = createToken(config, `push:${name}`);
     const pushed = await templar(["push", t.outDir, "--registry", registry.url], { TEMPLAR_TOKEN: token });
     expect(pushed.code, pushed.stderr).toBe(0);
     manifests.set(`${name}@${version}`, manifest);
@@ -61,7 +60,17 @@ describe.skipIf(!ready)("registry pages in headless Chromium", () => {
     const storage = join(dir, "storage");
     const config = join(dir, "registry.yaml");
     await writeFile(config, "gc:\n  interval: 0\n");
-    registry = await startRegistry(storage, config);
+    const pushToken = createToken(config, "push:*");
+    // The same storage behind a second process that refuses anonymous pull.
+    const closedConfig = join(dir, "closed.yaml");
+    await writeFile(closedConfig, "anonymousPull: false\ngc:\n  interval: 0\n");
+    pullToken = createToken(closedConfig, "pull:debian-*");
+    [registry, closed, browser] = await Promise.all([
+      startRegistry(storage, config),
+      startRegistry(storage, closedConfig),
+      launchChromium({ javaScriptEnabled: false }),
+    ]);
+
     const debian = {
       distro: "debian",
       release: "13",
@@ -75,28 +84,19 @@ describe.skipIf(!ready)("registry pages in headless Chromium", () => {
       },
       packages: PACKAGES,
     };
-    await publish(DEBIAN, "13.1.0", debian, config);
-    await publish(DEBIAN, "13.2.0", debian, config);
-    await publish(CENTOS, "10.0.0", { distro: "centos", release: "10", arch: "x86_64" }, config);
-    await publish(
-      EVIL,
-      "1.0.0",
-      {
-        distro: "evil",
-        arch: "aarch64",
-        description: XSS,
-        packages: [{ name: "<b>bold</b>", version: XSS, arch: "arm64" }],
-      },
-      config,
-    );
+    const evil = {
+      distro: "evil",
+      arch: "aarch64",
+      description: XSS,
+      packages: [{ name: "<b>bold</b>", version: XSS, arch: "arm64" }],
+    };
+    await Promise.all([
+      publish(DEBIAN, "13.1.0", debian, pushToken),
+      publish(DEBIAN, "13.2.0", debian, pushToken),
+      publish(CENTOS, "10.0.0", { distro: "centos", release: "10", arch: "x86_64" }, pushToken),
+      publish(EVIL, "1.0.0", evil, pushToken),
+    ]);
 
-    // The same storage behind a second process that refuses anonymous pull.
-    const closedConfig = join(dir, "closed.yaml");
-    await writeFile(closedConfig, "anonymousPull: false\ngc:\n  interval: 0\n");
-    pullToken = createToken(closedConfig, "pull:debian-*");
-    closed = await startRegistry(storage, closedConfig);
-
-    browser = await launchChromium({ javaScriptEnabled: false });
     page = await browser.context.newPage();
     page.on("console", (m) => {
       if (m.type() === "error") consoleErrors.push(m.text());
