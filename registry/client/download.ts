@@ -77,7 +77,8 @@ export async function downloadBlob(client: RegistryClient, options: DownloadOpti
     let file: FileHandle | null = null;
     let response: Reply | null = null;
     try {
-      response = await client.request("GET", `v1/blobs/${digest}`, { what, headers, idempotent: true });
+      // Not retried inside request(): this loop retries, resuming from what arrived.
+      response = await client.request("GET", `v1/blobs/${digest}`, { what, headers });
       if (received > 0 && response.status === 200) {
         // The registry ignored the range (or If-Range did not match): start over.
         hash = createHash("sha256");

@@ -86,6 +86,16 @@ describe("blobs", () => {
     expect(changed.status).toBe(200);
     expect(changed.headers.get("content-length")).toBe(String(data.length));
     await changed.body?.cancel();
+    const lastModified = (await fetch(url(), { method: "HEAD" })).headers.get("last-modified")!;
+    const byDate = await fetch(url(), { headers: { range: "bytes=0-3", "if-range": lastModified } });
+    expect(byDate.status).toBe(206);
+    await byDate.arrayBuffer();
+    const olderDate = new Date(Date.parse(lastModified) - 60_000).toUTCString();
+    const stale = await fetch(url(), {
+      headers: { range: "bytes=0-3", "if-range": olderDate },
+      method: "HEAD",
+    });
+    expect(stale.status).toBe(200);
   });
 
   it("answers 404 for an unknown blob and 400 for a malformed digest", async () => {
