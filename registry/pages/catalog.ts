@@ -3,6 +3,8 @@ import type { Ctx } from "../context.js";
 import { type CatalogEntry, catalog, publicOrigin, versionSummary } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
 
+const SUMMARY_BATCH = 16;
+
 /**
  * `GET /?distro=&arch=`: every template the caller may pull, grouped by distro, narrowed by plain
  * query links (the same filters as `GET /v1/templates`, which produces the list).
@@ -11,10 +13,14 @@ export async function catalogPage(c: Ctx): Promise<Response> {
   const distro = c.req.query("distro") || null;
   const arch = c.req.query("arch") || null;
   const templates = await catalog(c);
-  const sizes = await Promise.all(
-    templates.map((t) => (t.latest ? versionSummary(c, t.name, t.latest) : Promise.resolve(null))),
-  );
-  const rows = templates.map((t, i) => ({ t, artifacts: sizes[i]?.artifacts ?? [] }));
+  const rows: { t: CatalogEntry; artifacts: VersionArtifacts }[] = [];
+  // Sizes come from each latest manifest; a few at a time, so a big catalog is not a burst of
+  // storage listings (the VersionIndex and SummaryCache keep them for the next request).
+  for (let i = 0; i < templates.length; i += SUMMARY_BATCH) {
+    const batch = templates.slice(i, i + SUMMARY_BATCH);
+    const got = await Promise.all(batch.map((t) => (t.latest ? versionSummary(c, t.name, t.latest) : null)));
+    rows.push(...batch.map((t, j) => ({ t, artifacts: got[j]?.artifacts ?? [] })));
+  }
 
   const groups = new Map<string, typeof rows>();
   for (const row of rows) {

@@ -17,7 +17,9 @@ const MAX_QUERY = 100;
 export async function versionPage(c: Ctx): Promise<Response> {
   const detail = await versionDetail(c);
   const { name, version, manifest: m } = detail;
-  if (detail.kind !== "version") return c.redirect(templateHref(name, version), 302);
+  if (detail.kind !== "version") {
+    return c.redirect(`${templateHref(name, version)}${new URL(c.req.url).search}`, 302);
+  }
   const origin = publicOrigin(c);
   const q = (c.req.query("q") ?? "").trim().slice(0, MAX_QUERY);
   const all = m.packages ?? [];

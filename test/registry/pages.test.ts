@@ -204,8 +204,11 @@ describe.skipIf(!ready)("registry pages in headless Chromium", () => {
     expect(version?.status()).toBe(404);
     const bad = await page.goto(`${registry.url}/templates/Not..Valid`);
     expect(bad?.status()).toBe(400);
-    await page.goto(`${registry.url}/templates/${DEBIAN}/latest`);
+    await page.goto(`${registry.url}/templates/${DEBIAN}/latest?q=ssh`);
     expect(new URL(page.url()).pathname).toBe(`/templates/${DEBIAN}/13.2.0`);
+    expect(new URL(page.url()).search).toBe("?q=ssh");
+    await page.goto(`${registry.url}/templates/${DEBIAN}/${encodeURIComponent("~13.1")}`);
+    expect(new URL(page.url()).pathname).toBe(`/templates/${DEBIAN}/13.1.0`);
   });
 
   it("links downloads to blobs whose bytes match the digest shown", async () => {
