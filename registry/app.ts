@@ -44,16 +44,17 @@ export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
   app.put("/v1/uploads/:id", completeUpload);
   app.delete("/v1/uploads/:id", abortUpload);
 
+  app.get("/healthz", healthz);
+  app.get("/readyz", readyz);
+  app.get("/metrics", metrics);
+
   // pages for people (registry/pages): HTML over the same handlers, resolution and auth as /v1
   app.use("/", pageContext);
   app.use("/templates/*", pageContext);
   app.get("/", pages.catalog);
   app.get("/templates/:name", pages.template);
   app.get("/templates/:name/:version", pages.version);
-
-  app.get("/healthz", healthz);
-  app.get("/readyz", readyz);
-  app.get("/metrics", metrics);
+  app.get("/templates/*", pages.notFound);
 
   app.notFound((c) => c.json(errorBody("NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => toErrorResponse(c, err));

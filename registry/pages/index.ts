@@ -2,7 +2,7 @@ import { html } from "hono/html";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { authenticate } from "../auth.js";
 import { type Ctx, deps } from "../context.js";
-import { toErrorResponse } from "../errors.js";
+import { notFound, toErrorResponse } from "../errors.js";
 import { catalogPage } from "./catalog.js";
 import { layout, PAGE_HEADERS } from "./layout.js";
 import { templatePage } from "./template.js";
@@ -80,4 +80,8 @@ export const pages = {
   catalog: page(catalogPage),
   template: page(templatePage),
   version: page(versionPage),
+  /** Anything else under /templates/: the same HTML 404 as an unknown name. */
+  notFound: page(async (c) => {
+    throw notFound("NOT_FOUND", `there is no page at ${c.req.path}`);
+  }),
 };

@@ -202,6 +202,9 @@ describe.skipIf(!ready)("registry pages in headless Chromium", () => {
     await expect(page.locator("h1").textContent()).resolves.toBe("Not found");
     const version = await page.goto(`${registry.url}/templates/${DEBIAN}/9.9.9`);
     expect(version?.status()).toBe(404);
+    const deeper = await page.goto(`${registry.url}/templates/${DEBIAN}/13.2.0/nothing/here`);
+    expect(deeper?.status()).toBe(404);
+    await expect(page.locator("h1").textContent()).resolves.toBe("Not found");
     const bad = await page.goto(`${registry.url}/templates/Not..Valid`);
     expect(bad?.status()).toBe(400);
     await page.goto(`${registry.url}/templates/${DEBIAN}/latest?q=ssh`);
