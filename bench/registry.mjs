@@ -15,12 +15,11 @@
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { createServer } from "node:net";
 import os, { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -279,17 +278,28 @@ async function freePort() {
 }
 
 async function startRegistry(storage, config) {
+  // The request log goes to a file, as it would to journald: reading it here would cost this
+  // process CPU that the load generator and the reference server need.
+  const logFile = join(work, `registry-${Date.now()}.log`);
+  const out = await open(logFile, "w");
   const child = spawn(
     process.execPath,
     [TEMPLAR, "serve", "--storage", storage, "--listen", "127.0.0.1:0", "--config", config],
-    { stdio: ["ignore", "pipe", "ignore"] },
+    { stdio: ["ignore", out.fd, "ignore"] },
   );
-  const url = await new Promise((resolve, reject) => {
-    child.on("exit", (code) => reject(new Error(`templar serve exited with ${code}`)));
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      if (line.includes('"listening"')) resolve(JSON.parse(line).url.replace(/\/$/, ""));
-    });
+  await out.close();
+  let exited = false;
+  child.on("exit", () => {
+    exited = true;
   });
+  let url = null;
+  for (let i = 0; i < 300 && !url; i++) {
+    if (exited) throw new Error("templar serve exited early");
+    await new Promise((r) => setTimeout(r, 50));
+    const line = (await readFile(logFile, "utf8")).split("\n").find((l) => l.includes('"listening"'));
+    if (line) url = JSON.parse(line).url.replace(/\/$/, "");
+  }
+  if (!url) throw new Error("templar serve did not start");
   return {
     url,
     pid: child.pid,

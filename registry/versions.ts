@@ -15,8 +15,8 @@ import type { ObjectInfo, Storage } from "./storage/storage.js";
  */
 export interface VersionEntry {
   version: SemVer;
-  size: number;
-  modified: Date;
+  /** The listed manifest object; its size and time may cost a stat, so read them only when needed. */
+  object: ObjectInfo;
 }
 
 interface CachedList {
@@ -59,15 +59,15 @@ export class VersionIndex {
   private async manifestOf(name: string, entry: VersionEntry): Promise<Buffer | null> {
     const id = `${name}@${entry.version.version}`;
     const cached = this.manifests.get(id);
-    if (cached && cached.size === entry.size && cached.modified === entry.modified.getTime())
-      return cached.bytes;
+    const { size, modified } = entry.object;
+    if (cached && cached.size === size && cached.modified === modified.getTime()) return cached.bytes;
     const bytes = await this.storage.getObject(keys.manifest(name, entry.version.version));
     if (!bytes) return null;
     if (this.manifestBytes > 64 * 1024 * 1024) {
       this.manifests.clear();
       this.manifestBytes = 0;
     }
-    this.manifests.set(id, { size: entry.size, modified: entry.modified.getTime(), bytes });
+    this.manifests.set(id, { size, modified: modified.getTime(), bytes });
     this.manifestBytes += bytes.length;
     return bytes;
   }
@@ -182,7 +182,7 @@ export class VersionIndex {
 function entryOf(version: string, obj: ObjectInfo): VersionEntry | null {
   try {
     const parsed = new SemVer(version);
-    return parsed.version === version ? { version: parsed, size: obj.size, modified: obj.modified } : null;
+    return parsed.version === version ? { version: parsed, object: obj } : null;
   } catch {
     return null;
   }

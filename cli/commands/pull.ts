@@ -2,11 +2,11 @@ import { ExitCode, usageError } from "../../common/errors.js";
 import type { Format } from "../../common/manifest.js";
 import { createProgress } from "../../common/progress.js";
 import { DEFAULT_CACHE } from "../../registry/client/cache.js";
-import { RegistryClient } from "../../registry/client/http.js";
 import { pullTemplate } from "../../registry/client/pull.js";
 import { parseRef } from "../../registry/client/ref.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar pull <ref> [--registry URL] [--dest DIR] [--format gz|xz|zst] [--json]
@@ -26,6 +26,8 @@ Options:
   --format F       gz (default: what vzctl reads), xz or zst (Proxmox)
   --json           print the result as JSON
 
+Environment: TEMPLAR_RETRIES attempts without progress before giving up (default 5),
+TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 60000).
 Exit codes: 0 ok (also when already up to date), 3 digest mismatch, 4 not found.`;
 
 const FORMAT_NAMES: Record<string, Format> = {
@@ -52,9 +54,7 @@ export const command: Command = {
     const ref = parseRef(positionals[0]!);
     const format = FORMAT_NAMES[values.format ?? "gz"];
     if (!format) throw usageError(`pull: --format ${JSON.stringify(values.format)}: expected gz, xz or zst`);
-    const registry = flagOrEnv(values.registry, "TEMPLAR_REGISTRY");
-    if (!registry) throw usageError("pull: no registry: pass --registry URL or set TEMPLAR_REGISTRY");
-    const client = new RegistryClient({ registry, token: flagOrEnv(values.token, "TEMPLAR_TOKEN") });
+    const client = registryClient("pull", values);
     const dest = flagOrEnv(values.dest, "TEMPLAR_CACHE", DEFAULT_CACHE)!;
 
     let progress: ReturnType<typeof createProgress> | null = null;

@@ -4,7 +4,7 @@ import { writeFileAtomic } from "../../common/atomic.js";
 import { parseDigest, sha256Hex } from "../../common/digest.js";
 import { ExitCode, UserError } from "../../common/errors.js";
 import { type Format, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
-import { cachePaths, readOrigin, removeStalePartials } from "./cache.js";
+import { type CachePaths, cachePaths, lockCacheFile, readOrigin, removeStalePartials } from "./cache.js";
 import { DigestMismatch, DownloadInterrupted, downloadBlob } from "./download.js";
 import type { RegistryClient } from "./http.js";
 import { manifestPath, type TemplateRef } from "./ref.js";
@@ -94,6 +94,22 @@ export async function pullTemplate(
     upToDate: false,
   };
 
+  const release = await lockCacheFile(paths);
+  try {
+    return await pullLocked(client, ref, options, { bytes, paths, result });
+  } finally {
+    await release();
+  }
+}
+
+async function pullLocked(
+  client: RegistryClient,
+  ref: TemplateRef,
+  options: PullOptions,
+  { bytes, paths, result }: { bytes: Buffer; paths: CachePaths; result: PullResult },
+): Promise<PullResult> {
+  const what = `${result.name}@${result.version}`;
+  const artifact = { digest: result.digest, size: result.size };
   const origin = await readOrigin(paths.origin);
   const present = await stat(paths.final).catch(() => null);
   if (origin?.digest === artifact.digest && present?.size === artifact.size) {
@@ -123,8 +139,8 @@ export async function pullTemplate(
       {
         registry: client.display,
         ref: `${ref.name}@${ref.ref}`,
-        name: manifest.name,
-        version: manifest.version,
+        name: result.name,
+        version: result.version,
         format: options.format,
         digest: artifact.digest,
         size: artifact.size,

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -283,6 +283,25 @@ describe.skipIf(!ready)("templar push / pull / list against templar serve", () =
     expect((await fetch(`${registry.url}/v1/templates/test-auth/1.0.0`)).status).toBe(404);
     expect(registry.log.join("\n")).not.toContain(pullToken);
     expect(registry.log.join("\n")).not.toContain(pushToken);
+  });
+
+  it("lets one pull at a time write a cache file, and takes over a dead pull's lock", async () => {
+    const t = await packed("test-lock", "1.0.0", 16);
+    expect((await push(t.outDir)).code).toBe(0);
+    const cache = join(dir, "cache-lock");
+    await mkdir(join(cache, ".templar"), { recursive: true });
+    const lock = join(cache, ".templar", "test-lock.tar.gz.lock");
+    await writeFile(lock, `${process.pid}\n`); // a live process holds it
+    const busy = await templar(["pull", "test-lock", "--registry", registry.url, "--dest", cache]);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/another templar pull \(pid \d+\) is writing/);
+    await expect(stat(join(cache, "test-lock.tar.gz"))).rejects.toThrow();
+
+    await writeFile(lock, "2147483646\n"); // no such process
+    const taken = await templar(["pull", "test-lock", "--registry", registry.url, "--dest", cache]);
+    expect(taken.code, taken.stderr).toBe(0);
+    expect((await readFile(join(cache, "test-lock.tar.gz"))).equals(await readFile(t.gz))).toBe(true);
+    await expect(stat(lock)).rejects.toThrow();
   });
 
   it("explains bad input in one line: no registry, bad reference, missing artifact", async () => {
