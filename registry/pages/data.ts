@@ -2,7 +2,6 @@ import { sha256Hex } from "../../common/digest.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
 import { assertRefSafe, type Ctx, deps, nameParam, need } from "../context.js";
 import { getCatalog, getTemplate } from "../handlers/templates.js";
-import { keys } from "../keys.js";
 import type { VersionSummary } from "../summaries.js";
 
 /**
@@ -52,7 +51,7 @@ export async function versionSummary(c: Ctx, name: string, version: string): Pro
   const { index, summaries } = deps(c);
   const entry = (await index.list(name)).entries.find((e) => e.version.version === version);
   if (!entry) return null;
-  return summaries.get({ key: keys.manifest(name, version), size: entry.size, modified: entry.modified });
+  return summaries.get(entry.object);
 }
 
 export interface VersionDetail {
