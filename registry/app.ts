@@ -9,6 +9,7 @@ import { deleteVersion, getManifest, getSignature, putManifest, putSignature } f
 import { deleteTag, putTag } from "./handlers/tags.js";
 import { getCatalog, getTemplate } from "./handlers/templates.js";
 import { abortUpload, completeUpload, createUpload, patchUpload, uploadStatus } from "./handlers/uploads.js";
+import { pageContext, pages } from "./pages/index.js";
 
 /**
  * The registry's HTTP API, v1 (DESIGN.md "Registry HTTP API"). This table is the whole API;
@@ -46,6 +47,14 @@ export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
   app.get("/healthz", healthz);
   app.get("/readyz", readyz);
   app.get("/metrics", metrics);
+
+  // pages for people (registry/pages): HTML over the same handlers, resolution and auth as /v1
+  app.use("/", pageContext);
+  app.use("/templates/*", pageContext);
+  app.get("/", pages.catalog);
+  app.get("/templates/:name", pages.template);
+  app.get("/templates/:name/:version", pages.version);
+  app.get("/templates/*", pages.notFound);
 
   app.notFound((c) => c.json(errorBody("NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => toErrorResponse(c, err));

@@ -1,0 +1,58 @@
+import { html } from "hono/html";
+import type { Ctx } from "../context.js";
+import { publicOrigin, templateInfo } from "./data.js";
+import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
+
+/** `GET /templates/{name}`: versions newest first, tags, and how to get the template. */
+export async function templatePage(c: Ctx): Promise<Response> {
+  const info = await templateInfo(c);
+  const { name, tags, versions } = info;
+  const latest = tags.latest ?? versions[0]?.version ?? null;
+  const shown = versions.find((v) => v.version === latest) ?? versions[0];
+  const origin = publicOrigin(c);
+
+  const tagsOf = new Map<string, string[]>();
+  for (const [tag, version] of Object.entries(tags).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    tagsOf.set(version, [...(tagsOf.get(version) ?? []), tag]);
+  }
+  const facts = [shown?.distro, shown?.release, shown?.arch, shown?.flavour].filter(Boolean).join(" · ");
+
+  const body = html`<h1>${name}</h1>
+<p class="lead">${shown?.description ?? ""}${facts ? html` <span class="muted">(${facts})</span>` : ""}</p>
+<h2>How to pull</h2>
+${howToPull(origin, name, latest)}
+<h2>Versions</h2>
+<table class="versions">
+<thead><tr><th>version</th><th>tags</th><th>created</th><th>pushed</th><th>download (per format)</th><th>signed</th></tr></thead>
+<tbody>
+${versions.map(
+  (v) => html`<tr>
+<td><a href="${templateHref(name, v.version)}">${v.version}</a></td>
+<td>${(tagsOf.get(v.version) ?? []).map((t) => html`<span class="tag">${t}</span>`)}</td>
+<td>${formatTime(v.created)}</td>
+<td>${formatTime(v.pushed)}</td>
+<td>${sizesList(v.artifacts, { name, version: v.version })}</td>
+<td>${v.signed ? "yes" : html`<span class="muted">no</span>`}</td>
+</tr>`,
+)}
+</tbody>
+</table>`;
+  return c.html(layout(name, [{ label: "templates", href: "/" }, { label: name }], body));
+}
+
+/** The three ways in: templar itself, OpenVZ's vztmpl-dl, Proxmox's pveam index. */
+function howToPull(origin: string, name: string, latest: string | null): Html {
+  const major = latest?.split(".")[0];
+  return html`<p>With templar (verifies every byte, resumes, writes atomically):</p>
+<pre><code>templar pull ${name} --registry ${origin}${
+    latest
+      ? html`
+templar pull ${name}@${latest} --registry ${origin}
+templar pull '${name}@^${major}' --registry ${origin}   # newest ${major}.x`
+      : ""
+  }</code></pre>
+<p>OpenVZ <code>vztmpl-dl</code> (newest version as <code>${name}.tar.gz</code>): in <code>/etc/vz/download.conf</code> set</p>
+<pre><code>TEMPLATE_REPOS="${origin}/precreated"</code></pre>
+<p>then <code>vztmpl-dl --update ${name}</code>, or just <code>vzctl create ID --ostemplate ${name}</code>.</p>
+<p>Proxmox: the registry's signed index for <code>pveam</code> is <a href="/aplinfo.dat"><code>${origin}/aplinfo.dat</code></a>; a version's page shows a checked <code>pvesh … download-url</code> command.</p>`;
+}
