@@ -57,6 +57,14 @@ export class UploadOffsetError extends Error {
   }
 }
 
+/** appendUpload/completeUpload on an id that does not exist (never created, completed, aborted or expired). */
+export class UploadNotFoundError extends Error {
+  constructor(readonly id: string) {
+    super(`upload ${JSON.stringify(id)} not found`);
+    this.name = "UploadNotFoundError";
+  }
+}
+
 export interface Storage {
   /** "local" or "s3", for logs and /metrics. */
   readonly kind: string;
@@ -89,9 +97,16 @@ export interface Storage {
   // Resumable uploads: state lives in storage, so a chunk may land on any replica.
   createUpload(): Promise<UploadState>;
   uploadState(id: string): Promise<UploadState | null>;
-  /** Appends a chunk that must start at the current offset (else UploadOffsetError); returns the new state. */
+  /**
+   * Appends a chunk that must start at the current offset (else UploadOffsetError; unknown id:
+   * UploadNotFoundError); returns the new state. If the body stream fails midway, the bytes
+   * received before the failure may be kept: the offset then tells where to resume.
+   */
   appendUpload(id: string, offset: number, body: Readable): Promise<UploadState>;
-  /** Verifies the digest of all bytes received and publishes them as a blob; DigestMismatchError otherwise. */
+  /**
+   * Verifies the digest of all bytes received and publishes them as a blob, then forgets the
+   * upload. DigestMismatchError otherwise (the upload is discarded); UploadNotFoundError for an unknown id.
+   */
   completeUpload(id: string, hex: string): Promise<{ size: number }>;
   abortUpload(id: string): Promise<void>;
   listUploads(): AsyncIterable<UploadState>;
