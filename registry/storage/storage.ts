@@ -110,4 +110,21 @@ export interface Storage {
   completeUpload(id: string, hex: string): Promise<{ size: number }>;
   abortUpload(id: string): Promise<void>;
   listUploads(): AsyncIterable<UploadState>;
+
+  // Optional capabilities (GC and downloads call them when a backend has them).
+  /**
+   * Writes that a crashed process never finished and that listUploads does not show (S3:
+   * incomplete multipart uploads, which cost storage and are invisible to listing). GC aborts
+   * the ones started before its grace period.
+   */
+  listPartialWrites?(): AsyncIterable<PartialWrite>;
+  abortPartialWrite?(id: string): Promise<void>;
+  /** A time-limited URL a client can GET the blob from directly (S3 presigned URL). */
+  presignBlob?(hex: string, seconds?: number): Promise<string>;
+}
+
+export interface PartialWrite {
+  /** Opaque, for abortPartialWrite (and logs). */
+  id: string;
+  started: Date;
 }
