@@ -148,7 +148,12 @@ export class S3Storage implements Storage {
     }
   }
 
-  /** A time-limited URL for GET of the blob straight from the bucket (Range works on it too). */
+  /** With `redirect` on: a presigned GET URL of the blob (Range works on it too); else null (stream). */
+  async blobRedirectUrl(hex: string): Promise<string | null> {
+    return this.options.redirect ? this.presignBlob(hex) : null;
+  }
+
+  /** A time-limited URL for GET of the blob straight from the bucket. */
   async presignBlob(hex: string, seconds = this.options.presignSeconds ?? 900): Promise<string> {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.blobKey(hex) }), {
       expiresIn: seconds,

@@ -119,8 +119,11 @@ export interface Storage {
    */
   listPartialWrites?(): AsyncIterable<PartialWrite>;
   abortPartialWrite?(id: string): Promise<void>;
-  /** A time-limited URL a client can GET the blob from directly (S3 presigned URL). */
-  presignBlob?(hex: string, seconds?: number): Promise<string>;
+  /**
+   * Where to redirect a blob download instead of streaming it (S3 with redirects switched on: a
+   * presigned URL); null to stream. Only ever for blobs, never for manifests or signatures.
+   */
+  blobRedirectUrl?(hex: string): Promise<string | null>;
 }
 
 export interface PartialWrite {

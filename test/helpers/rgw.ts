@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -9,7 +10,11 @@ import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
 import { createS3Client, type S3Options } from "../../registry/storage/s3-config.js";
 
 const run = promisify(execFile);
-export const RGW_SCRIPT = resolve(dirname(fileURLToPath(import.meta.url)), "../../scripts/rgw");
+const here = dirname(fileURLToPath(import.meta.url));
+/** scripts/rgw, from test/helpers/ or from its compiled copy under dist/ (bench). */
+export const RGW_SCRIPT = [resolve(here, "../../scripts/rgw"), resolve(here, "../../../scripts/rgw")].find(
+  (p) => existsSync(p),
+)!;
 
 /** A running throwaway Ceph RGW (scripts/rgw), with the settings it printed. */
 export interface Rgw {
