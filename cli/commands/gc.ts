@@ -1,0 +1,65 @@
+import { resolve } from "node:path";
+import { usageError } from "../../common/errors.js";
+import { formatBytes } from "../../common/progress.js";
+import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/config.js";
+import { runGc } from "../../registry/gc.js";
+import { openStorage } from "../../registry/storage/backends.js";
+import { flagOrEnv, parseCommandArgs } from "../args.js";
+import type { Command } from "../command.js";
+
+const help = `Usage: templar gc [--grace 1h] [--upload-expiry 24h] [--dry-run] [--storage DIR|URL] [--config FILE] [--json]
+
+Deletes blobs that no manifest names and that are older than the grace period, and removes
+resumable uploads abandoned longer than the upload expiry. Safe while registries serve and
+accept pushes (no read-only window). Defaults come from the config file's gc section.
+
+Options:
+  --grace DUR          keep unreferenced blobs younger than this (default 1h)
+  --upload-expiry DUR  expire uploads started longer ago than this (default 24h)
+  --dry-run            report what would be deleted, delete nothing
+  --storage DIR|URL    registry storage (default ./data; env TEMPLAR_STORAGE)
+  --config FILE        registry config (default ./templar-registry.yaml; env TEMPLAR_CONFIG)
+  --json               print the report as JSON`;
+
+export const command: Command = {
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs("gc", argv, {
+      grace: { type: "string" },
+      "upload-expiry": { type: "string" },
+      "dry-run": { type: "boolean" },
+      storage: { type: "string" },
+      config: { type: "string" },
+      json: { type: "boolean" },
+    });
+    if (positionals.length) throw usageError(`gc: unexpected argument ${positionals[0]}`);
+    const config = await loadConfig(resolve(values.config ?? defaultConfigPath()));
+    const graceMs = parseDuration(values.grace ?? config.gc.grace, "--grace");
+    const uploadExpiryMs = parseDuration(
+      values["upload-expiry"] ?? config.gc.uploadExpiry,
+      "--upload-expiry",
+    );
+    const storage = await openStorage(flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!);
+    const dryRun = values["dry-run"] ?? false;
+    const report = await runGc(storage, {
+      graceMs,
+      uploadExpiryMs,
+      dryRun,
+      onDelete: values.json
+        ? undefined
+        : (hex, size) =>
+            process.stdout.write(
+              `${dryRun ? "would delete" : "deleted"} sha256:${hex} (${formatBytes(size)})\n`,
+            ),
+    });
+    if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+    else {
+      process.stdout.write(
+        `${dryRun ? "dry run: would delete" : "deleted"} ${report.deleted} of ${report.blobs} blobs (${formatBytes(report.bytesFreed)}); ` +
+          `${report.referenced} referenced by ${report.manifests} manifests, ${report.keptYoung} younger than the grace period; ` +
+          `${report.uploadsExpired} abandoned uploads ${dryRun ? "to expire" : "expired"}\n`,
+      );
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,95 @@
+import { resolve } from "node:path";
+import { errorMessage, UserError, usageError } from "../../common/errors.js";
+import { defaultConfigPath, parseDuration } from "../../registry/config.js";
+import { runGc } from "../../registry/gc.js";
+import { startRegistry } from "../../registry/server.js";
+import { openStorage } from "../../registry/storage/backends.js";
+import { flagOrEnv, parseCommandArgs } from "../args.js";
+import type { Command } from "../command.js";
+
+const help = `Usage: templar serve [--storage DIR | s3://bucket/prefix] [--listen HOST:PORT] [--config FILE]
+
+Runs the template registry (HTTP API v1, /healthz, /readyz, /metrics).
+
+Options:
+  --storage DIR|URL   where templates live (default ./data; env TEMPLAR_STORAGE)
+  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; env TEMPLAR_LISTEN; port 0 = any free port)
+  --config FILE       registry config: tokens, anonymous pull, GC (default ./templar-registry.yaml;
+                      env TEMPLAR_CONFIG). Re-read when it changes, so new tokens work at once.
+
+Logs one JSON line per request on stdout. Create a push token with:
+  templar token create --scope 'push:*' --config FILE`;
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw usageError(`--listen ${listen}: expected HOST:PORT, e.g. 127.0.0.1:8080`);
+  return { host: m[1] ?? (m[2] || "127.0.0.1"), port };
+}
+
+export const command: Command = {
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs("serve", argv, {
+      storage: { type: "string" },
+      listen: { type: "string" },
+      config: { type: "string" },
+    });
+    if (positionals.length) throw usageError(`serve: unexpected argument ${positionals[0]}`);
+    const storageSpec = flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!;
+    const { host, port } = parseListen(flagOrEnv(values.listen, "TEMPLAR_LISTEN", "127.0.0.1:8080")!);
+    const configPath = resolve(values.config ?? defaultConfigPath());
+    const storage = await openStorage(storageSpec);
+    try {
+      await storage.check();
+    } catch (err) {
+      throw new UserError(`storage ${storageSpec} is not usable: ${errorMessage(err)}`);
+    }
+    const log = (entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`);
+    const registry = await startRegistry({ storage, configPath, host, port, log });
+    const config = registry.deps.config.current;
+    log({ time: new Date().toISOString(), event: "listening", url: registry.url, storage: storage.kind });
+    const tokens = config.tokens.length;
+    process.stderr.write(
+      `templar registry on ${registry.url} (storage: ${storage.kind} ${storageSpec}, config: ${configPath})\n` +
+        `anonymous pull: ${config.anonymousPull ? "on" : "off"}; ${tokens} token(s) configured.\n` +
+        (tokens === 0
+          ? `To push, create a token (printed once) and pass it to 'templar push --token':\n` +
+            `  templar token create --scope 'push:*' --config ${configPath}\n` +
+            `  (from a checkout: node dist/cli/templar.js token create --scope 'push:*' --config ${configPath})\n`
+          : ""),
+    );
+
+    // Periodic online GC: safe beside pushes (grace period) and beside other replicas' GC.
+    const intervalMs = parseDuration(config.gc.interval, "gc.interval");
+    let timer: NodeJS.Timeout | undefined;
+    if (intervalMs > 0) {
+      const tick = async () => {
+        const current = await registry.deps.config.get();
+        try {
+          const report = await runGc(storage, {
+            graceMs: parseDuration(current.gc.grace, "gc.grace"),
+            uploadExpiryMs: parseDuration(current.gc.uploadExpiry, "gc.uploadExpiry"),
+          });
+          log({ time: new Date().toISOString(), event: "gc", ...report });
+        } catch (err) {
+          log({ time: new Date().toISOString(), event: "gc-failed", error: errorMessage(err) });
+        }
+        timer = setTimeout(tick, intervalMs);
+        timer.unref();
+      };
+      timer = setTimeout(tick, intervalMs);
+      timer.unref();
+    }
+
+    await new Promise<void>((done) => {
+      const stop = () => {
+        clearTimeout(timer);
+        registry.close().then(done, done);
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    return 0;
+  },
+};

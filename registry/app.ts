@@ -1,0 +1,82 @@
+import { Hono } from "hono";
+import { routePath } from "hono/route";
+import { authenticate } from "./auth.js";
+import type { RegistryDeps, RegistryEnv } from "./context.js";
+import { errorBody, toErrorResponse } from "./errors.js";
+import { getBlob, putBlob } from "./handlers/blobs.js";
+import { healthz, metrics, readyz } from "./handlers/health.js";
+import { deleteVersion, getManifest, getSignature, putManifest, putSignature } from "./handlers/manifests.js";
+import { deleteTag, putTag } from "./handlers/tags.js";
+import { getCatalog, getTemplate } from "./handlers/templates.js";
+import { abortUpload, completeUpload, createUpload, patchUpload, uploadStatus } from "./handlers/uploads.js";
+
+/**
+ * The registry's HTTP API, v1 (DESIGN.md "Registry HTTP API"). This table is the whole API;
+ * handlers live in handlers/*, one file per resource. GET routes answer HEAD as well.
+ */
+export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
+  const app = new Hono<RegistryEnv>();
+  app.use("*", requestLog(deps));
+  app.use("/v1/*", async (c, next) => {
+    const config = await deps.config.get();
+    c.set("config", config);
+    c.set("principal", authenticate(c.req.header("authorization"), config));
+    await next();
+  });
+
+  app.get("/v1/templates", getCatalog);
+  app.get("/v1/templates/:name", getTemplate);
+  app.put("/v1/templates/:name/tags/:tag", putTag);
+  app.delete("/v1/templates/:name/tags/:tag", deleteTag);
+  app.get("/v1/templates/:name/:version/signature", getSignature);
+  app.put("/v1/templates/:name/:version/signature", putSignature);
+  app.get("/v1/templates/:name/:ref", getManifest);
+  app.put("/v1/templates/:name/:version", putManifest);
+  app.delete("/v1/templates/:name/:version", deleteVersion);
+
+  app.get("/v1/blobs/:digest", getBlob);
+  app.put("/v1/blobs/:digest", putBlob);
+
+  app.post("/v1/uploads", createUpload);
+  app.patch("/v1/uploads/:id", patchUpload);
+  app.get("/v1/uploads/:id", uploadStatus);
+  app.put("/v1/uploads/:id", completeUpload);
+  app.delete("/v1/uploads/:id", abortUpload);
+
+  app.get("/healthz", healthz);
+  app.get("/readyz", readyz);
+  app.get("/metrics", metrics);
+
+  app.notFound((c) => c.json(errorBody("NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.onError((err, c) => toErrorResponse(c, err));
+  return app;
+}
+
+/** One JSON line per request, and the per-route counters. Never logs the Authorization header. */
+function requestLog(deps: RegistryDeps) {
+  return async (c: import("hono").Context<RegistryEnv>, next: () => Promise<void>) => {
+    const started = performance.now();
+    c.set("deps", deps);
+    await next();
+    let route = routePath(c, -1);
+    if (route === "*" || route === "/v1/*") route = "unmatched";
+    const status = c.res.status;
+    const method = c.req.method === "HEAD" ? "HEAD" : c.req.method;
+    deps.metrics.request(method, route, status);
+    const principal = c.get("principal");
+    const entry: Record<string, unknown> = {
+      time: new Date().toISOString(),
+      method,
+      path: c.req.path,
+      route,
+      status,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+      bytes: Number(c.res.headers.get("content-length") ?? 0),
+      client: principal?.kind === "token" ? `token:${principal.id}` : "anonymous",
+      remote: c.env?.incoming?.socket?.remoteAddress,
+    };
+    const detail = c.get("errorDetail" as never) as string | undefined;
+    if (detail) entry.error = detail.split("\n").slice(0, 3).join(" | ");
+    deps.log(entry);
+  };
+}

@@ -1,0 +1,79 @@
+import type { IncomingMessage } from "node:http";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Context } from "hono";
+import { ApiError } from "./errors.js";
+
+/**
+ * The request body as a Node stream. On @hono/node-server the IncomingMessage itself is used:
+ * no web-stream round trip, and nothing buffered (FACTS.md: pipeline from the body to a file).
+ */
+export function requestBody(c: Context): Readable {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming && typeof incoming.pipe === "function") return incoming;
+  const body = c.req.raw.body;
+  return body ? Readable.fromWeb(body as import("node:stream/web").ReadableStream) : Readable.from([]);
+}
+
+/**
+ * The request body passed through a byte counter. Errors of the body (a cut connection) reach
+ * the consumer; a 'data' listener on the raw body would instead start it flowing unread.
+ */
+export function countedBody(c: Context, onBytes: (n: number) => void): Readable {
+  const counter = new Transform({
+    highWaterMark: 1 << 20,
+    transform(chunk: Buffer, _encoding, done) {
+      onBytes(chunk.length);
+      done(null, chunk);
+    },
+  });
+  pipeline(requestBody(c), counter).catch(() => {
+    // pipeline has already destroyed `counter` with the error; its consumer reports it.
+  });
+  return counter;
+}
+
+/** Reads a small body completely, refusing it with 413 as soon as it exceeds `limit` bytes. */
+export async function readLimited(c: Context, limit: number, what: string): Promise<Buffer> {
+  const declared = Number(c.req.header("content-length") ?? "0");
+  const tooLarge = () => new ApiError(413, "TOO_LARGE", `${what} is larger than ${limit} bytes`);
+  if (declared > limit) throw tooLarge();
+  const parts: Buffer[] = [];
+  let size = 0;
+  const stream = requestBody(c);
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    // Past the limit, keep reading (and dropping) a while so the client gets the 413 instead
+    // of a reset connection; a body far beyond it is cut off.
+    if (size <= limit) parts.push(chunk as Buffer);
+    else if (size > 16 * limit) break;
+  }
+  if (size > limit) throw tooLarge();
+  return Buffer.concat(parts);
+}
+
+/** Streams a Node readable as the response body (1 MiB chunks from storage), counting bytes. */
+export function toWebStream(node: Readable, onBytes: (n: number) => void): ReadableStream<Uint8Array> {
+  const iterator = node[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { value, done } = await iterator.next();
+          if (done) {
+            controller.close();
+            return;
+          }
+          onBytes((value as Buffer).length);
+          controller.enqueue(value as Buffer);
+        } catch (err) {
+          controller.error(err);
+        }
+      },
+      cancel() {
+        node.destroy();
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}

@@ -1,0 +1,155 @@
+import { readFile, stat } from "node:fs/promises";
+import { parseDocument } from "yaml";
+import { z } from "zod";
+import { writeFileAtomic } from "../common/atomic.js";
+import { UserError } from "../common/errors.js";
+
+/**
+ * The registry's config file (YAML; `templar serve --config FILE`, default
+ * ./templar-registry.yaml or $TEMPLAR_CONFIG). Every field is optional:
+ *
+ *   anonymousPull: true        # GET without a token; false requires a pull token
+ *   cacheTtl: 2s               # how long a process may reuse a name's version list
+ *   gc:
+ *     grace: 1h                # blobs younger than this are never collected
+ *     interval: 1h             # periodic online GC inside `templar serve`; 0 turns it off
+ *     uploadExpiry: 24h        # resumable uploads untouched this long are removed
+ *   tokens:                    # written by `templar token create`; only hashes are stored
+ *     - id: 3f9c2a1b           # public id, shown in logs instead of the token
+ *       sha256: <hex of the token>
+ *       scopes: ["push:debian-*", "pull:*"]
+ *       created: 2026-11-25T13:00:00Z
+ */
+export const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+const duration = z.string().regex(DURATION, "expected a duration such as 30s, 15m, 1h or 7d");
+export const SCOPE = /^(admin|(pull|push|delete):[a-z0-9._*?-]+)$/;
+
+export const TokenEntrySchema = z.object({
+  id: z.string().regex(/^[0-9a-f]{8,32}$/, "expected 8-32 hex characters"),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, "expected the token's sha256 as 64 hex characters"),
+  scopes: z
+    .array(z.string().regex(SCOPE, "expected admin, pull:<glob>, push:<glob> or delete:<glob>"))
+    .min(1),
+  created: z.string().optional(),
+  note: z.string().optional(),
+});
+
+export const RegistryConfigSchema = z.strictObject({
+  anonymousPull: z.boolean().default(true),
+  cacheTtl: duration.default("2s"),
+  gc: z
+    .strictObject({
+      grace: duration.default("1h"),
+      interval: z.union([duration, z.literal(0), z.literal("0")]).default("1h"),
+      uploadExpiry: duration.default("24h"),
+    })
+    .prefault({}),
+  tokens: z.array(TokenEntrySchema).default([]),
+});
+
+export type RegistryConfig = z.infer<typeof RegistryConfigSchema>;
+export type TokenEntry = z.infer<typeof TokenEntrySchema>;
+
+export const DEFAULT_CONFIG_FILE = "templar-registry.yaml";
+
+export function defaultConfigPath(): string {
+  return process.env.TEMPLAR_CONFIG ?? DEFAULT_CONFIG_FILE;
+}
+
+export function parseDuration(text: string | number, what = "duration"): number {
+  if (text === 0 || text === "0") return 0;
+  const m = DURATION.exec(String(text));
+  if (!m)
+    throw new UserError(`${what} ${JSON.stringify(text)}: expected a duration such as 30s, 15m, 1h or 7d`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms"];
+  return Number(m[1]) * unit;
+}
+
+/** Loads and validates the config; a missing file means the defaults. */
+export async function loadConfig(path: string): Promise<RegistryConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return RegistryConfigSchema.parse({});
+    throw new UserError(`config ${path}: ${(err as Error).message}`);
+  }
+  return parseConfig(text, path);
+}
+
+export function parseConfig(text: string, path: string): RegistryConfig {
+  const doc = parseDocument(text);
+  if (doc.errors.length) {
+    const e = doc.errors[0]!;
+    const pos = e.linePos?.[0];
+    throw new UserError(`config ${path}${pos ? `:${pos.line}:${pos.col}` : ""}: ${e.message.split("\n")[0]}`);
+  }
+  const result = RegistryConfigSchema.safeParse(doc.toJS() ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const where = issue.path.length ? issue.path.join(".") : "(top level)";
+    throw new UserError(`config ${path}: ${where}: ${issue.message}`);
+  }
+  return result.data;
+}
+
+/** Adds a token entry, keeping the rest of the file (comments included); written atomically. */
+export async function addTokenToConfig(path: string, entry: TokenEntry): Promise<void> {
+  let text = "";
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    text = "# templar registry configuration: see registry/config.ts for every field\nanonymousPull: true\n";
+  }
+  parseConfig(text, path); // refuse to extend a file that is already invalid
+  const doc = parseDocument(text);
+  if (!doc.has("tokens") || doc.get("tokens") == null) doc.set("tokens", doc.createNode([]));
+  const tokens = doc.get("tokens") as { add(v: unknown): void };
+  tokens.add(doc.createNode(entry));
+  await writeFileAtomic(path, doc.toString());
+}
+
+/** Re-reads the config when the file changes (at most once a second), so new tokens work without a restart. */
+export class ConfigWatcher {
+  private lastCheck = 0;
+  private signature = "";
+  constructor(
+    readonly path: string | null,
+    public current: RegistryConfig,
+    private readonly onError: (err: unknown) => void = () => {},
+  ) {}
+
+  static async open(path: string | null): Promise<ConfigWatcher> {
+    const config = path ? await loadConfig(path) : RegistryConfigSchema.parse({});
+    const w = new ConfigWatcher(path, config);
+    w.signature = await w.fileSignature();
+    w.lastCheck = Date.now();
+    return w;
+  }
+
+  async get(): Promise<RegistryConfig> {
+    if (!this.path || Date.now() - this.lastCheck < 1000) return this.current;
+    this.lastCheck = Date.now();
+    const sig = await this.fileSignature();
+    if (sig !== this.signature) {
+      try {
+        this.current = await loadConfig(this.path);
+        this.signature = sig;
+      } catch (err) {
+        this.onError(err); // keep serving with the last good config
+      }
+    }
+    return this.current;
+  }
+
+  private async fileSignature(): Promise<string> {
+    if (!this.path) return "";
+    try {
+      const st = await stat(this.path);
+      return `${st.mtimeMs}:${st.size}:${st.ino}`;
+    } catch {
+      return "absent";
+    }
+  }
+}

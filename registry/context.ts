@@ -1,0 +1,69 @@
+import type { HttpBindings } from "@hono/node-server";
+import type { Context } from "hono";
+import { isTag, isVersion, templateNameProblem } from "../common/names.js";
+import { type Action, authorize, type Principal } from "./auth.js";
+import type { ConfigWatcher, RegistryConfig } from "./config.js";
+import { badRequest } from "./errors.js";
+import type { Metrics } from "./metrics.js";
+import type { Storage } from "./storage/storage.js";
+import type { SummaryCache } from "./summaries.js";
+import type { VersionIndex } from "./versions.js";
+
+/** What every handler can reach: storage and the per-process helpers around it. */
+export interface RegistryDeps {
+  storage: Storage;
+  config: ConfigWatcher;
+  index: VersionIndex;
+  summaries: SummaryCache;
+  metrics: Metrics;
+  /** One JSON line per call (stdout in `templar serve`). */
+  log: (entry: Record<string, unknown>) => void;
+}
+
+export type RegistryEnv = {
+  Bindings: HttpBindings;
+  Variables: { deps: RegistryDeps; principal: Principal; config: RegistryConfig };
+};
+
+export type Ctx = Context<RegistryEnv>;
+
+export function deps(c: Ctx): RegistryDeps {
+  return c.get("deps");
+}
+
+/** Checks the caller may do `action` on `name` (null: on any template, e.g. blobs). */
+export function need(c: Ctx, action: Action, name: string | null): void {
+  authorize(c.get("principal"), action, name, c.get("config"));
+}
+
+export function nameParam(c: Ctx): string {
+  const name = c.req.param("name") ?? "";
+  const problem = templateNameProblem(name);
+  if (problem) throw badRequest("NAME_INVALID", `template name ${JSON.stringify(name)} ${problem}`);
+  return name;
+}
+
+export function versionParam(c: Ctx, param = "version"): string {
+  const version = c.req.param(param) ?? "";
+  if (!isVersion(version)) {
+    throw badRequest(
+      "VERSION_INVALID",
+      `version ${JSON.stringify(version)} is not a semantic version such as 1.2.3 or 1.2.0-rc.1`,
+    );
+  }
+  return version;
+}
+
+export function tagParam(c: Ctx): string {
+  const tag = c.req.param("tag") ?? "";
+  if (!isTag(tag)) throw badRequest("TAG_INVALID", `tag ${JSON.stringify(tag)} must match [a-z][a-z0-9._-]*`);
+  return tag;
+}
+
+/** A reference from the path (version, tag or decoded range): bounded, no NUL. */
+export function assertRefSafe(ref: string): string {
+  if (ref.length === 0 || ref.length > 256 || ref.includes("\0")) {
+    throw badRequest("REFERENCE_INVALID", "reference must be 1-256 characters without NUL");
+  }
+  return ref;
+}

@@ -1,0 +1,21 @@
+import { type Ctx, deps } from "../context.js";
+import { errorBody } from "../errors.js";
+
+export function healthz(c: Ctx): Response {
+  return c.json({ status: "ok" });
+}
+
+/** Ready when storage answers (a write probe on disk, a bucket check on S3). */
+export async function readyz(c: Ctx): Promise<Response> {
+  try {
+    await deps(c).storage.check();
+    return c.json({ status: "ready", storage: deps(c).storage.kind });
+  } catch (err) {
+    return c.json(errorBody("STORAGE_UNAVAILABLE", (err as Error).message), 503);
+  }
+}
+
+export async function metrics(c: Ctx): Promise<Response> {
+  c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  return c.body(await deps(c).metrics.render());
+}

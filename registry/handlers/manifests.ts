@@ -1,0 +1,180 @@
+import { parseDigest, sha256Hex } from "../../common/digest.js";
+import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
+import { readLimited } from "../body.js";
+import { assertRefSafe, type Ctx, deps, nameParam, need, versionParam } from "../context.js";
+import { ApiError, badRequest, notFound } from "../errors.js";
+import { keys } from "../keys.js";
+import { etagMatches } from "./blobs.js";
+
+const MAX_SIGNATURE_BYTES = 64 * 1024;
+
+/** GET /v1/templates/{name}/{ref}: the manifest bytes for a version, tag or URL-encoded range. */
+export async function getManifest(c: Ctx): Promise<Response> {
+  const name = nameParam(c);
+  need(c, "pull", name);
+  const ref = assertRefSafe(c.req.param("ref") ?? "");
+  const { index, metrics } = deps(c);
+  const resolved = await index.resolve(name, ref);
+  const etag = `"sha256:${sha256Hex(resolved.manifest)}"`;
+  c.header("ETag", etag);
+  c.header("X-Template-Version", resolved.version);
+  c.header("Content-Type", "application/json");
+  // A version's manifest never changes; what a tag or range points to does.
+  c.header("Cache-Control", resolved.kind === "version" ? "public, max-age=31536000, immutable" : "no-cache");
+  if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304);
+  c.header("Content-Length", String(resolved.manifest.length));
+  if (c.req.method === "HEAD") return c.body(null, 200);
+  metrics.bytesServed += resolved.manifest.length;
+  return c.body(new Uint8Array(resolved.manifest), 200);
+}
+
+/**
+ * PUT /v1/templates/{name}/{version}: the manifest bytes as the body (at most 1 MiB), optionally
+ * its detached signature as `X-Template-Signature: <base64 of the armoured signature>`.
+ * 201 created, 200 when the identical manifest is already there, 409 when other bytes are.
+ */
+export async function putManifest(c: Ctx): Promise<Response> {
+  const name = nameParam(c);
+  const version = versionParam(c);
+  need(c, "push", name);
+  const { storage, index, metrics } = deps(c);
+  const signature = signatureHeader(c);
+  const bytes = await readLimited(c, MAX_MANIFEST_BYTES, "manifest");
+  let manifest: Manifest;
+  try {
+    manifest = parseManifest(bytes, "manifest");
+  } catch (err) {
+    throw badRequest("MANIFEST_INVALID", (err as Error).message);
+  }
+  if (manifest.name !== name) {
+    throw badRequest("MANIFEST_INVALID", `manifest names template ${manifest.name}, the URL ${name}`);
+  }
+  if (manifest.version !== version) {
+    throw badRequest("MANIFEST_INVALID", `manifest has version ${manifest.version}, the URL ${version}`);
+  }
+  await checkBlobs(c, manifest);
+
+  const key = keys.manifest(name, version);
+  const digest = `sha256:${sha256Hex(bytes)}`;
+  c.header("ETag", `"${digest}"`);
+  c.header("Location", `/v1/templates/${name}/${version}`);
+  const created = await storage.putObjectIfAbsent(key, bytes);
+  if (!created) {
+    const existing = await storage.getObject(key);
+    if (!existing?.equals(bytes)) {
+      throw new ApiError(
+        409,
+        "VERSION_EXISTS",
+        `${name}@${version} already exists with other content; versions are immutable`,
+      );
+    }
+    if (signature) await storeSignature(c, name, version, signature);
+    return c.json({ name, version, digest, created: false }, 200);
+  }
+  index.invalidate(name);
+  // GC runs online: if it removed a blob between our check and our write, take the manifest
+  // back rather than publish one that names a missing blob.
+  try {
+    await checkBlobs(c, manifest);
+  } catch (err) {
+    await storage.deleteObject(key);
+    throw err;
+  }
+  if (signature) await storeSignature(c, name, version, signature);
+  metrics.pushes++;
+  return c.json({ name, version, digest, created: true }, 201);
+}
+
+/** GET /v1/templates/{name}/{version}/signature: the manifest's detached signature. */
+export async function getSignature(c: Ctx): Promise<Response> {
+  const name = nameParam(c);
+  const version = versionParam(c);
+  need(c, "pull", name);
+  const sig = await deps(c).storage.getObject(keys.signature(name, version));
+  if (!sig) throw notFound("SIGNATURE_UNKNOWN", `${name}@${version} is not signed (or does not exist)`);
+  c.header("Content-Type", "application/pgp-signature");
+  return c.body(new Uint8Array(sig), 200);
+}
+
+/** PUT /v1/templates/{name}/{version}/signature: adds the signature to a version pushed unsigned. */
+export async function putSignature(c: Ctx): Promise<Response> {
+  const name = nameParam(c);
+  const version = versionParam(c);
+  need(c, "push", name);
+  const sig = await readLimited(c, MAX_SIGNATURE_BYTES, "signature");
+  checkArmour(sig);
+  if (!(await deps(c).storage.statObject(keys.manifest(name, version)))) {
+    throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist`);
+  }
+  const created = await storeSignature(c, name, version, sig);
+  return c.json({ name, version, signed: true }, created ? 201 : 200);
+}
+
+/** Signatures are create-if-absent too: a version's signature cannot be swapped afterwards. */
+async function storeSignature(c: Ctx, name: string, version: string, sig: Buffer): Promise<boolean> {
+  const { storage, index } = deps(c);
+  const key = keys.signature(name, version);
+  if (await storage.putObjectIfAbsent(key, sig)) {
+    index.invalidate(name);
+    return true;
+  }
+  if ((await storage.getObject(key))?.equals(sig)) return false;
+  throw new ApiError(409, "SIGNATURE_EXISTS", `${name}@${version} already has another signature`);
+}
+
+function signatureHeader(c: Ctx): Buffer | null {
+  const header = c.req.header("x-template-signature");
+  if (header === undefined) return null;
+  const sig = Buffer.from(header, "base64");
+  if (sig.length > MAX_SIGNATURE_BYTES)
+    throw new ApiError(413, "TOO_LARGE", "signature is larger than 64 KiB");
+  checkArmour(sig);
+  return sig;
+}
+
+function checkArmour(sig: Buffer): void {
+  const text = sig.toString("utf8");
+  if (!text.includes("-----BEGIN PGP SIGNATURE-----") || !text.includes("-----END PGP SIGNATURE-----")) {
+    throw badRequest("SIGNATURE_INVALID", "signature must be an ASCII-armoured OpenPGP detached signature");
+  }
+}
+
+/** Every artifact must name a blob we hold, with the size the manifest claims. */
+async function checkBlobs(c: Ctx, manifest: Manifest): Promise<void> {
+  const { storage } = deps(c);
+  for (const artifact of manifest.artifacts) {
+    const hex = parseDigest(artifact.digest)!;
+    const info = await storage.statBlob(hex);
+    if (!info) {
+      throw badRequest(
+        "BLOB_UNKNOWN",
+        `artifact ${artifact.format} names blob ${artifact.digest}, which the registry does not have; upload it first`,
+      );
+    }
+    if (info.size !== artifact.size) {
+      throw badRequest(
+        "MANIFEST_INVALID",
+        `artifact ${artifact.format} says ${artifact.size} bytes, blob ${artifact.digest} has ${info.size}`,
+      );
+    }
+  }
+}
+
+/** DELETE /v1/templates/{name}/{version}: the version, its signature and tags pointing at it. */
+export async function deleteVersion(c: Ctx): Promise<Response> {
+  const name = nameParam(c);
+  const version = versionParam(c);
+  need(c, "delete", name);
+  const { storage, index } = deps(c);
+  if (!(await storage.statObject(keys.manifest(name, version)))) {
+    throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist`);
+  }
+  for await (const obj of storage.list(keys.tags(name))) {
+    if ((await storage.getObject(obj.key))?.toString("utf8").trim() === version)
+      await storage.deleteObject(obj.key);
+  }
+  await storage.deleteObject(keys.signature(name, version));
+  await storage.deleteObject(keys.manifest(name, version));
+  index.invalidate(name);
+  return c.body(null, 204);
+}

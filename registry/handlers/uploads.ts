@@ -1,0 +1,129 @@
+import { parseDigest } from "../../common/digest.js";
+import { countedBody } from "../body.js";
+import { type Ctx, deps, need } from "../context.js";
+import { badRequest, notFound } from "../errors.js";
+import type { UploadState } from "../storage/storage.js";
+
+/**
+ * Resumable uploads: POST opens one, PATCH appends a chunk (`Content-Range: bytes a-b/total`,
+ * or none to append at the current offset), GET tells the offset to resume from, PUT
+ * `?digest=sha256:<hex>` completes (with an optional last chunk), DELETE abandons. The state
+ * lives in storage, so each request may reach another replica.
+ */
+const UPLOAD_ID = /^[A-Za-z0-9._~-]{1,200}$/;
+
+function uploadId(c: Ctx): string {
+  const id = c.req.param("id") ?? "";
+  if (!UPLOAD_ID.test(id)) throw notFound("UPLOAD_UNKNOWN", `upload ${JSON.stringify(id)} not found`);
+  return id;
+}
+
+function describe(c: Ctx, state: UploadState, status: 200 | 202): Response {
+  c.header("Location", `/v1/uploads/${state.id}`);
+  c.header("Upload-Offset", String(state.offset));
+  c.header("Range", `0-${Math.max(0, state.offset - 1)}`);
+  return c.json({ id: state.id, offset: state.offset, started: state.started.toISOString() }, status);
+}
+
+export async function createUpload(c: Ctx): Promise<Response> {
+  need(c, "push", null);
+  const state = await deps(c).storage.createUpload();
+  return describe(c, state, 202);
+}
+
+export async function uploadStatus(c: Ctx): Promise<Response> {
+  need(c, "push", null);
+  const id = uploadId(c);
+  const state = await deps(c).storage.uploadState(id);
+  if (!state) throw notFound("UPLOAD_UNKNOWN", `upload ${id} not found (completed, aborted or expired)`);
+  c.header("Cache-Control", "no-store");
+  return describe(c, state, 200);
+}
+
+export async function patchUpload(c: Ctx): Promise<Response> {
+  need(c, "push", null);
+  const id = uploadId(c);
+  const state = await appendChunk(c, id);
+  return describe(c, state, 202);
+}
+
+export async function completeUpload(c: Ctx): Promise<Response> {
+  need(c, "push", null);
+  const id = uploadId(c);
+  const digest = c.req.query("digest") ?? "";
+  const hex = parseDigest(digest);
+  if (!hex)
+    throw badRequest("DIGEST_INVALID", `?digest= must be sha256:<64 hex>, got ${JSON.stringify(digest)}`);
+  const hasBody =
+    c.req.header("content-range") !== undefined || Number(c.req.header("content-length") ?? 0) > 0;
+  if (hasBody) await appendChunk(c, id);
+  const { size } = await deps(c).storage.completeUpload(id, hex);
+  c.header("Location", `/v1/blobs/sha256:${hex}`);
+  c.header("ETag", `"sha256:${hex}"`);
+  return c.json({ digest: `sha256:${hex}`, size }, 201);
+}
+
+export async function abortUpload(c: Ctx): Promise<Response> {
+  need(c, "push", null);
+  const id = uploadId(c);
+  const { storage } = deps(c);
+  if (!(await storage.uploadState(id))) throw notFound("UPLOAD_UNKNOWN", `upload ${id} not found`);
+  await storage.abortUpload(id);
+  return c.body(null, 204);
+}
+
+async function appendChunk(c: Ctx, id: string): Promise<UploadState> {
+  const { storage, metrics } = deps(c);
+  const header = c.req.header("content-range");
+  const length = c.req.header("content-length");
+  let start: number;
+  let expectedLength: number | null = length === undefined ? null : Number(length);
+  if (header !== undefined) {
+    const range = parseContentRange(header);
+    if (!range) {
+      throw badRequest(
+        "CONTENT_RANGE_INVALID",
+        `Content-Range ${JSON.stringify(header)}: expected "bytes <start>-<end>/<total|*>"`,
+      );
+    }
+    if (expectedLength !== null && expectedLength !== range.end - range.start + 1) {
+      throw badRequest(
+        "CONTENT_RANGE_INVALID",
+        `Content-Range ${header} spans ${range.end - range.start + 1} bytes but Content-Length is ${expectedLength}`,
+      );
+    }
+    start = range.start;
+    expectedLength = range.end - range.start + 1;
+  } else {
+    const state = await storage.uploadState(id);
+    if (!state) throw notFound("UPLOAD_UNKNOWN", `upload ${id} not found`);
+    start = state.offset;
+  }
+  let received = 0;
+  const body = countedBody(c, (n) => {
+    received += n;
+    metrics.bytesReceived += n;
+  });
+  const state = await storage.appendUpload(id, start, body);
+  if (expectedLength !== null && received !== expectedLength) {
+    throw badRequest(
+      "CONTENT_RANGE_INVALID",
+      `chunk announced ${expectedLength} bytes, ${received} arrived; resume at ${state.offset}`,
+    );
+  }
+  return state;
+}
+
+/** `bytes a-b/total`, `bytes a-b/*` or OCI's bare `a-b`; end >= start. */
+export function parseContentRange(
+  header: string,
+): { start: number; end: number; total: number | null } | null {
+  const m = /^(?:bytes[ =])?\s*(\d+)-(\d+)(?:\/(\d+|\*))?\s*$/.exec(header.trim());
+  if (!m) return null;
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  const total = m[3] === undefined || m[3] === "*" ? null : Number(m[3]);
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) return null;
+  if (total !== null && end >= total) return null;
+  return { start, end, total };
+}

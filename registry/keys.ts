@@ -1,0 +1,26 @@
+/** Storage keys (DESIGN.md "Storage" layout), built in one place. Inputs are validated names. */
+export const keys = {
+  templates: "templates/",
+  template: (name: string) => `templates/${name}/`,
+  versions: (name: string) => `templates/${name}/versions/`,
+  manifest: (name: string, version: string) => `templates/${name}/versions/${version}.json`,
+  signature: (name: string, version: string) => `templates/${name}/versions/${version}.json.asc`,
+  tags: (name: string) => `templates/${name}/tags/`,
+  tag: (name: string, tag: string) => `templates/${name}/tags/${tag}`,
+};
+
+/** Splits a key under templates/ into its parts; null for anything else. */
+export function parseTemplateKey(
+  key: string,
+):
+  | { name: string; kind: "manifest" | "signature"; version: string }
+  | { name: string; kind: "tag"; tag: string }
+  | null {
+  const m = /^templates\/([^/]+)\/(versions|tags)\/([^/]+)$/.exec(key);
+  if (!m) return null;
+  const [, name, dir, file] = m as unknown as [string, string, string, string];
+  if (dir === "tags") return { name, kind: "tag", tag: file };
+  if (file.endsWith(".json.asc")) return { name, kind: "signature", version: file.slice(0, -9) };
+  if (file.endsWith(".json")) return { name, kind: "manifest", version: file.slice(0, -5) };
+  return null;
+}

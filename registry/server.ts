@@ -1,0 +1,61 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { createApp } from "./app.js";
+import { ConfigWatcher, parseDuration } from "./config.js";
+import type { RegistryDeps } from "./context.js";
+import { Metrics } from "./metrics.js";
+import type { Storage } from "./storage/storage.js";
+import { SummaryCache } from "./summaries.js";
+import { VersionIndex } from "./versions.js";
+
+export interface RegistryOptions {
+  storage: Storage;
+  /** Config file to read (and re-read on change); null: defaults only. */
+  configPath: string | null;
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+/** Builds the per-process helpers around storage; nothing here is state replicas must share. */
+export async function createDeps(options: RegistryOptions): Promise<RegistryDeps> {
+  const log = options.log ?? ((entry) => process.stdout.write(`${JSON.stringify(entry)}\n`));
+  const config = await ConfigWatcher.open(options.configPath);
+  const index = new VersionIndex(options.storage, parseDuration(config.current.cacheTtl, "cacheTtl"));
+  return {
+    storage: options.storage,
+    config,
+    index,
+    summaries: new SummaryCache(options.storage),
+    metrics: new Metrics(options.storage),
+    log,
+  };
+}
+
+export interface RunningRegistry {
+  url: string;
+  deps: RegistryDeps;
+  close(): Promise<void>;
+}
+
+/** Starts the HTTP server; port 0 picks a free port (tests). */
+export async function startRegistry(
+  options: RegistryOptions & { host: string; port: number },
+): Promise<RunningRegistry> {
+  const deps = await createDeps(options);
+  const app = createApp(deps);
+  const server = serve({ fetch: app.fetch, hostname: options.host, port: options.port });
+  await new Promise<void>((resolve, reject) => {
+    server.once("listening", resolve);
+    server.once("error", reject);
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    deps,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      }),
+  };
+}

@@ -1,0 +1,143 @@
+import semver, { SemVer } from "semver";
+import { isTag, isVersion } from "../common/names.js";
+import { badRequest, notFound } from "./errors.js";
+import { keys, parseTemplateKey } from "./keys.js";
+import type { ObjectInfo, Storage } from "./storage/storage.js";
+
+/**
+ * Version lists and reference resolution (exact version, tag, semver range, `latest`).
+ *
+ * Processes keep no state of their own, so the truth is always storage. Listing a name's
+ * versions is the one costly read (10,000 keys), so each process may reuse a name's sorted list
+ * for `ttlMs` (default 2 s) and drops it at once after its own pushes and deletes. Exact versions
+ * and tags are always read from storage, so only ranges and the implicit `latest` may lag behind
+ * a push made through another replica, by at most the TTL.
+ */
+export interface VersionEntry {
+  version: SemVer;
+  size: number;
+  modified: Date;
+}
+
+interface CachedList {
+  loadedAt: number;
+  /** Newest first. */
+  entries: VersionEntry[];
+  signed: Set<string>;
+}
+
+export type RefKind = "version" | "tag" | "range" | "latest";
+
+export interface Resolved {
+  version: string;
+  kind: RefKind;
+  manifest: Buffer;
+}
+
+export class VersionIndex {
+  private cache = new Map<string, CachedList>();
+  private loading = new Map<string, Promise<CachedList>>();
+
+  constructor(
+    private readonly storage: Storage,
+    public ttlMs = 2000,
+  ) {}
+
+  invalidate(name: string): void {
+    this.cache.delete(name);
+  }
+
+  async list(name: string): Promise<CachedList> {
+    const hit = this.cache.get(name);
+    if (hit && Date.now() - hit.loadedAt < this.ttlMs) return hit;
+    let pending = this.loading.get(name);
+    if (!pending) {
+      // One listing per name at a time, however many requests are waiting for it.
+      pending = this.load(name).finally(() => this.loading.delete(name));
+      this.loading.set(name, pending);
+    }
+    return pending;
+  }
+
+  private async load(name: string): Promise<CachedList> {
+    const started = Date.now();
+    const entries: VersionEntry[] = [];
+    const signed = new Set<string>();
+    for await (const obj of this.storage.list(keys.versions(name))) {
+      const parsed = parseTemplateKey(obj.key);
+      if (!parsed || parsed.kind === "tag") continue;
+      if (!isVersion(parsed.version)) continue;
+      if (parsed.kind === "signature") signed.add(parsed.version);
+      else entries.push(entryOf(parsed.version, obj));
+    }
+    entries.sort((a, b) => b.version.compare(a.version));
+    const list = { loadedAt: started, entries, signed };
+    this.cache.set(name, list);
+    return list;
+  }
+
+  /** The highest non-pre-release version, or null. */
+  async highestRelease(name: string): Promise<string | null> {
+    const { entries } = await this.list(name);
+    return entries.find((e) => e.version.prerelease.length === 0)?.version.version ?? null;
+  }
+
+  /** Resolves `ref` (already URL-decoded) for template `name` to a version and its manifest bytes. */
+  async resolve(name: string, ref: string): Promise<Resolved> {
+    if (isVersion(ref)) {
+      const manifest = await this.storage.getObject(keys.manifest(name, ref));
+      if (!manifest) throw notFound("VERSION_UNKNOWN", `${name}@${ref} does not exist`);
+      return { version: ref, kind: "version", manifest };
+    }
+    if (isTag(ref)) {
+      const target = await this.storage.getObject(keys.tag(name, ref));
+      if (target) {
+        const version = target.toString("utf8").trim();
+        const manifest = await this.storage.getObject(keys.manifest(name, version));
+        if (!manifest)
+          throw notFound("VERSION_UNKNOWN", `tag ${name}@${ref} points to ${version}, which is gone`);
+        return { version, kind: "tag", manifest };
+      }
+      if (ref === "latest") return this.fromList(name, "latest", (e) => e.version.prerelease.length === 0);
+      if (semver.validRange(ref) === null)
+        throw notFound("TAG_UNKNOWN", `${name} has no tag ${JSON.stringify(ref)}`);
+    }
+    let range: semver.Range;
+    try {
+      range = new semver.Range(ref);
+    } catch {
+      throw badRequest(
+        "REFERENCE_INVALID",
+        `${JSON.stringify(ref)} is neither a version (1.2.3), a tag ([a-z][a-z0-9._-]*) nor a semver range (^1.2, >=1 <2)`,
+      );
+    }
+    // semver's default: a pre-release satisfies a range only if the range names a pre-release
+    // of the same major.minor.patch ("pre-releases only when asked for").
+    return this.fromList(name, "range", (e) => range.test(e.version));
+  }
+
+  private async fromList(
+    name: string,
+    kind: RefKind,
+    accept: (e: VersionEntry) => boolean,
+  ): Promise<Resolved> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const { entries } = await this.list(name);
+      const hit = entries.find(accept);
+      if (!hit) break;
+      const manifest = await this.storage.getObject(keys.manifest(name, hit.version.version));
+      if (manifest) return { version: hit.version.version, kind, manifest };
+      this.invalidate(name); // deleted since we listed: list again once
+    }
+    const { entries } = await this.list(name);
+    if (entries.length === 0) throw notFound("TEMPLATE_UNKNOWN", `no template named ${name}`);
+    throw notFound(
+      "VERSION_UNKNOWN",
+      `no version of ${name} matches ${kind === "latest" ? "latest" : "the range"}`,
+    );
+  }
+}
+
+function entryOf(version: string, obj: ObjectInfo): VersionEntry {
+  return { version: new SemVer(version), size: obj.size, modified: obj.modified };
+}
