@@ -1,17 +1,11 @@
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
-import { S3Client } from "@aws-sdk/client-s3";
 import { z } from "zod";
 import { usageError } from "../../common/errors.js";
-
-// The SDK warns on Node 20 about its own future support policy: a multi-line warning in the
-// middle of the registry's JSON log lines, and nothing an operator of this release can act on.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
 /**
  * Where an S3 storage lives and how to reach it. Filled from `--storage s3://bucket/prefix`,
  * flags, the config file's `s3:` section and the environment (see resolveS3Options); anything
  * left out falls to the AWS SDK's defaults (credential chain, region from ~/.aws/config).
+ * No SDK import here: the config file schema uses this module, and the SDK is slow to load.
  */
 export const S3OptionsSchema = z.object({
   bucket: z.string().min(3),
@@ -103,36 +97,4 @@ export function resolveS3Options(
     throw usageError("S3 storage: give both an access key id and a secret access key, or neither");
   }
   return parsed.data;
-}
-
-/**
- * One client per storage. Checksums only when an operation requires them: Ceph RGW (and other
- * S3-compatible servers) refuse the aws-chunked uploads the SDK sends by default (FACTS.md).
- * A large socket pool: every streamed download holds a socket until the client has read it.
- */
-export function createS3Client(options: S3Options): S3Client {
-  const agentOptions = { keepAlive: true, maxSockets: 512 };
-  return new S3Client({
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    region: options.region ?? "us-east-1",
-    forcePathStyle: options.forcePathStyle ?? false,
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    ...(options.accessKeyId && options.secretAccessKey
-      ? {
-          credentials: {
-            accessKeyId: options.accessKeyId,
-            secretAccessKey: options.secretAccessKey,
-            ...(options.sessionToken ? { sessionToken: options.sessionToken } : {}),
-          },
-        }
-      : {}),
-    maxAttempts: 3,
-    // Options for the SDK's own Node handler (it builds a NodeHttpHandler from them).
-    requestHandler: {
-      connectionTimeout: 5000,
-      httpAgent: new HttpAgent(agentOptions),
-      httpsAgent: new HttpsAgent(agentOptions),
-    },
-  });
 }
