@@ -10,8 +10,10 @@ export function s3Status(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
 }
 
+/** A missing key or upload, not a missing bucket (which is an outage, not an answer). */
 export function isNotFound(err: unknown): boolean {
   const name = (err as { name?: string })?.name;
+  if (name === "NoSuchBucket") return false;
   return s3Status(err) === 404 || name === "NoSuchKey" || name === "NotFound" || name === "NoSuchUpload";
 }
 

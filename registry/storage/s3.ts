@@ -288,10 +288,17 @@ export class S3Storage implements Storage {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
       return { size: out.ContentLength ?? 0, modified: out.LastModified ?? new Date(0) };
     } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
+      if (!isNotFound(err)) throw err;
+      // A HEAD 404 has no body: "no such key" and "no such bucket" look alike. Make sure it is the
+      // key (one listing, at most every 10 s), so a missing bucket is an error, never "absent".
+      if (Date.now() - this.bucketSeen > 10_000) {
+        await this.check();
+        this.bucketSeen = Date.now();
+      }
+      return null;
     }
   }
+  private bucketSeen = 0;
 }
 
 /**

@@ -43,7 +43,9 @@ describe.skipIf(!rgw)("two registry processes on one S3 bucket", () => {
   });
 
   it("serves at once through one what was pushed through the other", async () => {
-    const t = makeTemplate("debian-13-x86_64-replica", "1.0.0", { blobs: [randomBytes(3 << 20), randomBytes(777)] });
+    const t = makeTemplate("debian-13-x86_64-replica", "1.0.0", {
+      blobs: [randomBytes(3 << 20), randomBytes(777)],
+    });
     expect((await pushTemplate(a.url, token, t)).status).toBe(201);
     const manifest = await fetch(`${b.url}/v1/templates/${t.name}/1.0.0`);
     expect(manifest.status).toBe(200);
@@ -54,15 +56,21 @@ describe.skipIf(!rgw)("two registry processes on one S3 bucket", () => {
     const whole = await fetch(`${b.url}/v1/blobs/sha256:${sha256(blob)}`);
     expect(whole.status).toBe(200);
     expect(sha256(Buffer.from(await whole.arrayBuffer()))).toBe(sha256(blob));
-    const part = await fetch(`${b.url}/v1/blobs/sha256:${sha256(blob)}`, { headers: { Range: "bytes=1000-2999999" } });
+    const part = await fetch(`${b.url}/v1/blobs/sha256:${sha256(blob)}`, {
+      headers: { Range: "bytes=1000-2999999" },
+    });
     expect(part.status).toBe(206);
     expect(Buffer.from(await part.arrayBuffer()).equals(blob.subarray(1000, 3_000_000))).toBe(true);
   });
 
   it("leaves exactly one winner among 50 concurrent pushes of one version over both", async () => {
     const name = "debian-13-x86_64-race";
-    const candidates = Array.from({ length: 50 }, () => makeTemplate(name, "2.0.0", { blobs: [randomBytes(4096)] }));
-    const statuses = await Promise.all(candidates.map((t, i) => pushTemplate(i % 2 ? a.url : b.url, token, t)));
+    const candidates = Array.from({ length: 50 }, () =>
+      makeTemplate(name, "2.0.0", { blobs: [randomBytes(4096)] }),
+    );
+    const statuses = await Promise.all(
+      candidates.map((t, i) => pushTemplate(i % 2 ? a.url : b.url, token, t)),
+    );
     const codes = statuses.map((r) => r.status);
     expect(codes.filter((s) => s === 201)).toHaveLength(1);
     expect(codes.filter((s) => s === 409)).toHaveLength(49);
