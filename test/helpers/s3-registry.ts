@@ -1,8 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { CLI } from "./registry.js";
+import { fileURLToPath } from "node:url";
 import type { Rgw } from "./rgw.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The built CLI, from test/helpers/ or from the compiled copy under dist/ (bench). */
+const CLI = [resolve(here, "../../dist/cli/templar.js"), resolve(here, "../../cli/templar.js")].find((p) =>
+  existsSync(p),
+);
 
 /** A `templar serve --storage s3://...` process and the JSON lines it logged. */
 export interface S3Serve {
@@ -29,7 +36,7 @@ export interface S3ServeOptions {
  * would: endpoint, path style and credentials from the environment scripts/rgw printed.
  */
 export async function spawnS3Serve(rgw: Rgw, options: S3ServeOptions): Promise<S3Serve> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build' first (npm test does)`);
+  if (!CLI) throw new Error("dist/cli/templar.js is missing: run 'npm run build' first (npm test does)");
   const env: Record<string, string | undefined> = { ...process.env, ...rgw.env, ...options.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   const child = spawn(
