@@ -105,7 +105,10 @@ export class S3Storage implements Storage {
           ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
         }),
       );
-      return out.Body as Readable;
+      return Readable.from(coalesce(out.Body as Readable, 1 << 20), {
+        objectMode: false,
+        highWaterMark: 1 << 20,
+      });
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
@@ -299,6 +302,30 @@ export class S3Storage implements Storage {
     }
   }
   private bucketSeen = 0;
+}
+
+/**
+ * Re-chunks a socket stream (64 KiB reads) into pieces of about `size` bytes: the HTTP layers a
+ * download passes through (web streams, Hono, node:http) cost per chunk, not per byte.
+ */
+export async function* coalesce(body: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of body) {
+      parts.push(chunk);
+      length += chunk.length;
+      if (length >= size) {
+        yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+        parts = [];
+        length = 0;
+      }
+    }
+    if (length > 0) yield Buffer.concat(parts, length);
+  } finally {
+    // A reader that stops early (client went away) must release the S3 connection.
+    (body as Readable).destroy?.();
+  }
 }
 
 /**
