@@ -305,30 +305,6 @@ export class S3Storage implements Storage {
 }
 
 /**
- * Re-chunks a socket stream (64 KiB reads) into pieces of about `size` bytes: the HTTP layers a
- * download passes through (web streams, Hono, node:http) cost per chunk, not per byte.
- */
-export async function* coalesce(body: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let length = 0;
-  try {
-    for await (const chunk of body) {
-      parts.push(chunk);
-      length += chunk.length;
-      if (length >= size) {
-        yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
-        parts = [];
-        length = 0;
-      }
-    }
-    if (length > 0) yield Buffer.concat(parts, length);
-  } finally {
-    // A reader that stops early (client went away) must release the S3 connection.
-    (body as Readable).destroy?.();
-  }
-}
-
-/**
  * Passes `body` through, hashing; throws DigestMismatchError instead of ending when the bytes do
  * not hash to `hex`. Whoever consumes it sees a clean end only for verified bytes.
  */
