@@ -105,10 +105,7 @@ export class S3Storage implements Storage {
           ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
         }),
       );
-      return Readable.from(coalesce(out.Body as Readable, 1 << 20), {
-        objectMode: false,
-        highWaterMark: 1 << 20,
-      });
+      return out.Body as Readable;
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
