@@ -79,14 +79,17 @@ describe.skipIf(!rgw)("a registry process killed during uploads (S3)", () => {
         fetch(`${victim.url}/v1/blobs/sha256:${digest}`, {
           method: "PUT",
           headers: auth,
-          body: trickle(data, 100),
+          body: trickle(data, 150),
           duplex: "half",
         } as RequestInit),
       );
     }
     const uploadIds: string[] = [];
     for (let i = 0; i < 8; i++) {
-      const created = await fetch(`${victim.url}/v1/uploads`, { method: "POST", headers: auth });
+      // Once more if a kept-alive connection was closed under us (a loaded machine); nothing is
+      // created then, and the counts below allow for it anyway.
+      const post = () => fetch(`${victim.url}/v1/uploads`, { method: "POST", headers: auth });
+      const created = await post().catch(post);
       const { id } = (await created.json()) as { id: string };
       uploadIds.push(id);
       const data = randomBytes(16 << 20);
@@ -94,7 +97,7 @@ describe.skipIf(!rgw)("a registry process killed during uploads (S3)", () => {
         fetch(`${victim.url}/v1/uploads/${id}`, {
           method: "PATCH",
           headers: { ...auth, "Content-Range": `bytes 0-${data.length - 1}/*` },
-          body: trickle(data, 100),
+          body: trickle(data, 150),
           duplex: "half",
         } as RequestInit),
       );
@@ -108,7 +111,15 @@ describe.skipIf(!rgw)("a registry process killed during uploads (S3)", () => {
         ),
       );
     }
-    await new Promise((r) => setTimeout(r, 1200));
+    // Kill once the dead process will leave unfinished multipart uploads behind (a few are
+    // under way after about a second; on a loaded machine it takes longer).
+    for (let waited = 0; waited < 30_000; waited += 200) {
+      let partial = 0;
+      for await (const _ of storage.listPartialWrites()) partial++;
+      if (partial >= 3) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(victim.child.exitCode, `the victim died on its own: ${victim.stderr()}`).toBeNull();
     await victim.kill();
     await Promise.all(inflight);
 
@@ -149,7 +160,7 @@ describe.skipIf(!rgw)("a registry process killed during uploads (S3)", () => {
     const before = await count();
     console.log("before GC", before);
     expect(before.partial).toBeGreaterThan(0); // multipart uploads the dead process never finished
-    expect(before.uploads).toBe(uploadIds.length);
+    expect(before.uploads).toBeGreaterThanOrEqual(uploadIds.length);
     expect(before.orphanBlobs).toBeGreaterThanOrEqual(orphans.length);
 
     const gc = await run(
