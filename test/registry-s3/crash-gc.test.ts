@@ -13,13 +13,16 @@ import { type S3Serve, spawnS3Serve } from "../helpers/s3-registry.js";
 const run = promisify(execFile);
 const rgw = await rgwForTests();
 
-/** A request body that trickles `total` bytes in 1 MiB pieces, so the upload is in flight for a while. */
-function trickle(data: Buffer, delayMs: number): ReadableStream<Uint8Array> {
+/**
+ * A request body that sends `data` 1 MiB at a time and then stalls before its last MiB: the
+ * upload stays in flight (multipart upload begun, digest not yet checked) until the process dies.
+ */
+function stalling(data: Buffer): ReadableStream<Uint8Array> {
   let at = 0;
   return new ReadableStream({
     async pull(controller) {
-      if (at >= data.length) return controller.close();
-      await new Promise((r) => setTimeout(r, delayMs));
+      if (at >= data.length - (1 << 20)) return new Promise<void>(() => {}); // never more
+      await new Promise((r) => setTimeout(r, 20));
       controller.enqueue(data.subarray(at, at + (1 << 20)));
       at += 1 << 20;
     },
@@ -68,18 +71,19 @@ describe.skipIf(!rgw)("a registry process killed during uploads (S3)", () => {
       expect(res.status).toBe(201);
     }
 
-    // In flight at the crash: 12 slow monolithic uploads (half of them with a wrong digest) and
-    // 8 resumable uploads, each in the middle of a chunk; plus manifests racing their blobs.
+    // In flight at the crash: 12 monolithic uploads stalled before their end (half of them with a
+    // wrong digest) and 8 resumable uploads stalled in the middle of a chunk; plus manifests
+    // racing their blobs.
     const inflight: Promise<unknown>[] = [];
     const settled = (p: Promise<unknown>) => inflight.push(p.catch(() => undefined));
     for (let i = 0; i < 12; i++) {
-      const data = randomBytes(16 << 20);
+      const data = randomBytes(12 << 20);
       const digest = i % 2 ? sha256(randomBytes(8)) : sha256(data);
       settled(
         fetch(`${victim.url}/v1/blobs/sha256:${digest}`, {
           method: "PUT",
           headers: auth,
-          body: trickle(data, 150),
+          body: stalling(data),
           duplex: "half",
         } as RequestInit),
       );
@@ -92,12 +96,12 @@ describe.skipIf(!rgw)("a registry process killed during uploads (S3)", () => {
       const created = await post().catch(post);
       const { id } = (await created.json()) as { id: string };
       uploadIds.push(id);
-      const data = randomBytes(16 << 20);
+      const data = randomBytes(12 << 20);
       settled(
         fetch(`${victim.url}/v1/uploads/${id}`, {
           method: "PATCH",
           headers: { ...auth, "Content-Range": `bytes 0-${data.length - 1}/*` },
-          body: trickle(data, 150),
+          body: stalling(data),
           duplex: "half",
         } as RequestInit),
       );
@@ -111,12 +115,11 @@ describe.skipIf(!rgw)("a registry process killed during uploads (S3)", () => {
         ),
       );
     }
-    // Kill once the dead process will leave unfinished multipart uploads behind (a few are
-    // under way after about a second; on a loaded machine it takes longer).
-    for (let waited = 0; waited < 30_000; waited += 200) {
+    // Kill once the stalled uploads have begun their multipart uploads (seconds on a loaded machine).
+    for (let waited = 0; waited < 60_000; waited += 200) {
       let partial = 0;
       for await (const _ of storage.listPartialWrites()) partial++;
-      if (partial >= 3) break;
+      if (partial >= 12) break;
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(victim.child.exitCode, `the victim died on its own: ${victim.stderr()}`).toBeNull();
