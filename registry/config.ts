@@ -3,6 +3,7 @@ import { parseDocument } from "yaml";
 import { z } from "zod";
 import { writeFileAtomic } from "../common/atomic.js";
 import { UserError } from "../common/errors.js";
+import { S3ConfigSectionSchema } from "./storage/s3-config.js";
 
 /**
  * The registry's config file (YAML; `templar serve --config FILE`, default
@@ -19,6 +20,12 @@ import { UserError } from "../common/errors.js";
  *       sha256: <hex of the token>
  *       scopes: ["push:debian-*", "pull:*"]
  *       created: 2026-11-25T13:00:00Z
+ *   s3:                        # only with --storage s3://bucket/prefix; flags and env win
+ *     endpoint: http://127.0.0.1:7480
+ *     region: us-east-1
+ *     forcePathStyle: true
+ *     redirect: false          # true: blob GETs answer 307 to a presigned URL
+ *     presignSeconds: 900
  */
 export const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const duration = z.string().regex(DURATION, "expected a duration such as 30s, 15m, 1h or 7d");
@@ -45,6 +52,8 @@ export const RegistryConfigSchema = z.strictObject({
     })
     .prefault({}),
   tokens: z.array(TokenEntrySchema).default([]),
+  /** S3 storage settings (endpoint, region, forcePathStyle, redirect, ...): registry/storage/s3-config.ts */
+  s3: S3ConfigSectionSchema.optional(),
 });
 
 export type RegistryConfig = z.infer<typeof RegistryConfigSchema>;

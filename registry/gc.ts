@@ -31,6 +31,7 @@ export interface GcReport {
   bytesFreed: number;
   keptYoung: number;
   uploadsExpired: number;
+  partialWritesAborted: number;
   ms: number;
 }
 
@@ -78,6 +79,17 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
     }
   }
 
+  // Writes a crashed process left unfinished (S3: incomplete multipart uploads, invisible to
+  // listing but stored and billed); older than the grace period, nobody is still writing them.
+  let partialWritesAborted = 0;
+  if (storage.listPartialWrites && storage.abortPartialWrite) {
+    for await (const partial of storage.listPartialWrites()) {
+      if (partial.started.getTime() >= cutoff) continue;
+      if (!dryRun) await storage.abortPartialWrite(partial.id);
+      partialWritesAborted++;
+    }
+  }
+
   return {
     dryRun,
     manifests: seen.size,
@@ -87,6 +99,7 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
     bytesFreed,
     keptYoung,
     uploadsExpired,
+    partialWritesAborted,
     ms: Date.now() - started,
   };
 }

@@ -39,7 +39,10 @@ export const command: Command = {
       values["upload-expiry"] ?? config.gc.uploadExpiry,
       "--upload-expiry",
     );
-    const storage = await openStorage(flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!);
+    // S3 settings (endpoint, credentials, ...) come from the environment and the config's s3: section.
+    const storage = await openStorage(flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!, {
+      s3Config: config.s3,
+    });
     const dryRun = values["dry-run"] ?? false;
     const report = await runGc(storage, {
       graceMs,
@@ -57,7 +60,11 @@ export const command: Command = {
       process.stdout.write(
         `${dryRun ? "dry run: would delete" : "deleted"} ${report.deleted} of ${report.blobs} blobs (${formatBytes(report.bytesFreed)}); ` +
           `${report.referenced} referenced by ${report.manifests} manifests, ${report.keptYoung} younger than the grace period; ` +
-          `${report.uploadsExpired} abandoned uploads ${dryRun ? "to expire" : "expired"}\n`,
+          `${report.uploadsExpired} abandoned uploads ${dryRun ? "to expire" : "expired"}` +
+          (report.partialWritesAborted
+            ? `; ${report.partialWritesAborted} unfinished writes ${dryRun ? "to abort" : "aborted"}`
+            : "") +
+          "\n",
       );
     }
     return 0;

@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
-import { errorMessage, UserError, usageError } from "../../common/errors.js";
-import { defaultConfigPath, parseDuration } from "../../registry/config.js";
+import { errorMessage, usageError } from "../../common/errors.js";
+import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/config.js";
 import { runGc } from "../../registry/gc.js";
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
@@ -16,6 +16,16 @@ Options:
   --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; env TEMPLAR_LISTEN; port 0 = any free port)
   --config FILE       registry config: tokens, anonymous pull, GC (default ./templar-registry.yaml;
                       env TEMPLAR_CONFIG). Re-read when it changes, so new tokens work at once.
+
+S3 storage (--storage s3://bucket/prefix; each also from the config file's s3: section):
+  --s3-endpoint URL   S3 endpoint (env TEMPLAR_S3_ENDPOINT, AWS_ENDPOINT_URL; default AWS)
+  --s3-region R       region (env TEMPLAR_S3_REGION, AWS_REGION)
+  --s3-path-style     path-style bucket URLs, as Ceph RGW and MinIO need (env TEMPLAR_S3_FORCE_PATH_STYLE=true)
+  --s3-redirect       answer blob downloads with a redirect to a presigned URL instead of
+                      streaming them (env TEMPLAR_S3_REDIRECT=true); manifests are always streamed
+  --s3-access-key-id ID, --s3-secret-access-key KEY
+                      credentials; better from env AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the
+                      AWS credential chain (profiles, instance roles), which is used when none are given
 
 Logs one JSON line per request on stdout. Create a push token with:
   templar token create --scope 'push:*' --config FILE`;
@@ -34,18 +44,40 @@ export const command: Command = {
       storage: { type: "string" },
       listen: { type: "string" },
       config: { type: "string" },
+      "s3-endpoint": { type: "string" },
+      "s3-region": { type: "string" },
+      "s3-path-style": { type: "boolean" },
+      "s3-redirect": { type: "boolean" },
+      "s3-access-key-id": { type: "string" },
+      "s3-secret-access-key": { type: "string" },
     });
     if (positionals.length) throw usageError(`serve: unexpected argument ${positionals[0]}`);
     const storageSpec = flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!;
     const { host, port } = parseListen(flagOrEnv(values.listen, "TEMPLAR_LISTEN", "127.0.0.1:8080")!);
     const configPath = resolve(values.config ?? defaultConfigPath());
-    const storage = await openStorage(storageSpec);
-    try {
-      await storage.check();
-    } catch (err) {
-      throw new UserError(`storage ${storageSpec} is not usable: ${errorMessage(err)}`);
-    }
+    const storage = await openStorage(storageSpec, {
+      s3Flags: {
+        endpoint: values["s3-endpoint"],
+        region: values["s3-region"],
+        forcePathStyle: values["s3-path-style"],
+        redirect: values["s3-redirect"],
+        accessKeyId: values["s3-access-key-id"],
+        secretAccessKey: values["s3-secret-access-key"],
+      },
+      s3Config: (await loadConfig(configPath)).s3,
+    });
     const log = (entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`);
+    // Unusable storage (wrong secret, unreachable endpoint, missing bucket) is said once, clearly;
+    // the process still serves /healthz and answers /readyz 503 until the storage works, and every
+    // request that needs storage fails whole (never partial data).
+    await storage.check().catch((err: unknown) => {
+      log({
+        time: new Date().toISOString(),
+        event: "storage-unready",
+        storage: storageSpec,
+        error: errorMessage(err),
+      });
+    });
     const registry = await startRegistry({ storage, configPath, host, port, log });
     const config = registry.deps.config.current;
     log({ time: new Date().toISOString(), event: "listening", url: registry.url, storage: storage.kind });

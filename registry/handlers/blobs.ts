@@ -26,6 +26,11 @@ export async function getBlob(c: Ctx): Promise<Response> {
   c.header("Last-Modified", info.modified.toUTCString());
   c.header("Content-Type", "application/octet-stream");
   if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304);
+  if (c.req.method === "GET") {
+    // S3 with redirects on: the client gets the bytes (and its Range) straight from the bucket.
+    const location = await storage.blobRedirectUrl?.(hex);
+    if (location) return c.redirect(location, 307);
+  }
 
   let range: ByteRange | undefined;
   const rangeHeader = c.req.header("range");

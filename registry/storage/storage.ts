@@ -110,4 +110,24 @@ export interface Storage {
   completeUpload(id: string, hex: string): Promise<{ size: number }>;
   abortUpload(id: string): Promise<void>;
   listUploads(): AsyncIterable<UploadState>;
+
+  // Optional capabilities (GC and downloads call them when a backend has them).
+  /**
+   * Writes that a crashed process never finished and that listUploads does not show (S3:
+   * incomplete multipart uploads, which cost storage and are invisible to listing). GC aborts
+   * the ones started before its grace period.
+   */
+  listPartialWrites?(): AsyncIterable<PartialWrite>;
+  abortPartialWrite?(id: string): Promise<void>;
+  /**
+   * Where to redirect a blob download instead of streaming it (S3 with redirects switched on: a
+   * presigned URL); null to stream. Only ever for blobs, never for manifests or signatures.
+   */
+  blobRedirectUrl?(hex: string): Promise<string | null>;
+}
+
+export interface PartialWrite {
+  /** Opaque, for abortPartialWrite (and logs). */
+  id: string;
+  started: Date;
 }
