@@ -6,6 +6,14 @@ export const commands: Record<string, CommandEntry> = {
     summary: "build templates from recipes (source, steps, inventory, pack)",
     load: async () => (await import("./build.js")).command,
   },
+  pack: {
+    summary: "pack a root filesystem directory into a template and manifest",
+    load: async () => (await import("./pack.js")).default,
+  },
+  inspect: {
+    summary: "show a template or manifest and verify its digests",
+    load: async () => (await import("./inspect.js")).default,
+  },
   recipe: {
     summary: "recipe lint: validate recipes without building",
     load: async () => (await import("./recipe.js")).command,
