@@ -8,7 +8,7 @@ import { archProblem } from "./arch.js";
 import { mountsUnder } from "./chroot.js";
 import type { BuildContext } from "./context.js";
 import { familyOf } from "./family/index.js";
-import type { PackOptions, PackResult } from "./pack/types.js";
+import { packTemplate } from "./pack/pack.js";
 import { formatPlace, type Recipe } from "./recipe/schema.js";
 import { sourceMethods } from "./sources/index.js";
 import { stepKinds } from "./steps/index.js";
@@ -48,13 +48,6 @@ export interface BuildResult {
 }
 
 export const DEFAULT_CACHE_DIR = "/var/cache/templar";
-
-// Resolved at run time so this module type-checks before the packer lands (builder/pack/pack.ts).
-const PACK_MODULE = "./pack/pack.js";
-async function packTemplate(options: PackOptions): Promise<PackResult> {
-  const mod = (await import(PACK_MODULE)) as { packTemplate(options: PackOptions): Promise<PackResult> };
-  return mod.packTemplate(options);
-}
 
 /**
  * Builds one template: source -> steps -> inventory -> pack, in a temporary directory that is
