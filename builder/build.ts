@@ -22,6 +22,8 @@ export interface BuildOptions {
   sourceDateEpoch?: number;
   /** Host apt configuration to find a mirror in (default /etc/apt). */
   aptDir?: string;
+  /** Where the temporary build directory is made (default: os.tmpdir()). */
+  workParent?: string;
   signal?: AbortSignal;
   /** Stage changes ("source", "steps", "inventory", "pack") and tool output lines. */
   onStage?: (stage: string, note?: string) => void;
@@ -75,7 +77,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
     sdeFrom = "recipe";
   }
 
-  const work = await mkdtemp(join(tmpdir(), "templar-build-"));
+  const work = await mkdtemp(join(options.workParent ?? tmpdir(), "templar-build-"));
   let staging: string | undefined;
   try {
     const root = join(work, "rootfs");
