@@ -171,13 +171,13 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
   );
 
   it(
-    "a failing run step leaves no mounts, no build directory and no output",
+    "a packages step installs with apt; a failing run step leaves no mounts, no build directory and no output",
     async () => {
       const dir = join(work, "failing");
       await mkdir(dir);
       await writeFile(
         join(dir, "fail.yaml"),
-        `extends: ${MINIMAL}\nflavour: failing\nsteps:\n  - run: |\n      mount | grep -q " /proc " && test -c /dev/null\n      exit 3\n`,
+        `extends: ${MINIMAL}\nflavour: failing\nsteps:\n  - packages: { install: [less] }\n  - run: |\n      mount | grep -q " /proc " && test -c /dev/null && command -v less\n      exit 3\n`,
       );
       const out = join(work, "out-fail");
       const workParent = join(work, "builds");
@@ -190,7 +190,11 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
         workParent,
       }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(UserError);
-      expect((err as Error).message).toMatch(/^run step at \S+fail\.yaml:4:5 failed \(exit 3\)/);
+      expect((err as Error).message).toMatch(/^run step at \S+fail\.yaml:5:5 failed \(exit 3\)/);
+      // The packages step ran apt inside the root and left what it fetched in the shared cache.
+      expect((await readdir(join(cache, "debian/archives"))).some((n) => /^less_.*\.deb$/.test(n))).toBe(
+        true,
+      );
       expect(leftoverMounts(workParent)).toEqual([]);
       expect(await readdir(out)).toEqual([]);
       expect(await readdir(workParent)).toEqual([]);
