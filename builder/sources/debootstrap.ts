@@ -73,7 +73,8 @@ else
     [ -f "$f" ] || continue
     name=\${f##*/}
     grep -qxF "$name" "$state/before" || stat -c '%s %n' "$f" >> "$state/fetched"
-    if [ ! -e "$cache/$name" ]; then cp -p "$f" "$cache/.$name.partial" && mv "$cache/.$name.partial" "$cache/$name"; fi
+    # A private temporary name per build: concurrent builds never write the same file.
+    if [ ! -e "$cache/$name" ]; then cp -p "$f" "$cache/.$name.$$.partial" && mv -f "$cache/.$name.$$.partial" "$cache/$name"; fi
   done
   mkdir -p "$state/lists"
   for f in "$root"/var/lib/apt/lists/*Release; do [ -f "$f" ] && cp "$f" "$state/lists/"; done
