@@ -22,6 +22,8 @@ export interface BuildOptions {
   sourceDateEpoch?: number;
   /** Host apt configuration to find a mirror in (default /etc/apt). */
   aptDir?: string;
+  /** false: always run the source tool, never reuse a root snapshot from the cache. */
+  snapshots?: boolean;
   /** Where the temporary build directory is made (default: os.tmpdir()). */
   workParent?: string;
   signal?: AbortSignal;
@@ -89,6 +91,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       mirror: options.mirror,
       aptDir: options.aptDir ?? "/etc/apt",
       sourceDateEpoch: sde,
+      snapshots: options.snapshots,
       signal,
       log: (line) => options.onLine?.(line),
     };

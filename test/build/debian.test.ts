@@ -156,16 +156,23 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
       const debs = async () =>
         (await readdir(join(cache, "debian/archives"))).filter((n) => n.endsWith(".deb")).length;
       const cached = await debs();
+      // The first build left a root snapshot; this rebuild runs mmdebstrap again regardless.
+      expect((await readdir(join(cache, "rootfs"))).filter((n) => n.endsWith(".tar"))).toHaveLength(1);
       const second = await buildTemplate(await recipeFor(MINIMAL), {
         outDir: join(work, "out2"),
         cacheDir: cache,
         formats: ["tar.zst"],
         mirror,
         sourceDateEpoch: SDE,
+        snapshots: false,
       });
       expect(second.fetched).toEqual({ files: 0, bytes: 0 });
       expect(await debs()).toBe(cached);
       expect(second.tarSha256).toBe(first.tarSha256);
+      const manifest = parseManifest(await readFile(second.manifestPath));
+      expect(manifest.source!.inputs).toEqual(
+        parseManifest(await readFile(first.manifestPath)).source!.inputs,
+      );
     },
     LONG,
   );
@@ -212,7 +219,20 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
       await mkdir(tmp);
       const child = spawn(
         "node",
-        [cli, "build", MINIMAL, "--arch", "x86_64", "--cache", cache, "--mirror", mirror!, "--out", out],
+        [
+          cli,
+          "build",
+          MINIMAL,
+          "--arch",
+          "x86_64",
+          "--no-snapshot",
+          "--cache",
+          cache,
+          "--mirror",
+          mirror!,
+          "--out",
+          out,
+        ],
         { env: { ...process.env, TMPDIR: tmp }, stdio: ["ignore", "ignore", "pipe"] },
       );
       let stderr = "";
