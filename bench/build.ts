@@ -4,8 +4,10 @@
  *
  *   npm run build && node dist/bench/build.js [--reps N] [--mirror URL]
  *
- * templar cold: an empty package cache; templar warm: the cache the cold build filled.
- * mmdebstrap keeps no cache, so each of its runs is cold. The mirror comes from --mirror,
+ * templar cold: an empty cache; templar warm: the cache the cold build filled (a root snapshot
+ * is reused when the archive has not changed); templar warm --no-snapshot: the package cache
+ * only (mmdebstrap runs again, downloading nothing). mmdebstrap keeps no cache, so each of its
+ * runs is cold. The mirror comes from --mirror,
  * $TEMPLAR_DEBIAN_MIRROR or the host's apt sources. Runs alternate (reference, cold, warm) and
  * the median of each is compared. Targets: cold <= 1.3x mmdebstrap, warm <= 0.8x mmdebstrap.
  * Note the recipe installs systemd-sysv on top of minbase (82 packages against minbase's ~60),
@@ -27,7 +29,7 @@ function timed(what: string, cmd: string, args: string[]): number {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (r.status !== 0)
     throw new Error(`${what} failed (${r.status}): ${r.stderr.split("\n").slice(-5).join(" | ")}`);
-  console.log(`  ${what.padEnd(22)} ${seconds.toFixed(1)} s`);
+  console.log(`  ${what.padEnd(36)} ${seconds.toFixed(1)} s`);
   return seconds;
 }
 
@@ -48,6 +50,7 @@ function main(): void {
   const ref: number[] = [];
   const cold: number[] = [];
   const warm: number[] = [];
+  const warmDebs: number[] = [];
   try {
     for (let i = 0; i < reps; i++) {
       console.log(`round ${i + 1}/${reps}`);
@@ -55,7 +58,7 @@ function main(): void {
       ref.push(timed("mmdebstrap", "mmdebstrap", ["--quiet", "--variant=minbase", "trixie", refOut, mirror]));
       rmSync(refOut, { force: true });
       const cache = join(work, `cache-${i}`);
-      const build = (out: string) => [
+      const build = (out: string, ...extra: string[]) => [
         CLI,
         "build",
         RECIPE,
@@ -69,9 +72,14 @@ function main(): void {
         mirror,
         "--out",
         join(work, out),
+        ...extra,
       ];
       cold.push(timed("templar build (cold)", "node", build(`cold-${i}`)));
       warm.push(timed("templar build (warm)", "node", build(`warm-${i}`)));
+      warmDebs.push(
+        timed("templar build (warm, --no-snapshot)", "node", build(`warm2-${i}`, "--no-snapshot")),
+      );
+      rmSync(join(work, `warm2-${i}`), { recursive: true, force: true });
       rmSync(join(work, `cold-${i}`), { recursive: true, force: true });
       rmSync(join(work, `warm-${i}`), { recursive: true, force: true });
     }
@@ -81,11 +89,15 @@ function main(): void {
   const r = median(ref);
   const c = median(cold);
   const w = median(warm);
+  const w2 = median(warmDebs);
   console.log(
     `\nmedian of ${reps}: mmdebstrap ${r.toFixed(1)} s, templar cold ${c.toFixed(1)} s, warm ${w.toFixed(1)} s`,
   );
   console.log(`ratio cold/mmdebstrap ${(c / r).toFixed(2)} (target <= 1.30)`);
   console.log(`ratio warm/mmdebstrap ${(w / r).toFixed(2)} (target <= 0.80)`);
+  console.log(
+    `ratio warm --no-snapshot/mmdebstrap ${(w2 / r).toFixed(2)} (${w2.toFixed(1)} s: package cache only)`,
+  );
 }
 
 main();
