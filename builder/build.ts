@@ -12,6 +12,7 @@ import { packTemplate } from "./pack/pack.js";
 import { formatPlace, type Recipe } from "./recipe/schema.js";
 import { sourceMethods } from "./sources/index.js";
 import { stepKinds } from "./steps/index.js";
+import { clampShadowDates } from "./steps/presets/common.js";
 
 export interface BuildOptions {
   outDir: string;
@@ -116,6 +117,8 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       sde = Math.floor(Date.now() / 1000);
       sdeFrom = "now";
     }
+
+    await clampShadowDates(root, sde);
 
     stage("pack", recipe.name);
     staging = await mkdtemp(join(outDir, ".templar-staging-"));

@@ -13,6 +13,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clampShadowDates } from "../../builder/steps/presets/common.js";
 import { debianPreset } from "../../builder/steps/presets/debian.js";
 
 /** The container preset on a small made-up Debian tree: sysvinit and systemd variants. */
@@ -108,5 +109,16 @@ describe("container preset (Debian)", () => {
       /NAutoVTs=0/,
     );
     expect(await readFile(join(root, "etc/shadow"), "utf8")).toBe("root:!*:1:::::\n");
+  });
+
+  it("clamps shadow's last-change days to SOURCE_DATE_EPOCH", async () => {
+    const root = join(dir, "shadow");
+    await tree(root, {
+      "etc/shadow": "root:!*:20782:0:99999:7:::\nold:*:100:0:99999:7:::\nnone:*::0:99999:7:::\n",
+    });
+    await clampShadowDates(root, 20758 * 86400 + 5);
+    expect(await readFile(join(root, "etc/shadow"), "utf8")).toBe(
+      "root:!*:20758:0:99999:7:::\nold:*:100:0:99999:7:::\nnone:*::0:99999:7:::\n",
+    );
   });
 });
