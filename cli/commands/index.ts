@@ -2,6 +2,10 @@ import type { CommandEntry } from "../command.js";
 
 /** Every sub-command, in the order `templar --help` lists them. Each loads its module on use. */
 export const commands: Record<string, CommandEntry> = {
+  build: {
+    summary: "build templates from recipes (source, steps, inventory, pack)",
+    load: async () => (await import("./build.js")).command,
+  },
   pack: {
     summary: "pack a root filesystem directory into a template and manifest",
     load: async () => (await import("./pack.js")).default,
@@ -30,5 +34,9 @@ export const commands: Record<string, CommandEntry> = {
   gc: {
     summary: "delete unreferenced blobs and abandoned uploads",
     load: async () => (await import("./gc.js")).command,
+  },
+  recipe: {
+    summary: "recipe lint: validate recipes without building",
+    load: async () => (await import("./recipe.js")).command,
   },
 };
