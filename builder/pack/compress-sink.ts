@@ -3,6 +3,7 @@ import { closeSync, constants, createWriteStream, openSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { UserError } from "../../common/errors.js";
 import type { CodecChoice } from "./codecs.js";
 
 /**
@@ -64,7 +65,7 @@ class ProgramSink implements CompressSink {
   private exitError(code: number | null, signal: string | null, what: string): Error {
     const detail = this.stderr.trim().split("\n")[0] ?? "";
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
-    return new Error(`${this.label} ${what} (${how})${detail ? `: ${detail}` : ""}`);
+    return new UserError(`${this.label} ${what} (${how})${detail ? `: ${detail}` : ""}`);
   }
 
   write(chunk: Buffer, done: (err?: Error | null) => void): void {
@@ -193,7 +194,7 @@ class FifoProgramSink implements CompressSink {
   private exitError(code: number | null, signal: string | null, what: string): Error {
     const detail = this.stderr.trim().split("\n")[0] ?? "";
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
-    return new Error(`${this.label} ${what} (${how})${detail ? `: ${detail}` : ""}`);
+    return new UserError(`${this.label} ${what} (${how})${detail ? `: ${detail}` : ""}`);
   }
 
   write(_chunk: Buffer, done: (err?: Error | null) => void): void {

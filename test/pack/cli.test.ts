@@ -128,7 +128,7 @@ describe.skipIf(!ready)("templar pack and inspect from the command line", () => 
     );
     const out = join(work, "o-failing");
     const r = runCli(["pack", tree, ...base(out)], { env: { PATH: `${fake}:${process.env.PATH}` } });
-    expectOneLineError(r, /zstd .*simulated failure/);
+    expectOneLineError(r, /^templar: zstd exited early \(exit code 1\): zstd: simulated failure$/);
     expect(readdirSync(out)).toEqual([]);
   });
 
