@@ -17,8 +17,13 @@ export interface CompressSink {
   write(chunk: Buffer, done: (err?: Error | null) => void): void;
   /** Ends the input and waits until the output file is complete. */
   finish(): Promise<void>;
-  /** Stops the compressor and removes its output. Never throws. */
-  abort(): Promise<void>;
+  /**
+   * Stops the compressor and removes its output. Never throws. `graceMs`: first give a compressor
+   * that is already ending (its input closed) that long to exit with its own status.
+   */
+  abort(graceMs?: number): Promise<void>;
+  /** After abort: why the compressor failed on its own (not killed by us), if it did. */
+  failure(): Error | undefined;
 }
 
 class ProgramSink implements CompressSink {
@@ -81,6 +86,10 @@ class ProgramSink implements CompressSink {
     if (code !== 0) throw this.error ?? this.exitError(code, signal, "failed");
   }
 
+  failure(): Error | undefined {
+    return this.error;
+  }
+
   async abort(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
     await this.exited;
@@ -122,6 +131,10 @@ class TransformSink implements CompressSink {
     await this.done;
   }
 
+  failure(): Error | undefined {
+    return this.error;
+  }
+
   async abort(): Promise<void> {
     this.transform.destroy();
     await this.done.catch(() => {});
@@ -142,6 +155,8 @@ class FifoProgramSink implements CompressSink {
   private error: Error | undefined;
   private ending = false;
   private opened = false;
+  private killed = false;
+  private ownFailure: Error | undefined;
 
   constructor(
     readonly label: string,
@@ -176,6 +191,7 @@ class FifoProgramSink implements CompressSink {
           child.on("error", fail);
           child.on("close", (code, signal) => {
             exitedResolve({ code, signal });
+            if (code !== 0 && !this.killed) this.ownFailure ??= this.exitError(code, signal, "exited early");
             if (!this.ending) fail(this.exitError(code, signal, "exited early"));
           });
         } finally {
@@ -201,6 +217,10 @@ class FifoProgramSink implements CompressSink {
     done(new Error(`internal: ${this.label} reads a fifo`));
   }
 
+  failure(): Error | undefined {
+    return this.ownFailure;
+  }
+
   /** Call once the reader thread has closed the fifo (end of input). */
   async finish(): Promise<void> {
     this.ending = true;
@@ -210,7 +230,7 @@ class FifoProgramSink implements CompressSink {
     if (code !== 0) throw this.error ?? this.exitError(code, signal, "failed");
   }
 
-  async abort(): Promise<void> {
+  async abort(graceMs = 0): Promise<void> {
     this.ending = true;
     if (!this.opened) {
       // Release our pending open: a non-blocking writer makes it return (then EOF).
@@ -221,8 +241,12 @@ class FifoProgramSink implements CompressSink {
       }
     }
     await this.started.catch(() => {});
+    if (graceMs > 0) await Promise.race([this.exited, new Promise((r) => setTimeout(r, graceMs).unref())]);
     const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    if (child && child.exitCode === null && child.signalCode === null) {
+      this.killed = true;
+      child.kill("SIGKILL");
+    }
     await this.exited;
     await rm(this.outPath, { force: true });
   }

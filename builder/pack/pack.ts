@@ -221,13 +221,13 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     return { manifest, manifestPath, files, warnings };
   } catch (err) {
     // Compressors first: the reader thread may be blocked writing to one of them.
-    await Promise.all(sinks.map((s) => s.abort()));
+    const grace = err instanceof CompressorGoneError ? 2000 : 0;
+    await Promise.all(sinks.map((s) => s.abort(grace)));
     await production?.cancel();
     await Promise.all([...targets.map((t) => t.abort()), ...committed.map((p) => rm(p, { force: true }))]);
     if (err instanceof CompressorGoneError) {
-      // The reader saw EPIPE; the compressor's own exit says why.
-      const reason = await Promise.race([...sinks.map((s) => s.failed.catch((e: Error) => e))]);
-      throw reason;
+      // The reader saw EPIPE; the compressor's own exit (recorded before abort returned) says why.
+      throw sinks.map((s) => s.failure()).find((e) => e !== undefined) ?? err;
     }
     throw err;
   } finally {

@@ -26,7 +26,7 @@ export type ProducerMessage =
   | { type: "error"; message: string; user: boolean; exitCode: number; compressorGone: boolean };
 
 /** The reader thread hit EPIPE: a compressor program died; its own error says why. */
-export class CompressorGoneError extends Error {}
+export class CompressorGoneError extends UserError {}
 
 export interface ProduceOptions {
   root: string;
