@@ -191,8 +191,11 @@ class FifoProgramSink implements CompressSink {
           child.on("error", fail);
           child.on("close", (code, signal) => {
             exitedResolve({ code, signal });
-            if (code !== 0 && !this.killed) this.ownFailure ??= this.exitError(code, signal, "exited early");
-            if (!this.ending) fail(this.exitError(code, signal, "exited early"));
+            // Exit 0 before finish(): the reader closed the fifo (done, or failed itself and says why).
+            if (code !== 0 && !this.killed) {
+              this.ownFailure ??= this.exitError(code, signal, "exited early");
+              if (!this.ending) fail(this.ownFailure);
+            }
           });
         } finally {
           void handle.close();

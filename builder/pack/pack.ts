@@ -1,8 +1,9 @@
-import { execFileSync } from "node:child_process";
-import { closeSync, constants, openSync, rmSync } from "node:fs";
-import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { closeSync, constants, mkdtempSync, openSync, rmSync } from "node:fs";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve, sep } from "node:path";
+import { promisify } from "node:util";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
 import { sha256File, toDigest } from "../../common/digest.js";
 import { UserError, usageError } from "../../common/errors.js";
@@ -76,10 +77,11 @@ async function checkRootfs(rootfs: string): Promise<string> {
   return root;
 }
 
-/** Node has no mkfifo(3); coreutils' mkfifo is everywhere tar is. */
-function makeFifo(path: string): void {
+/** Node has no mkfifo(3); coreutils' mkfifo is everywhere tar is. One run makes them all. */
+async function makeFifos(paths: string[]): Promise<void> {
+  if (paths.length === 0) return;
   try {
-    execFileSync("mkfifo", ["-m", "600", path], { stdio: ["ignore", "ignore", "pipe"] });
+    await promisify(execFile)("mkfifo", ["-m", "600", ...paths]);
   } catch (err) {
     throw new UserError(`cannot make a fifo in ${tmpdir()}: ${(err as Error).message.split("\n")[0]}`);
   }
@@ -151,42 +153,54 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     const xattrs = readTreeXattrs(root);
     xattrs.catch(() => {});
     const useFifos = canUseFifos() && choices.some((c) => c.kind === "program");
-    if (useFifos) fifoDir = await mkdtemp(join(tmpdir(), "templar-pack-"));
-    const fifos: string[] = [];
-    for (const [i, choice] of choices.entries()) {
-      if (fifoDir && choice.kind === "program") {
-        const fifo = join(fifoDir, `${i}.fifo`);
-        makeFifo(fifo);
-        fifos.push(fifo);
-        activeFifos.add(fifo);
-        sinks.push(openFifoSink(choice, targets[i]!.tempPath, fifo));
-      } else {
-        sinks.push(await openCompressSink(choice, targets[i]!.tempPath));
-      }
-    }
+    if (useFifos) fifoDir = mkdtempSync(join(tmpdir(), "templar-pack-"));
+    const fifoOf = choices.map((c, i) =>
+      fifoDir && c.kind === "program" ? join(fifoDir, `${i}.fifo`) : undefined,
+    );
+    const fifos = fifoOf.filter((f): f is string => f !== undefined);
+    for (const f of fifos) activeFifos.add(f);
+    const fifosReady = makeFifos(fifos);
+    fifosReady.catch(() => {});
     // Sinks the main thread feeds: in-process compressors, or programs when there is no worker.
-    const relaySinks = fifoDir ? sinks.filter((_, i) => choices[i]!.kind !== "program") : sinks;
+    const relayIndexes = choices.flatMap((_, i) => (fifoOf[i] ? [] : [i]));
+    let relaySinks: CompressSink[] | undefined;
+    let queued: [Buffer, () => void][] = [];
     let sinkError: Error | undefined;
+    const deliver = (chunk: Buffer, release: () => void) => {
+      let pending = relaySinks!.length;
+      for (const sink of relaySinks!) {
+        sink.write(chunk, (err) => {
+          if (err) sinkError ??= err;
+          if (--pending === 0) release();
+        });
+      }
+    };
+    // The reader thread boots while the fifos are made and the compressors start.
     production = produceTar({
       root,
       mtimeClamp: sde,
       xattrs,
       fifos,
+      fifosReady,
       onProgress: options.onProgress,
       onChunk:
-        relaySinks.length === 0
+        relayIndexes.length === 0
           ? undefined
           : (chunk, _entries, release) => {
-              let pending = relaySinks.length;
-              for (const sink of relaySinks) {
-                sink.write(chunk, (err) => {
-                  if (err) sinkError ??= err;
-                  if (--pending === 0) release();
-                });
-              }
+              if (relaySinks) deliver(chunk, release);
+              else queued.push([chunk, release]);
             },
     });
     production.done.catch(() => {});
+    await fifosReady;
+    for (const [i, choice] of choices.entries()) {
+      const fifo = fifoOf[i];
+      if (fifo && choice.kind === "program") sinks.push(openFifoSink(choice, targets[i]!.tempPath, fifo));
+      else sinks.push(await openCompressSink(choice, targets[i]!.tempPath));
+    }
+    relaySinks = relayIndexes.map((i) => sinks[i]!);
+    for (const [chunk, release] of queued) deliver(chunk, release);
+    queued = [];
     const { entries, size, warnings, sha256 } = await Promise.race([
       production.done,
       ...sinks.map((s) => s.failed),

@@ -41,6 +41,8 @@ export interface ProduceOptions {
   onChunk?: (chunk: Buffer, entries: number, release: () => void) => void;
   /** Worker mode only: fifos the reader thread writes every chunk to, blocking (see canUseFifos). */
   fifos?: string[];
+  /** Resolves once the fifos exist; the worker opens them only then. */
+  fifosReady?: Promise<void>;
   onProgress?: (bytes: number, entries: number) => void;
   chunkSize?: number;
   poolSize?: number;
@@ -101,6 +103,12 @@ function produceInWorker(
   });
   let finished = false;
   let relayed = 0;
+  (options.fifosReady ?? Promise.resolve()).then(
+    () => {
+      if (!finished) worker.postMessage({ type: "fifos-ready" });
+    },
+    () => {},
+  );
   options.xattrs.then(
     (map) => {
       if (!finished) worker.postMessage({ type: "xattrs", list: [...map] satisfies XattrList });

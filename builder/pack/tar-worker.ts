@@ -20,6 +20,10 @@ let allocated = 0;
 let waiter: (() => void) | undefined;
 let entries = 0;
 
+let fifosReady: () => void;
+const fifosMade = new Promise<void>((resolve) => {
+  fifosReady = resolve;
+});
 let xattrsReady: (map: XattrMap) => void;
 const xattrs = new Promise<XattrMap>((resolve) => {
   xattrsReady = resolve;
@@ -27,7 +31,16 @@ const xattrs = new Promise<XattrMap>((resolve) => {
 
 port.on(
   "message",
-  (message: { type: "return"; buffer: ArrayBuffer } | { type: "xattrs"; list: XattrList }) => {
+  (
+    message:
+      | { type: "return"; buffer: ArrayBuffer }
+      | { type: "xattrs"; list: XattrList }
+      | { type: "fifos-ready" },
+  ) => {
+    if (message.type === "fifos-ready") {
+      fifosReady();
+      return;
+    }
     if (message.type === "xattrs") {
       const map: XattrMap = new Map();
       for (const [path, attrs] of message.list) {
@@ -89,7 +102,8 @@ async function main(): Promise<void> {
   const hash = createHash("sha256");
   let bytes = 0;
   try {
-    // Blocks until the main thread's matching open for reading (it is already pending).
+    // Blocks until the main thread's matching open for reading.
+    if (request.fifos.length > 0) await fifosMade;
     for (const fifo of request.fifos) fds.push(openSync(fifo, "w"));
     const result = await writeTar({
       root: request.root,
