@@ -1,0 +1,200 @@
+import { spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, rename, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import { UserError } from "../common/errors.js";
+import type { Format } from "../common/manifest.js";
+import { archProblem } from "./arch.js";
+import { mountsUnder } from "./chroot.js";
+import type { BuildContext } from "./context.js";
+import { familyOf } from "./family/index.js";
+import type { PackOptions, PackResult } from "./pack/types.js";
+import { formatPlace, type Recipe } from "./recipe/schema.js";
+import { sourceMethods } from "./sources/index.js";
+import { stepKinds } from "./steps/index.js";
+
+export interface BuildOptions {
+  outDir: string;
+  /** Package cache shared by all builds (default DEFAULT_CACHE_DIR). */
+  cacheDir?: string;
+  formats?: Format[];
+  mirror?: string;
+  sourceDateEpoch?: number;
+  /** Host apt configuration to find a mirror in (default /etc/apt). */
+  aptDir?: string;
+  signal?: AbortSignal;
+  /** Stage changes ("source", "steps", "inventory", "pack") and tool output lines. */
+  onStage?: (stage: string, note?: string) => void;
+  onLine?: (line: string) => void;
+  onPackProgress?: (tarBytes: number, entries: number) => void;
+}
+
+export interface BuildResult {
+  recipe: string;
+  name: string;
+  version: string;
+  arch: string;
+  manifestPath: string;
+  files: Partial<Record<Format, string>>;
+  tarSha256: string;
+  sourceDateEpoch: number;
+  /** Where the SOURCE_DATE_EPOCH came from: option, environment, recipe, packages, now. */
+  sourceDateEpochFrom: string;
+  packages: number;
+  /** Package files downloaded by this build (the rest came from the cache). */
+  fetched?: { files: number; bytes: number };
+  warnings: string[];
+  seconds: number;
+}
+
+export const DEFAULT_CACHE_DIR = "/var/cache/templar";
+
+// Resolved at run time so this module type-checks before the packer lands (builder/pack/pack.ts).
+const PACK_MODULE = "./pack/pack.js";
+async function packTemplate(options: PackOptions): Promise<PackResult> {
+  const mod = (await import(PACK_MODULE)) as { packTemplate(options: PackOptions): Promise<PackResult> };
+  return mod.packTemplate(options);
+}
+
+/**
+ * Builds one template: source -> steps -> inventory -> pack, in a temporary directory that is
+ * always removed. Output appears in `outDir` only when everything succeeded (packed into a
+ * staging directory there, then renamed: artifacts first, the manifest last).
+ */
+export async function buildTemplate(recipe: Recipe, options: BuildOptions): Promise<BuildResult> {
+  const started = Date.now();
+  const family = familyOf(recipe.distro);
+  const problem = archProblem(recipe.arch);
+  if (problem) throw new UserError(`${recipe.path}: ${recipe.name}: ${problem}`);
+  const signal = options.signal ?? new AbortController().signal;
+  const stage = (name: string, note?: string) => options.onStage?.(name, note);
+  const outDir = resolve(options.outDir);
+  await mkdir(outDir, { recursive: true });
+
+  let sde = options.sourceDateEpoch;
+  let sdeFrom = "option";
+  if (sde === undefined && process.env.SOURCE_DATE_EPOCH) {
+    sde = parseEpoch(process.env.SOURCE_DATE_EPOCH, "SOURCE_DATE_EPOCH");
+    sdeFrom = "environment";
+  }
+  if (sde === undefined && recipe.created !== undefined) {
+    sde = recipe.created;
+    sdeFrom = "recipe";
+  }
+
+  const work = await mkdtemp(join(tmpdir(), "templar-build-"));
+  let staging: string | undefined;
+  try {
+    const root = join(work, "rootfs");
+    await mkdir(root, { mode: 0o755 });
+    const ctx: BuildContext = {
+      root,
+      recipe,
+      cacheDir: resolve(options.cacheDir ?? DEFAULT_CACHE_DIR),
+      mirror: options.mirror,
+      aptDir: options.aptDir ?? "/etc/apt",
+      sourceDateEpoch: sde,
+      signal,
+      log: (line) => options.onLine?.(line),
+    };
+    const method = sourceMethods[recipe.source.method]!;
+    stage("source", method.name);
+    const source = await method.populate(recipe.source.config, ctx);
+    checkAborted(signal);
+
+    for (const [index, step] of recipe.steps.entries()) {
+      stage("steps", `${index + 1}/${recipe.steps.length} ${step.kind} (${formatPlace(step.place)})`);
+      await stepKinds[step.kind]!.run(step.config, { ...ctx, family, place: step.place });
+      checkAborted(signal);
+    }
+
+    stage("inventory", family.inventory.name);
+    const packages = await family.inventory.packages(root);
+    if (sde === undefined) {
+      sde = await family.inventory.newestPackageDate(root);
+      sdeFrom = "packages";
+    }
+    if (sde === undefined) {
+      sde = Math.floor(Date.now() / 1000);
+      sdeFrom = "now";
+    }
+
+    stage("pack", recipe.name);
+    staging = await mkdtemp(join(outDir, ".templar-staging-"));
+    const flavour = recipe.flavour ? `, ${recipe.flavour}` : "";
+    const packed = await packTemplate({
+      rootfs: root,
+      outDir: staging,
+      name: recipe.name,
+      version: recipe.version,
+      formats: options.formats ?? recipe.formats,
+      sourceDateEpoch: sde,
+      onProgress: options.onPackProgress,
+      manifestFields: {
+        distro: recipe.distro,
+        release: recipe.release,
+        arch: recipe.arch,
+        ...(recipe.flavour ? { flavour: recipe.flavour } : {}),
+        description: recipe.description ?? `${recipe.distro} ${recipe.release} ${recipe.arch}${flavour}`,
+        recipe: {
+          path: recipe.path,
+          sha256: recipe.sha256,
+          ...(recipe.bases.length ? { extends: recipe.bases } : {}),
+        },
+        source: source.manifest,
+        packages,
+      },
+    });
+    checkAborted(signal);
+    const files: Partial<Record<Format, string>> = {};
+    for (const [format, path] of Object.entries(packed.files) as [Format, string][]) {
+      files[format] = join(outDir, basename(path));
+      await rename(path, files[format]);
+    }
+    const manifestPath = join(outDir, basename(packed.manifestPath));
+    await rename(packed.manifestPath, manifestPath);
+    return {
+      recipe: recipe.path,
+      name: recipe.name,
+      version: recipe.version,
+      arch: recipe.arch,
+      manifestPath,
+      files,
+      tarSha256: packed.manifest.rootfs.tarSha256,
+      sourceDateEpoch: sde,
+      sourceDateEpochFrom: sdeFrom,
+      packages: packages.length,
+      fetched: source.fetched,
+      warnings: packed.warnings,
+      seconds: (Date.now() - started) / 1000,
+    };
+  } finally {
+    if (staging) await rm(staging, { recursive: true, force: true });
+    await removeWorkDir(work);
+  }
+}
+
+function checkAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw new UserError("interrupted", 130);
+}
+
+export function parseEpoch(value: string, what: string): number {
+  if (!/^\d+$/.test(value))
+    throw new UserError(`${what}: expected seconds since 1970-01-01 UTC, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/**
+ * Removes the build directory. Tools run in private mount namespaces, so nothing should be
+ * mounted here; if something is (a tool run outside them), it is unmounted first and
+ * `rm --one-file-system` makes sure a stray bind mount can never take host files with it.
+ */
+async function removeWorkDir(work: string): Promise<void> {
+  for (const mount of mountsUnder(work).reverse()) spawnSync("umount", ["-l", mount]);
+  // Never fall back to a recursive delete that crosses file systems.
+  spawnSync("rm", ["-rf", "--one-file-system", work]);
+  // A leftover here is worth a loud message, not a silent disk leak.
+  if ((await readdir(work).catch(() => null)) !== null) {
+    process.stderr.write(`templar: warning: could not remove build directory ${work}\n`);
+  }
+}

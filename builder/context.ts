@@ -1,0 +1,19 @@
+import type { Recipe } from "./recipe/schema.js";
+
+/** What sources and steps get while one template is built. */
+export interface BuildContext {
+  /** The rootfs directory being built (empty when the source starts). */
+  root: string;
+  recipe: Recipe;
+  /** Package cache shared by every build on this host (--cache; default /var/cache/templar). */
+  cacheDir: string;
+  /** --mirror, else $TEMPLAR_DEBIAN_MIRROR (sources look further themselves, e.g. the host's apt sources). */
+  mirror?: string;
+  /** Where the host's apt configuration lives (default /etc/apt). */
+  aptDir: string;
+  sourceDateEpoch?: number;
+  /** Aborted on SIGINT/SIGTERM: every tool started must stop. */
+  signal: AbortSignal;
+  /** Progress notes and tool output lines. */
+  log(line: string): void;
+}

@@ -1,0 +1,165 @@
+/**
+ * Hand-written ustar + PAX header encoder. tar-stream decodes and encodes PAX values as UTF-8 and
+ * clamps large ids (FACTS.md), which corrupts binary `SCHILY.xattr.security.capability`, so the
+ * headers are built here byte by byte. Values are Buffers all the way through.
+ *
+ * Determinism: every field is a function of the entry alone. No atime/ctime, no sub-second
+ * times, empty uname/gname, the PAX header's own name is derived from the path (GNU tar puts
+ * its PID there by default).
+ */
+
+export const BLOCK = 512;
+
+export type TarType = "file" | "hardlink" | "symlink" | "chardev" | "blockdev" | "directory" | "fifo";
+
+const TYPEFLAG: Record<TarType, number> = {
+  file: 0x30,
+  hardlink: 0x31,
+  symlink: 0x32,
+  chardev: 0x33,
+  blockdev: 0x34,
+  directory: 0x35,
+  fifo: 0x36,
+};
+
+/** Everything a header holds. `path` and `linkpath` are raw bytes (file names need not be UTF-8). */
+export interface TarHeader {
+  path: Buffer;
+  type: TarType;
+  /** Permission and set-id bits only (mode & 0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Bytes of data that follow (0 for everything but regular files). */
+  size: number;
+  /** Whole seconds. */
+  mtime: number;
+  linkpath?: Buffer;
+  devmajor?: number;
+  devminor?: number;
+  /** Extra PAX records (e.g. SCHILY.acl.access, SCHILY.xattr.*), written in the order given. */
+  pax?: [string, Buffer][];
+}
+
+const MAX_OCTAL_7 = 0o7777777; // 8-byte fields: 7 digits + NUL (2^21 - 1)
+const MAX_OCTAL_11 = 0o77777777777; // 12-byte fields: 11 digits + NUL (8 GiB - 1)
+
+function writeOctal(block: Buffer, offset: number, width: number, value: number): void {
+  const digits = value.toString(8).padStart(width - 1, "0");
+  block.write(digits, offset, width - 1, "latin1");
+  block[offset + width - 1] = 0;
+}
+
+/** One PAX record: "<len> <key>=<value>\n", where <len> counts the whole record including itself. */
+export function paxRecord(key: string, value: Buffer): Buffer {
+  const keyBytes = Buffer.from(key, "utf8");
+  const base = keyBytes.length + value.length + 3; // space, '=', newline
+  const digits = String(base).length;
+  let len = base + digits;
+  if (String(len).length > digits) len += 1;
+  const head = Buffer.from(`${len} `, "latin1");
+  const record = Buffer.allocUnsafe(len);
+  let pos = head.copy(record, 0);
+  pos += keyBytes.copy(record, pos);
+  record[pos++] = 0x3d;
+  pos += value.copy(record, pos);
+  record[pos++] = 0x0a;
+  if (pos !== len) throw new Error(`internal: PAX record length ${pos} != ${len}`);
+  return record;
+}
+
+function ustarBlock(
+  name: Buffer,
+  typeflag: number,
+  mode: number,
+  uid: number,
+  gid: number,
+  size: number,
+  mtime: number,
+  linkname: Buffer | undefined,
+  devmajor: number,
+  devminor: number,
+): Buffer {
+  const block = Buffer.alloc(BLOCK);
+  name.copy(block, 0, 0, Math.min(name.length, 100));
+  writeOctal(block, 100, 8, mode);
+  writeOctal(block, 108, 8, uid);
+  writeOctal(block, 116, 8, gid);
+  writeOctal(block, 124, 12, size);
+  writeOctal(block, 136, 12, mtime);
+  block.fill(0x20, 148, 156); // checksum is computed with its own field as spaces
+  block[156] = typeflag;
+  if (linkname) linkname.copy(block, 157, 0, Math.min(linkname.length, 100));
+  block.write("ustar\u000000", 257, 8, "latin1");
+  // uname (265) and gname (297) stay empty: numeric ids only.
+  writeOctal(block, 329, 8, devmajor);
+  writeOctal(block, 337, 8, devminor);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += block[i]!;
+  block.write(`${sum.toString(8).padStart(6, "0")}\u0000 `, 148, 8, "latin1");
+  return block;
+}
+
+/** The deterministic name of a PAX header block: "<dir>/PaxHeaders/<base>", at most 100 bytes. */
+function paxHeaderName(path: Buffer): Buffer {
+  let end = path.length;
+  if (end > 1 && path[end - 1] === 0x2f) end--; // directories end in "/"
+  const slash = path.lastIndexOf(0x2f, end - 1);
+  const dir = slash >= 0 ? path.subarray(0, slash) : Buffer.from(".");
+  const base = path.subarray(slash + 1, end);
+  const name = Buffer.concat([dir, Buffer.from("/PaxHeaders/"), base]);
+  return name.length <= 100 ? name : name.subarray(0, 100);
+}
+
+function padding(size: number): number {
+  const rest = size % BLOCK;
+  return rest === 0 ? 0 : BLOCK - rest;
+}
+
+/**
+ * Encodes the header block(s) of one entry: a PAX 'x' header with its records when any field
+ * does not fit ustar (or extra records are given), then the ustar header.
+ */
+export function encodeHeader(h: TarHeader): Buffer {
+  const records: Buffer[] = [];
+  if (h.path.length > 100) records.push(paxRecord("path", h.path));
+  if (h.linkpath && h.linkpath.length > 100) records.push(paxRecord("linkpath", h.linkpath));
+  if (h.size > MAX_OCTAL_11) records.push(paxRecord("size", Buffer.from(String(h.size))));
+  if (h.uid > MAX_OCTAL_7) records.push(paxRecord("uid", Buffer.from(String(h.uid))));
+  if (h.gid > MAX_OCTAL_7) records.push(paxRecord("gid", Buffer.from(String(h.gid))));
+  const mtimeFits = h.mtime >= 0 && h.mtime <= MAX_OCTAL_11;
+  if (!mtimeFits) records.push(paxRecord("mtime", Buffer.from(String(h.mtime))));
+  if (h.pax) for (const [key, value] of h.pax) records.push(paxRecord(key, value));
+
+  const devmajor = h.devmajor ?? 0;
+  const devminor = h.devminor ?? 0;
+  if (devmajor > MAX_OCTAL_7 || devminor > MAX_OCTAL_7) {
+    throw new Error(`device number ${devmajor}:${devminor} does not fit a tar header`);
+  }
+  const main = ustarBlock(
+    h.path,
+    TYPEFLAG[h.type],
+    h.mode & 0o7777,
+    h.uid > MAX_OCTAL_7 ? 0 : h.uid,
+    h.gid > MAX_OCTAL_7 ? 0 : h.gid,
+    h.size > MAX_OCTAL_11 ? 0 : h.size,
+    mtimeFits ? h.mtime : 0,
+    h.linkpath,
+    devmajor,
+    devminor,
+  );
+  if (records.length === 0) return main;
+
+  const body = Buffer.concat(records);
+  const mtime = mtimeFits ? h.mtime : 0;
+  const paxHeader = ustarBlock(paxHeaderName(h.path), 0x78, 0o644, 0, 0, body.length, mtime, undefined, 0, 0);
+  return Buffer.concat([paxHeader, body, Buffer.alloc(padding(body.length)), main]);
+}
+
+/** Zero bytes that round `size` up to a whole block. */
+export function paddingFor(size: number): number {
+  return padding(size);
+}
+
+/** The end-of-archive marker: two zero blocks (GNU tar then pads to its 10 KiB record; we do not). */
+export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);

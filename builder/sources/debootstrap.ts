@@ -1,0 +1,218 @@
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { z } from "zod";
+import { UserError } from "../../common/errors.js";
+import { debianArch } from "../../common/names.js";
+import { isolated } from "../chroot.js";
+import type { BuildContext } from "../context.js";
+import { buildEnv, runTool } from "../exec.js";
+import { formatPlace } from "../recipe/schema.js";
+import { hostDebianMirror } from "./apt-sources.js";
+import { defineSource, type SourceResult } from "./source.js";
+
+/**
+ * Debian (and derivatives) from their archive: mmdebstrap when installed, debootstrap otherwise.
+ * The Release file is always verified against a keyring (never an option that turns it off);
+ * .deb files are checked by apt/debootstrap against the verified indices when downloaded.
+ *
+ * Package cache: `<cache>/debian/archives` holds every .deb a build downloaded, named as apt
+ * names them (`pkg_version_arch.deb`). mmdebstrap: a setup hook links (or copies) them into the
+ * new root's /var/cache/apt/archives (apt then skips those downloads), `--skip=download/empty`
+ * allows the non-empty directory, `--skip=essential/unlink` keeps the essential set there, and a
+ * customize hook copies new files back (temp name + rename) and counts them. debootstrap: its
+ * own `--cache-dir`. Trust: files enter the cache only after apt/debootstrap verified them; the
+ * cache directory is root-only (0700).
+ */
+const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, "expected a Debian package name");
+
+const DebootstrapConfig = z.strictObject({
+  method: z.literal("debootstrap"),
+  suite: z.string().regex(/^[a-z0-9][a-z0-9.-]*$/, "expected a suite or codename such as trixie"),
+  /** minbase: essential + apt; buildd: + build-essential; default: required + important. */
+  variant: z.enum(["minbase", "buildd", "default"]).default("minbase"),
+  components: z
+    .array(z.string().regex(/^[a-z0-9-]+$/))
+    .min(1)
+    .default(["main"]),
+  include: z.array(packageName).default([]),
+  /** debootstrap: not installed; mmdebstrap (which has no --exclude): purged after install. */
+  exclude: z.array(packageName).default([]),
+  /** OpenPGP keyring for the Release file; relative paths are relative to the recipe. */
+  keyring: z.string().default("/usr/share/keyrings/debian-archive-keyring.gpg"),
+});
+type Config = z.infer<typeof DebootstrapConfig>;
+
+function have(program: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${program}`], { stdio: "ignore" }).status === 0;
+}
+
+function toolVersion(program: string): string {
+  const out = spawnSync("dpkg-query", ["-W", "-f", "$" + "{Version}", program], { encoding: "utf8" });
+  return out.status === 0 && out.stdout ? `${program} ${out.stdout}` : program;
+}
+
+// Runs inside mmdebstrap's hooks: `in` links cached debs into the root, `out` copies new ones
+// back into the cache and records what had to be downloaded. $1 = the root, $2 = state dir.
+const HOOK = `set -eu
+mode="$1"; root="$2"; state="$3"; cache="$4"; arch="$5"
+archives="$root/var/cache/apt/archives"
+if [ "$mode" = in ]; then
+  mkdir -p "$archives/partial"
+  for f in "$cache"/*_"$arch".deb "$cache"/*_all.deb; do
+    [ -f "$f" ] || continue
+    ln "$f" "$archives/" 2>/dev/null || cp -p "$f" "$archives/"
+  done
+  ls "$archives" > "$state/before"
+else
+  : > "$state/fetched"
+  for f in "$archives"/*.deb; do
+    [ -f "$f" ] || continue
+    name=\${f##*/}
+    grep -qxF "$name" "$state/before" || stat -c '%s %n' "$f" >> "$state/fetched"
+    if [ ! -e "$cache/$name" ]; then cp -p "$f" "$cache/.$name.partial" && mv "$cache/.$name.partial" "$cache/$name"; fi
+  done
+  mkdir -p "$state/lists"
+  for f in "$root"/var/lib/apt/lists/*Release; do [ -f "$f" ] && cp "$f" "$state/lists/"; done
+fi
+`;
+
+async function populate(config: Config, ctx: BuildContext): Promise<SourceResult> {
+  const where = formatPlace(ctx.recipe.source.place);
+  const mirror = (ctx.mirror ?? hostDebianMirror(ctx.aptDir))?.replace(/\/+$/, "");
+  if (!mirror) {
+    throw new UserError(
+      `${where}: source: no Debian mirror found: pass --mirror URL, set TEMPLAR_DEBIAN_MIRROR, ` +
+        `or add a deb source to ${ctx.aptDir}/sources.list.d/*.sources or ${ctx.aptDir}/sources.list`,
+    );
+  }
+  if (!/^(https?|file):\/\//.test(mirror)) {
+    throw new UserError(
+      `${where}: source: mirror ${JSON.stringify(mirror)} is not an http(s):// or file:// URL`,
+    );
+  }
+  const keyring = resolve(dirname(ctx.recipe.path), config.keyring);
+  if (!existsSync(keyring)) {
+    throw new UserError(
+      `${where}: source.keyring: ${keyring} does not exist (install debian-archive-keyring?)`,
+    );
+  }
+  const arch = debianArch(ctx.recipe.arch);
+  const cache = join(ctx.cacheDir, "debian", "archives");
+  await mkdir(cache, { recursive: true, mode: 0o700 });
+  const forced = process.env.TEMPLAR_BOOTSTRAP_TOOL;
+  const tool = forced ?? (have("mmdebstrap") ? "mmdebstrap" : "debootstrap");
+  if (tool !== "mmdebstrap" && tool !== "debootstrap") {
+    throw new UserError(
+      `TEMPLAR_BOOTSTRAP_TOOL must be mmdebstrap or debootstrap, not ${JSON.stringify(tool)}`,
+    );
+  }
+  if (!have(tool)) throw new UserError(`${where}: source: neither mmdebstrap nor debootstrap is installed`);
+  ctx.log(`${tool} ${config.suite} ${arch} from ${mirror}`);
+
+  const state = await mkdtemp(join(tmpdir(), "templar-debootstrap-"));
+  try {
+    let fetched: SourceResult["fetched"];
+    let releaseFiles: string[];
+    const env = buildEnv({
+      SOURCE_DATE_EPOCH: ctx.sourceDateEpoch === undefined ? undefined : String(ctx.sourceDateEpoch),
+    });
+    if (tool === "mmdebstrap") {
+      const hook = join(state, "cache-hook.sh");
+      await writeFile(hook, HOOK);
+      const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+      const call = (mode: string) => `sh ${q(hook)} ${mode} "$1" ${q(state)} ${q(cache)} ${q(arch)}`;
+      const variant = config.variant === "default" ? "debootstrap" : config.variant;
+      const args = [
+        "mmdebstrap",
+        "--mode=root",
+        `--variant=${variant}`,
+        `--architectures=${arch}`,
+        `--components=${config.components.join(",")}`,
+        `--keyring=${keyring}`,
+        '--aptopt=Acquire::Retries "3"',
+        '--aptopt=Acquire::Languages "none"',
+        // No fsync per file: a crash throws the build away anyway (mmdebstrap removes this
+        // setting from the root when it finishes).
+        "--dpkgopt=force-unsafe-io",
+        "--skip=download/empty",
+        "--skip=essential/unlink",
+        `--setup-hook=${call("in")}`,
+      ];
+      if (config.include.length) args.push(`--include=${config.include.join(",")}`);
+      if (config.exclude.length) {
+        const list = config.exclude.join(" ");
+        args.push(`--customize-hook=chroot "$1" apt-get -y -q purge --allow-remove-essential ${list}`);
+      }
+      args.push(`--customize-hook=${call("out")}`, config.suite, ctx.root, mirror);
+      // mmdebstrap mounts /proc, /sys and /dev itself: its own namespace drops them if it dies.
+      const [cmd, argv] = isolated(args);
+      await runTool(cmd, argv, { what: "mmdebstrap", env, signal: ctx.signal, onLine: ctx.log });
+      fetched = await countFetched(join(state, "fetched"));
+      releaseFiles = await listFiles(join(state, "lists"));
+    } else {
+      const before = new Set(await readdir(cache));
+      const variant = config.variant === "default" ? [] : [`--variant=${config.variant}`];
+      const args = [
+        "debootstrap",
+        ...variant,
+        `--arch=${arch}`,
+        `--components=${config.components.join(",")}`,
+        `--keyring=${keyring}`,
+        `--cache-dir=${cache}`,
+      ];
+      if (config.include.length) args.push(`--include=${config.include.join(",")}`);
+      if (config.exclude.length) args.push(`--exclude=${config.exclude.join(",")}`);
+      args.push(config.suite, ctx.root, mirror);
+      const [cmd, argv] = isolated(args);
+      await runTool(cmd, argv, { what: "debootstrap", env, signal: ctx.signal, onLine: ctx.log });
+      const added = (await readdir(cache)).filter((f) => f.endsWith(".deb") && !before.has(f));
+      let bytes = 0;
+      for (const f of added) bytes += (await stat(join(cache, f))).size;
+      fetched = { files: added.length, bytes };
+      releaseFiles = (await listFiles(join(ctx.root, "var/lib/apt/lists"))).filter((f) => /Release$/.test(f));
+    }
+    const inputs = [];
+    for (const file of releaseFiles) {
+      const sha256 = createHash("sha256")
+        .update(await readFile(file))
+        .digest("hex");
+      inputs.push({
+        uri: `${mirror}/dists/${config.suite}/${file.endsWith("InRelease") ? "InRelease" : "Release"}`,
+        sha256,
+        verified: `apt-release:${keyring}`,
+      });
+    }
+    return {
+      manifest: {
+        method: "debootstrap",
+        tool: toolVersion(tool),
+        suite: config.suite,
+        variant: config.variant,
+        components: config.components,
+        include: config.include,
+        ...(config.exclude.length ? { exclude: config.exclude } : {}),
+        mirror,
+        inputs,
+      },
+      fetched,
+    };
+  } finally {
+    await rm(state, { recursive: true, force: true });
+  }
+}
+
+async function countFetched(file: string): Promise<{ files: number; bytes: number }> {
+  const lines = (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean);
+  return { files: lines.length, bytes: lines.reduce((sum, line) => sum + Number.parseInt(line, 10), 0) };
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.sort().map((n) => join(dir, n));
+}
+
+export const debootstrap = defineSource({ name: "debootstrap", schema: DebootstrapConfig, populate });

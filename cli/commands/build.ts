@@ -1,0 +1,127 @@
+import { archProblem } from "../../builder/arch.js";
+import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR, parseEpoch } from "../../builder/build.js";
+import { loadRecipe } from "../../builder/recipe/load.js";
+import type { Recipe } from "../../builder/recipe/schema.js";
+import { usageError } from "../../common/errors.js";
+import { FORMATS, type Format } from "../../common/manifest.js";
+import { createProgress, formatBytes, type Progress } from "../../common/progress.js";
+import { flagOrEnv, parseCommandArgs } from "../args.js";
+import type { Command } from "../command.js";
+
+const help = `Usage: templar build <recipe>... [options]
+
+Builds each recipe (every arch of its matrix this host can run) into a template:
+source -> steps -> inventory -> pack. Output appears only when a build succeeds.
+
+Options:
+  --out DIR                 output directory (default: out)
+  --formats LIST            zst,gz,xz (default: the recipe's formats, else zst,gz)
+  --mirror URL              Debian mirror (default: $TEMPLAR_DEBIAN_MIRROR, else the host's apt sources)
+  --cache DIR               package cache reused by every build (default: $TEMPLAR_CACHE, else ${DEFAULT_CACHE_DIR})
+  --source-date-epoch N     clamp for mtimes and the manifest's created (default: $SOURCE_DATE_EPOCH,
+                            else the recipe's created:, else the newest installed package's date)
+  --arch ARCH               build only this arch of a matrix (an error if the host cannot run it)
+  --json                    print the results as JSON on stdout
+  -v, --verbose             show the output of mmdebstrap/debootstrap and of steps
+`;
+
+function parseFormats(value: string): Format[] {
+  return value.split(",").map((item) => {
+    const format = (item.startsWith("tar.") ? item : `tar.${item}`) as Format;
+    if (!FORMATS.includes(format))
+      throw usageError(`build: --formats: unknown format ${JSON.stringify(item)} (zst, gz, xz)`);
+    return format;
+  });
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs("build", argv, {
+    out: { type: "string" },
+    formats: { type: "string" },
+    mirror: { type: "string" },
+    cache: { type: "string" },
+    "source-date-epoch": { type: "string" },
+    arch: { type: "string" },
+    json: { type: "boolean" },
+    verbose: { type: "boolean", short: "v" },
+  });
+  if (positionals.length === 0)
+    throw usageError("build: expected at least one recipe file (see 'templar build --help')");
+  const formats = values.formats ? parseFormats(values.formats) : undefined;
+  const sde = values["source-date-epoch"]
+    ? parseEpoch(values["source-date-epoch"], "--source-date-epoch")
+    : undefined;
+  const json = Boolean(values.json);
+  const say = (line: string) => {
+    if (!json) process.stderr.write(`${line}\n`);
+  };
+
+  // Validate every recipe before building any.
+  const recipes: Recipe[] = [];
+  for (const file of positionals) {
+    const expanded = await loadRecipe(file);
+    for (const recipe of expanded) {
+      if (values.arch && recipe.arch !== values.arch) continue;
+      const problem = archProblem(recipe.arch);
+      if (problem && expanded.length > 1 && !values.arch) {
+        say(`templar build: skipping ${recipe.name}: ${problem}`);
+        continue;
+      }
+      recipes.push(recipe);
+    }
+  }
+  if (recipes.length === 0)
+    throw usageError(`build: nothing to build${values.arch ? ` for arch ${values.arch}` : ""}`);
+
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const results: BuildResult[] = [];
+  try {
+    for (const recipe of recipes) {
+      const label = `build ${recipe.name}`;
+      let progress: Progress | undefined;
+      let lines = 0;
+      const result = await buildTemplate(recipe, {
+        outDir: values.out ?? "out",
+        cacheDir: flagOrEnv(values.cache, "TEMPLAR_CACHE", DEFAULT_CACHE_DIR),
+        formats,
+        mirror: flagOrEnv(values.mirror, "TEMPLAR_DEBIAN_MIRROR"),
+        sourceDateEpoch: sde,
+        signal: controller.signal,
+        onStage: (stage, note) => {
+          progress?.finish();
+          lines = 0;
+          progress = createProgress(`${label}: ${stage}${note ? ` ${note}` : ""}`, {
+            unit: stage === "pack" ? "bytes" : "items",
+            enabled: !json && (process.stderr.isTTY || stage === "pack"),
+          });
+          if (!process.stderr.isTTY) say(`${label}: ${stage}${note ? ` ${note}` : ""}`);
+        },
+        onLine: (line) => {
+          if (values.verbose && !json) process.stderr.write(`  ${line}\n`);
+          else progress?.update(++lines, line.slice(0, 60));
+        },
+        onPackProgress: (bytes) => progress?.update(bytes),
+      });
+      progress?.finish();
+      results.push(result);
+      const fetched = result.fetched
+        ? `, downloaded ${result.fetched.files} packages (${formatBytes(result.fetched.bytes)})`
+        : "";
+      say(
+        `${result.name} ${result.version}: ${result.packages} packages, tar sha256 ${result.tarSha256.slice(0, 16)}..., ` +
+          `SOURCE_DATE_EPOCH ${result.sourceDateEpoch} (${result.sourceDateEpochFrom})${fetched}, ${result.seconds.toFixed(1)}s`,
+      );
+      for (const path of [...Object.values(result.files), result.manifestPath]) say(`  ${path}`);
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  if (json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+  return 0;
+}
+
+export const command: Command = { help, run };

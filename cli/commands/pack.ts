@@ -1,0 +1,97 @@
+import { packTemplate } from "../../builder/pack/pack.js";
+import { usageError } from "../../common/errors.js";
+import { FORMATS, type Format } from "../../common/manifest.js";
+import { createProgress, formatBytes } from "../../common/progress.js";
+import { flagOrEnv, parseCommandArgs } from "../args.js";
+import type { Command } from "../command.js";
+
+const help = `Usage: templar pack <rootfs-dir> --name NAME --version VER [options]
+
+Packs a root filesystem directory into a deterministic tar (entries sorted by name, numeric
+owners, mtimes clamped to SOURCE_DATE_EPOCH, xattrs and ACLs as PAX records), compressed into
+each format in one pass, and writes <name>-<version>.<format> and <name>-<version>.manifest.json.
+
+Options:
+  --name NAME              template name, e.g. debian-13-x86_64-minimal
+  --version VER            semantic version, e.g. 13.2.0
+  --out DIR                output directory (default: $TEMPLAR_OUT or ./out)
+  --formats LIST           comma-separated: zst, gz, xz (default: zst,gz)
+  --source-date-epoch N    clamp mtimes to N and use it as 'created' (default: $SOURCE_DATE_EPOCH)
+  --in-process             use the in-process compressors even when zstd/pigz are installed
+  --json                   print the result as JSON on stdout
+`;
+
+/** "zst,gz" or "tar.zst,tar.gz" -> formats; anything else is a usage error. */
+export function parseFormats(list: string): Format[] {
+  const formats: Format[] = [];
+  for (const raw of list
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const format = (raw.startsWith("tar.") ? raw : `tar.${raw}`) as Format;
+    if (!FORMATS.includes(format)) {
+      throw usageError(`unknown format ${JSON.stringify(raw)} in --formats (known: zst, gz, xz)`);
+    }
+    if (!formats.includes(format)) formats.push(format);
+  }
+  if (formats.length === 0) throw usageError("--formats is empty (known: zst, gz, xz)");
+  return formats;
+}
+
+function parseEpoch(text: string): number {
+  if (!/^\d+$/.test(text))
+    throw usageError(`--source-date-epoch ${JSON.stringify(text)} is not a whole number of seconds`);
+  return Number(text);
+}
+
+const command: Command = {
+  help,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs("pack", argv, {
+      name: { type: "string" },
+      version: { type: "string" },
+      out: { type: "string" },
+      formats: { type: "string" },
+      "source-date-epoch": { type: "string" },
+      "in-process": { type: "boolean" },
+      json: { type: "boolean" },
+    });
+    if (positionals.length !== 1)
+      throw usageError("pack: expected exactly one <rootfs-dir> (see 'templar pack --help')");
+    if (values.name === undefined) throw usageError("pack: --name is required");
+    if (values.version === undefined) throw usageError("pack: --version is required");
+    const formats = values.formats !== undefined ? parseFormats(values.formats) : undefined;
+    const epoch = values["source-date-epoch"];
+    const progress = createProgress("pack", { unit: "bytes", enabled: !values.json });
+    let entries = 0;
+    const result = await packTemplate({
+      rootfs: positionals[0]!,
+      outDir: flagOrEnv(values.out, "TEMPLAR_OUT", "out")!,
+      name: values.name,
+      version: values.version,
+      formats,
+      sourceDateEpoch: epoch !== undefined ? parseEpoch(epoch) : undefined,
+      inProcessOnly: values["in-process"] ?? false,
+      onProgress: (bytes, n) => {
+        entries = n;
+        progress.update(bytes, `${n} entries`);
+      },
+    });
+    const { manifest } = result;
+    progress.finish(`${manifest.rootfs.entries || entries} entries`);
+    for (const warning of result.warnings) process.stderr.write(`templar: warning: ${warning}\n`);
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      return 0;
+    }
+    const lines = [
+      `${manifest.name} ${manifest.version}: tar ${formatBytes(manifest.rootfs.tarSize)}, ${manifest.rootfs.entries} entries, sha256 ${manifest.rootfs.tarSha256}`,
+      ...manifest.artifacts.map((a) => `  ${result.files[a.format]}  ${formatBytes(a.size)}  ${a.digest}`),
+      `  ${result.manifestPath}`,
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
+    return 0;
+  },
+};
+
+export default command;
