@@ -13,9 +13,11 @@ import { DEFAULT_MAX_BYTES, decompressTo, type ExtractPolicy, extractTar } from 
  *   layers in order; each layer's sha256 is checked against the config's `rootfs.diff_ids`;
  * - oci: an OCI image layout (Fedora >= 40): index.json -> manifest -> layers; every blob is
  *   checked against its digest and size, and layers are stacked with whiteouts applied.
+ * - image: docker-archive or OCI, whichever the archive turns out to be (CentOS Stream 10's
+ *   format is not confirmed, FACTS.md).
  * Image layers never contain device nodes (the runtime creates /dev), so they are refused there.
  */
-export const LAYOUTS = ["rootfs", "docker-archive", "oci"] as const;
+export const LAYOUTS = ["rootfs", "docker-archive", "oci", "image"] as const;
 export type Layout = (typeof LAYOUTS)[number];
 
 export interface LayoutOptions {
@@ -30,6 +32,8 @@ export interface LayoutOptions {
 
 export interface LayoutResult {
   layout: Layout;
+  /** For `image`, the layout found inside. */
+  found?: "oci" | "docker-archive";
   /** sha256 of each layer blob as checked, in stacking order. */
   layers: string[];
   members: number;
@@ -106,7 +110,9 @@ export async function applyLayout(
       options.signal,
     );
     await rm(tar);
-    const layers = layout === "oci" ? await ociLayers(image, options.ociArch) : await dockerLayers(image);
+    const isOci =
+      layout === "oci" || (layout === "image" && (await lstat(join(image, "oci-layout")).catch(() => null)));
+    const layers = isOci ? await ociLayers(image, options.ociArch) : await dockerLayers(image);
     let members = 0;
     let bytes = 0;
     const checked: string[] = [];
@@ -144,7 +150,7 @@ export async function applyLayout(
       bytes += r.bytes;
       checked.push(blob.digests.sha256!);
     }
-    return { layout, layers: checked, members, bytes };
+    return { layout, found: isOci ? "oci" : "docker-archive", layers: checked, members, bytes };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -41,7 +41,7 @@ export const archive = defineSource<ArchiveConfig>({
       return {
         manifest: {
           method: "archive",
-          layout: config.layout,
+          layout: layout.found ?? config.layout,
           artifact: got.artifactUrl,
           sha256: got.sha256,
           verified: got.verified,
