@@ -42,13 +42,20 @@ function describeStatus(url: string, response: Response): UserError {
 }
 
 async function request(url: string, init: RequestInit): Promise<Response> {
+  let response: Response;
   try {
-    return await fetch(url, { ...init, redirect: "follow" });
+    response = await fetch(url, { ...init, redirect: "follow" });
   } catch (err) {
     if ((err as Error).name === "AbortError") throw new UserError("interrupted", 130);
     const cause = (err as { cause?: Error }).cause;
     throw new UserError(`download ${url}: ${cause ? errorMessage(cause) : errorMessage(err)}`);
   }
+  // `trust: https` must not be defeated by a redirect to plain http.
+  if (url.startsWith("https://") && response.url.startsWith("http://")) {
+    await response.body?.cancel();
+    throw new UserError(`download ${url}: redirected to plain http (${response.url}): refusing it`);
+  }
+  return response;
 }
 
 /** Fetches a small document (index, checksum file, key, signature) into memory. */
