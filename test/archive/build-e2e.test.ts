@@ -179,4 +179,34 @@ describe.skipIf(!tools)("templar build from verified upstream root filesystems",
     expect(lstatSync(join(rootfs, "var/cache/distfiles")).isDirectory()).toBe(true);
     expect(existsSync(join(rootfs, "var/cache/distfiles/foo.tar.gz"))).toBe(false);
   });
+
+  it("a wrong pinned fingerprint fails the build with one line, exit 3, and no output", async () => {
+    const recipe = overrideRecipe(
+      "recipes/fedora/44.yaml",
+      `${server.url}/fedora/linux/releases/43/Container`,
+      {
+        fingerprint: "36F612DCF27F7D1A48A835E4DBFCF71C6D9F90A6",
+        url: `${server.url}/keys/fedora.gpg`,
+      },
+    );
+    const out = join(dir, "out-refused");
+    const r = await templar([
+      "build",
+      recipe,
+      "--arch",
+      "x86_64",
+      "--out",
+      out,
+      "--cache",
+      join(dir, "cache"),
+    ]);
+    expect(r.status).toBe(3);
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith("templar:"));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(
+      /has fingerprint [0-9A-F]{40}, but the recipe pins 36F612DCF27F7D1A48A835E4DBFCF71C6D9F90A6/,
+    );
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(existsSync(out) ? spawnSync("ls", ["-A", out], { encoding: "utf8" }).stdout : "").toBe("");
+  });
 });
