@@ -15,9 +15,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { decompressTo, type ExtractPolicy, extractTar } from "../../builder/archive/extract.js";
+import { applyLayout } from "../../builder/archive/layouts.js";
 import { parseListingLine, unquoteC } from "../../builder/archive/tar-list.js";
 import { UserError } from "../../common/errors.js";
 import { type CraftedEntry, craftTar } from "../fixtures/crafted-tar.js";
+import { ociArchive } from "../fixtures/upstreams.js";
 import { haveTools, isRoot } from "../helpers/require-tool.js";
 
 const tools = haveTools("tar", "gzip", "setfattr", "getfattr", "setcap", "getcap");
@@ -173,5 +175,54 @@ describe.skipIf(!tools)("safe extraction keeps what a rootfs needs", () => {
     const dev = parseListingLine(`crw-rw-rw- 0/5 1,3 2026-11-22 22:26:35 "dev/null"`, "t");
     expect(dev).toMatchObject({ type: "chardev", gid: 5, mode: 0o666 });
     expect(parseListingLine(`-rwsr-xr-x 0/0 9 2026-11-22 22:26:35 "su"`, "t").mode).toBe(0o4755);
+  });
+});
+
+describe.skipIf(!tools || !haveTools("zstd"))("OCI images with stacked layers", () => {
+  const lower = craftTar([
+    { name: "etc/", type: "dir" },
+    file("etc/old.conf", "old"),
+    { name: "var/", type: "dir" },
+    { name: "var/cache/", type: "dir" },
+    file("var/cache/junk", "junk"),
+  ]);
+  const upper = craftTar([
+    { name: "etc/.wh.old.conf", type: "file" },
+    { name: "var/cache/", type: "dir" },
+    { name: "var/cache/.wh..wh..opq", type: "file" },
+    file("etc/new.conf", "new"),
+  ]);
+  const image = (tamper?: number) => {
+    const path = join(dir, `image-${++n}.tar`);
+    writeFileSync(
+      path,
+      ociArchive(
+        [
+          { tar: lower, codec: "gzip" },
+          { tar: upper, codec: "zstd" },
+        ],
+        "amd64",
+        tamper,
+      ),
+    );
+    return path;
+  };
+
+  it("stacks a gzip and a zstd layer, applying whiteouts and opaque directories", async () => {
+    const { root } = fresh();
+    const work = mkdtempSync(join(dir, "work-"));
+    const result = await applyLayout("oci", image(), root, { workDir: work, ociArch: "amd64" });
+    expect(result.layers).toHaveLength(2);
+    expect(readdirSync(join(root, "etc"))).toEqual(["new.conf"]);
+    expect(readdirSync(join(root, "var/cache"))).toEqual([]);
+  });
+
+  it("refuses a layer blob whose bytes do not match its digest, before extracting it", async () => {
+    const { root } = fresh();
+    const work = mkdtempSync(join(dir, "work-"));
+    await expect(applyLayout("oci", image(0), root, { workDir: work, ociArch: "amd64" })).rejects.toThrow(
+      /layer 1 of 2 .*: sha256 is \w+, the image says \w+: refusing it/,
+    );
+    expect(readdirSync(root)).toEqual([]);
   });
 });

@@ -5,7 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDpkgStatus } from "../../builder/inventory/dpkg.js";
 import { loadRecipe } from "../../builder/recipe/load.js";
 import { pathInRoot, replaceFile } from "../../builder/rootfs.js";
-import { hostDebianMirror, parseDeb822Sources, parseOneLineSources } from "../../builder/sources/apt-sources.js";
+import {
+  hostDebianMirror,
+  parseDeb822Sources,
+  parseOneLineSources,
+} from "../../builder/sources/apt-sources.js";
 import { UserError } from "../../common/errors.js";
 
 let dir: string;
@@ -75,11 +79,15 @@ describe("recipe loading", () => {
   });
 
   it("refuses unknown keys, at top level, in source and in steps", async () => {
-    expect(await lintError("top.yaml", `${BASE}colour: blue\n`)).toMatch(/top\.yaml:8:1: recipe: unknown key "colour" \(expected one of: extends, name/);
-    expect(await lintError("src.yaml", `${BASE}  mirorr: x\n`)).toMatch(/src\.yaml:8:3: source: unknown key "mirorr" \(expected one of: method, suite/);
-    expect(await lintError("step.yaml", `${BASE}steps:\n  - file: { path: /x, content: y, perm: 1 }\n`)).toMatch(
-      /step\.yaml:9:35: steps\[0\]\.file: unknown key "perm"/,
+    expect(await lintError("top.yaml", `${BASE}colour: blue\n`)).toMatch(
+      /top\.yaml:8:1: recipe: unknown key "colour" \(expected one of: extends, name/,
     );
+    expect(await lintError("src.yaml", `${BASE}  mirorr: x\n`)).toMatch(
+      /src\.yaml:8:3: source: unknown key "mirorr" \(expected one of: method, suite/,
+    );
+    expect(
+      await lintError("step.yaml", `${BASE}steps:\n  - file: { path: /x, content: y, perm: 1 }\n`),
+    ).toMatch(/step\.yaml:9:35: steps\[0\]\.file: unknown key "perm"/);
     expect(await lintError("kind.yaml", `${BASE}steps:\n  - preset: container\n  - reboot: now\n`)).toMatch(
       /kind\.yaml:10:5: steps\[1\]: unknown step kind "reboot"/,
     );
@@ -107,14 +115,23 @@ describe("recipe loading", () => {
     expect(r!.steps[1]!.place).toMatchObject({ line: 6, col: 5 });
     // A bad value inherited from the base is reported in the base file.
     await write("badbase.yaml", BASE.replace("suite: trixie", "suite: 7"));
-    expect(await lintError("badchild.yaml", "extends: badbase.yaml\nflavour: x\n")).toMatch(/badbase\.yaml:7:10: source\.suite: expected string/);
+    expect(await lintError("badchild.yaml", "extends: badbase.yaml\nflavour: x\n")).toMatch(
+      /badbase\.yaml:7:10: source\.suite: expected string/,
+    );
     expect(await lintError("loop.yaml", "extends: loop.yaml\n")).toMatch(/loop\.yaml:1:10: extends: .*cycle/);
-    expect(await lintError("nobase.yaml", "extends: missing.yaml\n")).toMatch(/nobase\.yaml:1:10: extends: .*no such file/);
+    expect(await lintError("nobase.yaml", "extends: missing.yaml\n")).toMatch(
+      /nobase\.yaml:1:10: extends: .*no such file/,
+    );
   });
 
   it("refuses a fixed name over an arch matrix", async () => {
-    const text = BASE.replace("arch: x86_64", "arch: [x86_64, aarch64]").replace("version", "name: fixed\nversion");
-    expect(await lintError("matrix.yaml", text)).toMatch(/matrix\.yaml:1:7: name: a fixed name cannot cover an arch matrix/);
+    const text = BASE.replace("arch: x86_64", "arch: [x86_64, aarch64]").replace(
+      "version",
+      "name: fixed\nversion",
+    );
+    expect(await lintError("matrix.yaml", text)).toMatch(
+      /matrix\.yaml:1:7: name: a fixed name cannot cover an arch matrix/,
+    );
   });
 });
 
@@ -126,15 +143,31 @@ describe("apt sources of the build host", () => {
         "# comment\nTypes: deb deb-src\nURIs: http://main.example/debian/\nSuites: trixie trixie-updates\nComponents: main\n",
       "x.sources",
     );
-    expect(deb822.map((s) => s.uris[0])).toEqual(["http://sec.example/debian-security", "http://main.example/debian/"]);
-    const oneLine = parseOneLineSources("# x\ndeb [signed-by=/k.gpg arch=amd64] http://one.example/debian bookworm main\n", "l");
-    expect(oneLine[0]).toMatchObject({ uris: ["http://one.example/debian"], suites: ["bookworm"], components: ["main"] });
+    expect(deb822.map((s) => s.uris[0])).toEqual([
+      "http://sec.example/debian-security",
+      "http://main.example/debian/",
+    ]);
+    const oneLine = parseOneLineSources(
+      "# x\ndeb [signed-by=/k.gpg arch=amd64] http://one.example/debian bookworm main\n",
+      "l",
+    );
+    expect(oneLine[0]).toMatchObject({
+      uris: ["http://one.example/debian"],
+      suites: ["bookworm"],
+      components: ["main"],
+    });
 
     const apt = join(dir, "apt");
     await mkdir(join(apt, "sources.list.d"), { recursive: true });
     expect(hostDebianMirror(apt)).toBeUndefined();
-    await writeFile(join(apt, "sources.list.d", "a.sources"), "Types: deb\nURIs: http://sec.example/x\nSuites: trixie-security\n");
-    await writeFile(join(apt, "sources.list.d", "b.list.disabled"), "deb http://no.example/debian trixie main\n");
+    await writeFile(
+      join(apt, "sources.list.d", "a.sources"),
+      "Types: deb\nURIs: http://sec.example/x\nSuites: trixie-security\n",
+    );
+    await writeFile(
+      join(apt, "sources.list.d", "b.list.disabled"),
+      "deb http://no.example/debian trixie main\n",
+    );
     await writeFile(join(apt, "sources.list.d", "c.list"), "deb http://yes.example/debian/ trixie main\n");
     expect(hostDebianMirror(apt)).toBe("http://yes.example/debian");
   });
