@@ -113,6 +113,7 @@ export async function scanTar(
     if (policy.whiteouts && base.startsWith(WHITEOUT)) {
       if (m.type !== "file") refuse(where, m.name, "a whiteout must be an empty regular file");
       const dir = parts.slice(0, -1).join("/");
+      if (base === WHITEOUT) refuse(where, m.name, "a whiteout must name what it hides");
       if (base === OPAQUE) result.opaque.push(dir);
       else result.whiteouts.push([dir, base.slice(WHITEOUT.length)].filter(Boolean).join("/"));
       continue;
@@ -148,7 +149,8 @@ export async function scanTar(
         const t = await kindOf(tparts);
         if (t === null || t === "dir")
           refuse(where, m.name, `hardlink target "${printable(target)}" is not a file in the root`);
-        seen.set(parts.join("/"), "other");
+        // A hardlink to a symlink is that symlink again: later members must not write through it.
+        seen.set(parts.join("/"), t);
         continue;
       }
       case "chardev":

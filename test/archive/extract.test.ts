@@ -83,6 +83,15 @@ describe.skipIf(!tools)("safe extraction refuses every escape, writing nothing",
       ],
       /hardlink target .* goes through the symlink l/,
     ));
+  it("writing through a hardlink to a symlink", () =>
+    refuses(
+      [
+        { name: "l", type: "symlink", link: "/tmp" },
+        { name: "h", type: "hardlink", link: "l" },
+        file("h/evil"),
+      ],
+      /goes through the symlink h/,
+    ));
   it("writing through a symlink from the same archive", () =>
     refuses([{ name: "l", type: "symlink", link: "/tmp" }, file("l/evil")], /goes through the symlink l/));
   it("a symlink replaced by a directory later in the stream", () =>
