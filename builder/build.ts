@@ -8,10 +8,11 @@ import { archProblem } from "./arch.js";
 import { mountsUnder } from "./chroot.js";
 import type { BuildContext } from "./context.js";
 import { familyOf } from "./family/index.js";
-import type { PackOptions, PackResult } from "./pack/types.js";
+import { packTemplate } from "./pack/pack.js";
 import { formatPlace, type Recipe } from "./recipe/schema.js";
 import { sourceMethods } from "./sources/index.js";
 import { stepKinds } from "./steps/index.js";
+import { clampShadowDates } from "./steps/presets/common.js";
 
 export interface BuildOptions {
   outDir: string;
@@ -22,6 +23,10 @@ export interface BuildOptions {
   sourceDateEpoch?: number;
   /** Host apt configuration to find a mirror in (default /etc/apt). */
   aptDir?: string;
+  /** false: always run the source tool, never reuse a root snapshot from the cache. */
+  snapshots?: boolean;
+  /** Where the temporary build directory is made (default: os.tmpdir()). */
+  workParent?: string;
   signal?: AbortSignal;
   /** Stage changes ("source", "steps", "inventory", "pack") and tool output lines. */
   onStage?: (stage: string, note?: string) => void;
@@ -49,13 +54,6 @@ export interface BuildResult {
 
 export const DEFAULT_CACHE_DIR = "/var/cache/templar";
 
-// Resolved at run time so this module type-checks before the packer lands (builder/pack/pack.ts).
-const PACK_MODULE = "./pack/pack.js";
-async function packTemplate(options: PackOptions): Promise<PackResult> {
-  const mod = (await import(PACK_MODULE)) as { packTemplate(options: PackOptions): Promise<PackResult> };
-  return mod.packTemplate(options);
-}
-
 /**
  * Builds one template: source -> steps -> inventory -> pack, in a temporary directory that is
  * always removed. Output appears in `outDir` only when everything succeeded (packed into a
@@ -82,7 +80,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
     sdeFrom = "recipe";
   }
 
-  const work = await mkdtemp(join(tmpdir(), "templar-build-"));
+  const work = await mkdtemp(join(options.workParent ?? tmpdir(), "templar-build-"));
   let staging: string | undefined;
   try {
     const root = join(work, "rootfs");
@@ -94,6 +92,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       mirror: options.mirror,
       aptDir: options.aptDir ?? "/etc/apt",
       sourceDateEpoch: sde,
+      snapshots: options.snapshots,
       signal,
       log: (line) => options.onLine?.(line),
     };
@@ -118,6 +117,8 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       sde = Math.floor(Date.now() / 1000);
       sdeFrom = "now";
     }
+
+    await clampShadowDates(root, sde);
 
     stage("pack", recipe.name);
     staging = await mkdtemp(join(outDir, ".templar-staging-"));

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { lstat, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { type RunOptions, runTool } from "./exec.js";
+import { pathInRoot } from "./rootfs.js";
 
 /**
  * Running commands inside a rootfs. Everything runs under
@@ -52,11 +53,12 @@ exec chroot "$r" /bin/sh -c "$script"
 `;
 
 export async function runInRoot(root: string, script: string, options: ChrootOptions): Promise<void> {
-  const bindArgs = (options.binds ?? []).flatMap((b) => [
-    b.source,
-    b.target.replace(/^\/+/, ""),
-    b.readOnly ? "ro" : "rw",
-  ]);
+  // Targets are resolved as the root sees them, so a symlink in the root cannot redirect a bind.
+  const bindArgs: string[] = [];
+  for (const b of options.binds ?? []) {
+    const target = relative(root, await pathInRoot(root, b.target));
+    bindArgs.push(b.source, target, b.readOnly ? "ro" : "rw");
+  }
   const policy = join(root, "usr/sbin/policy-rc.d");
   const addPolicy = options.denyServices && !(await exists(policy));
   if (addPolicy)

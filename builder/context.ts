@@ -12,6 +12,8 @@ export interface BuildContext {
   /** Where the host's apt configuration lives (default /etc/apt). */
   aptDir: string;
   sourceDateEpoch?: number;
+  /** Reuse and save root snapshots in the cache (builder/sources/snapshot.ts); default true. */
+  snapshots?: boolean;
   /** Aborted on SIGINT/SIGTERM: every tool started must stop. */
   signal: AbortSignal;
   /** Progress notes and tool output lines. */

@@ -12,6 +12,7 @@ import type { BuildContext } from "../context.js";
 import { buildEnv, runTool } from "../exec.js";
 import { formatPlace } from "../recipe/schema.js";
 import { hostDebianMirror } from "./apt-sources.js";
+import { restoreSnapshot, saveSnapshot, snapshotKey } from "./snapshot.js";
 import { defineSource, type SourceResult } from "./source.js";
 
 /**
@@ -73,7 +74,8 @@ else
     [ -f "$f" ] || continue
     name=\${f##*/}
     grep -qxF "$name" "$state/before" || stat -c '%s %n' "$f" >> "$state/fetched"
-    if [ ! -e "$cache/$name" ]; then cp -p "$f" "$cache/.$name.partial" && mv "$cache/.$name.partial" "$cache/$name"; fi
+    # A private temporary name per build: concurrent builds never write the same file.
+    if [ ! -e "$cache/$name" ]; then cp -p "$f" "$cache/.$name.$$.partial" && mv -f "$cache/.$name.$$.partial" "$cache/$name"; fi
   done
   mkdir -p "$state/lists"
   for f in "$root"/var/lib/apt/lists/*Release; do [ -f "$f" ] && cp "$f" "$state/lists/"; done
@@ -112,6 +114,24 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
   }
   if (!have(tool)) throw new UserError(`${where}: source: neither mmdebstrap nor debootstrap is installed`);
   ctx.log(`${tool} ${config.suite} ${arch} from ${mirror}`);
+
+  // Same tool, settings, keyring and archive state as an earlier build: reuse its root.
+  let key: string | undefined;
+  if (ctx.snapshots !== false) {
+    const release = await currentInRelease(mirror, config.suite, keyring, ctx);
+    if (release) {
+      const keyringSha = createHash("sha256")
+        .update(await readFile(keyring))
+        .digest("hex");
+      const sde = ctx.sourceDateEpoch ?? null;
+      key = snapshotKey({ v: 1, tool: toolVersion(tool), config, arch, mirror, keyringSha, release, sde });
+      const hit = await restoreSnapshot(ctx.cacheDir, key, ctx.root, ctx.signal);
+      if (hit) {
+        ctx.log(`reused the root of an earlier build with the same inputs (snapshot ${key.slice(0, 12)})`);
+        return hit;
+      }
+    }
+  }
 
   const state = await mkdtemp(join(tmpdir(), "templar-debootstrap-"));
   try {
@@ -186,7 +206,7 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
         verified: `apt-release:${keyring}`,
       });
     }
-    return {
+    const result: SourceResult = {
       manifest: {
         method: "debootstrap",
         tool: toolVersion(tool),
@@ -200,9 +220,45 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
       },
       fetched,
     };
+    if (key) await saveSnapshot(ctx.cacheDir, key, ctx.root, result, ctx.signal);
+    return result;
   } finally {
     await rm(state, { recursive: true, force: true });
   }
+}
+
+/**
+ * The archive's current InRelease, verified with gpgv against the keyring, as a sha256 for the
+ * snapshot key; undefined (no snapshot use) when it cannot be fetched or verified.
+ */
+async function currentInRelease(mirror: string, suite: string, keyring: string, ctx: BuildContext) {
+  const uri = `${mirror}/dists/${suite}/InRelease`;
+  let bytes: Buffer;
+  try {
+    if (uri.startsWith("file://")) bytes = await readFile(new URL(uri));
+    else {
+      const response = await fetch(uri, {
+        signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)]),
+      });
+      if (!response.ok) return undefined;
+      bytes = Buffer.from(await response.arrayBuffer());
+    }
+  } catch {
+    return undefined;
+  }
+  const dir = await mkdtemp(join(tmpdir(), "templar-inrelease-"));
+  try {
+    await writeFile(join(dir, "InRelease"), bytes);
+    await runTool("gpgv", ["--keyring", keyring, join(dir, "InRelease")], {
+      what: "gpgv InRelease",
+      signal: ctx.signal,
+    });
+  } catch {
+    return undefined;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return { uri, sha256: createHash("sha256").update(bytes).digest("hex") };
 }
 
 async function countFetched(file: string): Promise<{ files: number; bytes: number }> {

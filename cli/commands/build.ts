@@ -20,6 +20,8 @@ Options:
   --cache DIR               package cache reused by every build (default: $TEMPLAR_CACHE, else ${DEFAULT_CACHE_DIR})
   --source-date-epoch N     clamp for mtimes and the manifest's created (default: $SOURCE_DATE_EPOCH,
                             else the recipe's created:, else the newest installed package's date)
+  --no-snapshot             run mmdebstrap/debootstrap even when the cache holds the root of an
+                            earlier build with the same inputs (same settings and archive state)
   --arch ARCH               build only this arch of a matrix (an error if the host cannot run it)
   --json                    print the results as JSON on stdout
   -v, --verbose             show the output of mmdebstrap/debootstrap and of steps
@@ -42,6 +44,7 @@ async function run(argv: string[]): Promise<number> {
     cache: { type: "string" },
     "source-date-epoch": { type: "string" },
     arch: { type: "string" },
+    "no-snapshot": { type: "boolean" },
     json: { type: "boolean" },
     verbose: { type: "boolean", short: "v" },
   });
@@ -89,6 +92,7 @@ async function run(argv: string[]): Promise<number> {
         formats,
         mirror: flagOrEnv(values.mirror, "TEMPLAR_DEBIAN_MIRROR"),
         sourceDateEpoch: sde,
+        snapshots: !values["no-snapshot"],
         signal: controller.signal,
         onStage: (stage, note) => {
           progress?.finish();

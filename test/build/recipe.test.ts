@@ -1,7 +1,10 @@
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { archProblem, hostArch } from "../../builder/arch.js";
+import { buildTemplate } from "../../builder/build.js";
 import { parseDpkgStatus } from "../../builder/inventory/dpkg.js";
 import { loadRecipe } from "../../builder/recipe/load.js";
 import { pathInRoot, replaceFile } from "../../builder/rootfs.js";
@@ -131,6 +134,26 @@ describe("recipe loading", () => {
     );
     expect(await lintError("matrix.yaml", text)).toMatch(
       /matrix\.yaml:1:7: name: a fixed name cannot cover an arch matrix/,
+    );
+  });
+});
+
+describe("foreign architectures", () => {
+  it("builds the host's arch and names qemu-user-static for a foreign one", async () => {
+    expect(archProblem(hostArch())).toBeNull();
+    const foreign = hostArch() === "x86_64" ? "aarch64" : "x86_64";
+    if (existsSync(`/proc/sys/fs/binfmt_misc/qemu-${foreign}`)) return; // this host can run it
+    expect(archProblem(foreign)).toMatch(/needs qemu-user-static/);
+    const recipe = (await loadRecipe("recipes/debian/13-minimal.yaml")).find((r) => r.arch === foreign)!;
+    const out = join(dir, "foreign-out");
+    const err = await buildTemplate(recipe, { outDir: out, cacheDir: join(dir, "cache") }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^recipes/debian/13-minimal\\.yaml: debian-13-${foreign}-minimal: building for ${foreign} .* needs qemu-user-static`,
+      ),
     );
   });
 });

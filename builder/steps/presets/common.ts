@@ -157,3 +157,22 @@ export async function removeRunLeftovers(root: string): Promise<void> {
   }
   await rm(await pathInRoot(root, "/var/cache/ldconfig/aux-cache"), { force: true });
 }
+
+/**
+ * Clamps the "last password change" day in /etc/shadow (and its backup) to SOURCE_DATE_EPOCH,
+ * as mtimes are: useradd writes the build day when the tool ran without SOURCE_DATE_EPOCH
+ * (the default epoch is only known once the packages are installed).
+ */
+export async function clampShadowDates(root: string, sourceDateEpoch: number): Promise<void> {
+  const day = Math.floor(sourceDateEpoch / 86400);
+  for (const file of ["/etc/shadow", "/etc/shadow-"]) {
+    const path = await pathInRoot(root, file);
+    const info = await lstat(path).catch(() => undefined);
+    if (!info?.isFile()) continue;
+    const text = await readFile(path, "utf8");
+    const clamped = text.replace(/^([^:\n]*:[^:\n]*:)(\d+)(?=:)/gm, (m, head: string, days: string) =>
+      Number(days) > day ? `${head}${day}` : m,
+    );
+    if (clamped !== text) await writeFile(path, clamped);
+  }
+}
