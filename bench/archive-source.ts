@@ -5,7 +5,7 @@
  *
  *   npm run build && node dist/bench/archive-source.js [--reps N] [--tree DIR] [--codec xz|gz|zst]
  *
- * The artifact is a tar of --tree (default /usr/share, about 700 MB and 50k files, close to a
+ * The artifact is a tar of --tree as a rootfs would hold it (default usr/share, about 700 MB and 50k files, close to a
  * Fedora or Gentoo rootfs in file count) compressed with the codec (default xz -1, as upstreams
  * publish), made once and cached under /var/tmp/templar-bench/. Median wall times are compared.
  */
@@ -35,14 +35,14 @@ const codecs: Record<string, { ext: string; cmd: string }> = {
   zst: { ext: "tar.zst", cmd: "zstd -3 -T2 -q" },
 };
 const codec = codecs[values.codec!]!;
-const name = `tree-${values.tree!.replace(/\W+/g, "_")}.${codec.ext}`;
+const name = `root-${values.tree!.replace(/\W+/g, "_")}.${codec.ext}`;
 const artifact = join(CACHE, name);
 if (!existsSync(artifact)) {
   mkdirSync(CACHE, { recursive: true });
   console.log(`making ${artifact} (once)...`);
   execFileSync("sh", [
     "-c",
-    `tar --numeric-owner -C '${values.tree}' -cf - . | ${codec.cmd} > '${artifact}.tmp' && mv '${artifact}.tmp' '${artifact}'`,
+    `tar --numeric-owner -C / -cf - '${values.tree!.replace(/^\/+/, "")}' | ${codec.cmd} > '${artifact}.tmp' && mv '${artifact}.tmp' '${artifact}'`,
   ]);
 }
 const sha256 = createHash("sha256");

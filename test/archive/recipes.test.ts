@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadRecipe } from "../../builder/recipe/load.js";
@@ -10,12 +10,14 @@ import { loadRecipe } from "../../builder/recipe/load.js";
  * (the measured facts the design rests on). FACTS.md lives in the shared folder beside the
  * checkout (CI gets a copy there); TEMPLAR_FACTS may point at it.
  */
-const FACTS_CANDIDATES = [
-  process.env.TEMPLAR_FACTS,
-  resolve("../shared/FACTS.md"),
-  resolve("../../shared/FACTS.md"),
-  "/work/shared/FACTS.md",
-];
+function upwards(): string[] {
+  const found: string[] = [];
+  for (let d = resolve("."); ; d = dirname(d)) {
+    found.push(join(d, "shared/FACTS.md"), join(d, "../shared/FACTS.md"));
+    if (dirname(d) === d) return found;
+  }
+}
+const FACTS_CANDIDATES = [process.env.TEMPLAR_FACTS, ...upwards(), "/work/shared/FACTS.md"];
 const factsPath = FACTS_CANDIDATES.find((p): p is string => Boolean(p) && existsSync(p!));
 if (!factsPath && process.env.CI === "true")
   throw new Error("FACTS.md not found beside the checkout (set TEMPLAR_FACTS)");
