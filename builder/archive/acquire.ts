@@ -116,6 +116,11 @@ export async function acquire(config: ArchiveConfig, options: AcquireOptions): P
 
   // 2. Decide the trust before downloading anything big.
   let verified: string;
+  if (signed.length > 0 && !signed.includes("detached") && !checksums && !config.sha256) {
+    throw new UserError(
+      "source: a clearsigned index alone does not cover the artifact: add checksums or a pin",
+    );
+  }
   if (signed.length > 0) verified = "pgp";
   else if (config.sha256) verified = "pinned-sha256";
   else if (config.trust === "https") {
@@ -183,17 +188,13 @@ export async function acquire(config: ArchiveConfig, options: AcquireOptions): P
       inputs.push({ uri: sigUrl, sha256: sha256Hex(sigBytes), verified: pgp(result) });
       verified = pgp(result);
     } else if (verified === "pgp") {
-      verified =
-        inputs.find((i) => i.uri === checksumsUrl)?.verified ?? inputs.find((i) => i.verified)!.verified!;
+      // The artifact is covered by the signed checksum file, else (index-only signing) by the pin.
+      const signedChecksums = inputs.find((i) => i.uri === checksumsUrl && i.verified?.startsWith("pgp:"));
+      verified = signedChecksums?.verified ?? "pinned-sha256";
     }
   } catch (err) {
     await rm(downloaded.path, { force: true }); // never keep a file that failed its check
     throw err;
-  }
-  if (verified === "pgp" && !checksums) {
-    throw new UserError(
-      "source: a clearsigned index alone does not cover the artifact: add checksums or a pin",
-    );
   }
   inputs.unshift({ uri: artifactUrl, sha256, verified });
   return {
