@@ -134,6 +134,28 @@ describe.skipIf(!tools)("archive source: finding, verifying, unpacking", () => {
     expect(readFileSync(join(root, "etc/os-release"), "utf8")).toContain("ID=centos");
   });
 
+  it("finds the newest artifact through a directory listing page", async () => {
+    const images = join(up.dir, "centos/9-stream/x86_64/images");
+    writeFileSync(
+      join(images, "index.html"),
+      [
+        '<a href="../">../</a>',
+        '<a href="CentOS-Stream-Container-Base-9-20261110.0.x86_64.tar.xz">old</a>',
+        '<a href="CentOS-Stream-Container-Base-9-20261118.0.x86_64.tar.xz">new</a>',
+        '<a href="CHECKSUM">CHECKSUM</a>',
+      ].join("\n"),
+    );
+    const pin = readFileSync(up.files.centosChecksum!, "utf8").match(/Base-9-20261118.*= (\w+)/)![1]!;
+    const { trust: _, ...config } = centos({
+      pattern: {
+        regex: String.raw`CentOS-Stream-Container-Base-9-\d{8}\.\d+\.{arch}\.tar\.xz`,
+        listing: "{base}/{arch}/images/index.html",
+      },
+    });
+    const { got } = await build(ArchiveConfigSchema.parse({ ...config, sha256: pin }));
+    expect(got.artifactUrl).toMatch(/Base-9-20261118\.0\.x86_64\.tar\.xz$/);
+  });
+
   it("Gentoo: clearsigned index and DIGESTS, detached signature by a signing subkey", async () => {
     const { root, got } = await build(gentoo());
     expect(got.verified).toBe(`pgp:${up.gentooKey.fingerprint}`);
