@@ -82,17 +82,22 @@ async function runOurs(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "bench-ours-"));
   mkdirSync(join(dir, "root"));
   mkdirSync(join(dir, "work"));
-  const started = performance.now();
-  const got = await acquire(config, {
-    cacheDir: join(dir, "cache"),
-    recipeDir: dir,
-    values: { arch: "x86_64", debarch: "amd64", release: "x" },
-    log: () => {},
-  });
-  await applyLayout("rootfs", got.path, join(dir, "root"), { workDir: join(dir, "work"), ociArch: "amd64" });
-  const seconds = (performance.now() - started) / 1000;
-  rmSync(dir, { recursive: true, force: true });
-  return seconds;
+  try {
+    const started = performance.now();
+    const got = await acquire(config, {
+      cacheDir: join(dir, "cache"),
+      recipeDir: dir,
+      values: { arch: "x86_64", debarch: "amd64", release: "x" },
+      log: () => {},
+    });
+    await applyLayout("rootfs", got.path, join(dir, "root"), {
+      workDir: join(dir, "work"),
+      ociArch: "amd64",
+    });
+    return (performance.now() - started) / 1000;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function spawnAsync(script: string) {
