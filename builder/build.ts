@@ -120,7 +120,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
 
     await clampShadowDates(root, sde);
 
-    stage("pack", recipe.name);
+    stage("pack", (options.formats ?? recipe.formats ?? ["tar.zst", "tar.gz"]).join(", "));
     staging = await mkdtemp(join(outDir, ".templar-staging-"));
     const flavour = recipe.flavour ? `, ${recipe.flavour}` : "";
     const packed = await packTemplate({
