@@ -1,8 +1,14 @@
 import { UserError } from "../../common/errors.js";
 import { dpkg } from "../inventory/dpkg.js";
+import { portageDb } from "../inventory/portage.js";
+import { rpm } from "../inventory/rpm.js";
 import { debianPreset } from "../steps/presets/debian.js";
+import { gentooPreset } from "../steps/presets/gentoo.js";
+import { rhelPreset } from "../steps/presets/rhel.js";
 import { apt } from "./apt.js";
+import { dnf } from "./dnf.js";
 import type { Family } from "./family.js";
+import { portage } from "./portage.js";
 
 /** The ONE table of distro families. RHEL-likes (rpm/dnf) and Gentoo (portage) plug in here. */
 export const families: Family[] = [
@@ -12,6 +18,20 @@ export const families: Family[] = [
     packageManager: apt,
     inventory: dpkg,
     preset: debianPreset,
+  },
+  {
+    name: "rhel",
+    distros: ["centos", "fedora", "almalinux", "rocky"],
+    packageManager: dnf,
+    inventory: rpm,
+    preset: rhelPreset,
+  },
+  {
+    name: "gentoo",
+    distros: ["gentoo"],
+    packageManager: portage,
+    inventory: portageDb,
+    preset: gentooPreset,
   },
 ];
 

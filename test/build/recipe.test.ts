@@ -98,7 +98,7 @@ describe("recipe loading", () => {
 
   it("names an unknown source method and a missing suite", async () => {
     expect(await lintError("method.yaml", BASE.replace("method: debootstrap", "method: rsync"))).toMatch(
-      /method\.yaml:6:11: source\.method: unknown source method "rsync" \(expected one of: debootstrap\)/,
+      /method\.yaml:6:11: source\.method: unknown source method "rsync" \(expected one of: debootstrap, archive\)/,
     );
     expect(await lintError("suite.yaml", BASE.replace("  suite: trixie\n", "  variant: minbase\n"))).toMatch(
       /suite\.yaml:6:3: source: missing required key "suite"/,

@@ -1,0 +1,84 @@
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { existsInRoot, pathInRoot, replaceFile, replaceSymlink } from "../../rootfs.js";
+import {
+  lockRoot,
+  removeRunLeftovers,
+  removeSshHostKeys,
+  resetIdentity,
+  systemdForContainers,
+  truncateLogs,
+  utcLocaltime,
+} from "./common.js";
+import type { ContainerPreset } from "./preset.js";
+
+/** openrc: `rc-update add SERVICE RUNLEVEL` as a plain symlink, without running anything. */
+async function rcUpdateAdd(root: string, service: string, runlevel: string): Promise<void> {
+  await replaceSymlink(root, `/etc/runlevels/${runlevel}/${service}`, `/etc/init.d/${service}`);
+}
+
+/** openrc's inittab: no gettys on tty1-6 (a container has no VTs); the console stays. */
+async function inittabWithoutTtys(root: string): Promise<void> {
+  const inittab = await pathInRoot(root, "/etc/inittab");
+  const text = await readFile(inittab, "utf8").catch(() => undefined);
+  if (text === undefined) return;
+  const lines = text.split("\n").map((line) => (/^[^#].*getty.*\btty[1-6]\b/.test(line) ? `#${line}` : line));
+  await writeFile(inittab, lines.join("\n"));
+}
+
+/**
+ * Gentoo, openrc or systemd stage3. openrc: the network comes up through `net.venet0` (vzctl's
+ * gentoo scripts configure it in /etc/conf.d/net), made like every netifrc interface as a
+ * symlink to net.lo and added to the default runlevel with sshd (FACTS.md, OpenVZ wiki);
+ * OpenRC is told it runs in an OpenVZ/LXC container (`rc_sys`), which skips hardware services.
+ */
+export const gentooPreset: ContainerPreset = {
+  name: "gentoo",
+  async apply(root, log) {
+    await resetIdentity(root);
+    await removeSshHostKeys(root);
+    await lockRoot(root);
+    await utcLocaltime(root);
+    await replaceFile(root, "/etc/timezone", "UTC\n");
+    await replaceFile(root, "/etc/env.d/02locale", 'LANG="C.UTF-8"\n');
+    const openrc =
+      (await existsInRoot(root, "/sbin/openrc")) || (await existsInRoot(root, "/usr/sbin/openrc"));
+    if (openrc) {
+      if (await existsInRoot(root, "/etc/init.d/net.lo")) {
+        await replaceSymlink(root, "/etc/init.d/net.venet0", "net.lo");
+        await rcUpdateAdd(root, "net.venet0", "default");
+      }
+      if (await existsInRoot(root, "/etc/init.d/sshd")) await rcUpdateAdd(root, "sshd", "default");
+      await replaceFile(
+        root,
+        "/etc/conf.d/net",
+        "# The container manager (vzctl, pct) adds the container's interfaces here.\n",
+      );
+      const rcConf = await pathInRoot(root, "/etc/rc.conf");
+      const text = await readFile(rcConf, "utf8").catch(() => "");
+      if (!/^rc_sys=/m.test(text))
+        await writeFile(rcConf, `${text}${text.endsWith("\n") || text === "" ? "" : "\n"}rc_sys="openvz"\n`);
+      await inittabWithoutTtys(root);
+    }
+    const systemd = await systemdForContainers(root);
+    if (systemd && (await existsInRoot(root, "/usr/lib/systemd/system/sshd.service"))) {
+      await replaceSymlink(
+        root,
+        "/etc/systemd/system/multi-user.target.wants/sshd.service",
+        "/usr/lib/systemd/system/sshd.service",
+      );
+    }
+    log(
+      `container preset: ${[openrc && "openrc", systemd && "systemd"].filter(Boolean).join(" + ") || "no init found"}`,
+    );
+    // Downloaded sources and binary packages are build leftovers, not part of the template.
+    for (const dir of ["/var/cache/distfiles", "/var/cache/binpkgs", "/var/tmp/portage"]) {
+      const host = await pathInRoot(root, `${dir}/x`);
+      for (const name of await readdir(join(host, "..")).catch(() => [] as string[])) {
+        await rm(join(host, "..", name), { recursive: true, force: true });
+      }
+    }
+    await truncateLogs(root);
+    await removeRunLeftovers(root);
+  },
+};
