@@ -69,7 +69,10 @@ function requestLog(deps: RegistryDeps) {
     await next();
     let route = routePath(c, -1);
     if (route === "*" || route === "/v1/*") route = "unmatched";
-    const status = c.res.status;
+    // A streamed body (sendStream) went straight to the socket: its status and length are there.
+    const outgoing = c.env?.outgoing;
+    const sent = outgoing?.headersSent === true;
+    const status = sent ? outgoing.statusCode : c.res.status;
     const method = c.req.method === "HEAD" ? "HEAD" : c.req.method;
     deps.metrics.request(method, route, status);
     const principal = c.get("principal");
@@ -80,7 +83,7 @@ function requestLog(deps: RegistryDeps) {
       route,
       status,
       ms: Math.round((performance.now() - started) * 10) / 10,
-      bytes: Number(c.res.headers.get("content-length") ?? 0),
+      bytes: Number((sent ? outgoing.getHeader("content-length") : c.res.headers.get("content-length")) ?? 0),
       client: principal?.kind === "token" ? `token:${principal.id}` : "anonymous",
       remote: c.env?.incoming?.socket?.remoteAddress,
     };

@@ -1,5 +1,5 @@
 import { isSha256Hex } from "../../common/digest.js";
-import { countedBody, toWebStream } from "../body.js";
+import { countedBody, sendStream } from "../body.js";
 import { type Ctx, deps, need } from "../context.js";
 import { ApiError, badRequest, notFound } from "../errors.js";
 import type { ByteRange } from "../storage/storage.js";
@@ -57,12 +57,9 @@ export async function getBlob(c: Ctx): Promise<Response> {
   if (c.req.method === "HEAD" || length === 0) return c.body(null, status);
   const stream = await storage.readBlob(hex, range);
   if (!stream) throw notFound("BLOB_UNKNOWN", `blob sha256:${hex} does not exist`);
-  return c.body(
-    toWebStream(stream, (n) => {
-      metrics.bytesServed += n;
-    }),
-    status,
-  );
+  return sendStream(c, stream, status, (n) => {
+    metrics.bytesServed += n;
+  });
 }
 
 /** PUT /v1/blobs/sha256:{hex}: monolithic upload, digest checked while streaming. */
