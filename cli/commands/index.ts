@@ -31,4 +31,5 @@ export const commands: Record<string, CommandEntry> = {
     summary: "delete unreferenced blobs and abandoned uploads",
     load: async () => (await import("./gc.js")).command,
   },
+  key: { summary: "generate an OpenPGP signing key pair", load: () => import("./key.js") },
 };
