@@ -43,12 +43,12 @@ export async function readLimited(c: Context, limit: number, what: string): Prom
   const stream = requestBody(c);
   for await (const chunk of stream) {
     size += (chunk as Buffer).length;
-    if (size > limit) {
-      stream.destroy();
-      throw tooLarge();
-    }
-    parts.push(chunk as Buffer);
+    // Past the limit, keep reading (and dropping) a while so the client gets the 413 instead
+    // of a reset connection; a body far beyond it is cut off.
+    if (size <= limit) parts.push(chunk as Buffer);
+    else if (size > 16 * limit) break;
   }
+  if (size > limit) throw tooLarge();
   return Buffer.concat(parts);
 }
 

@@ -24,6 +24,8 @@ interface CachedList {
   /** Newest first. */
   entries: VersionEntry[];
   signed: Set<string>;
+  /** Ranges already resolved against this list: many hosts ask for the same `^13`. */
+  resolved: Map<string, VersionEntry | null>;
 }
 
 export type RefKind = "version" | "tag" | "range" | "latest";
@@ -56,6 +58,13 @@ export class VersionIndex {
       pending = this.load(name).finally(() => this.loading.delete(name));
       this.loading.set(name, pending);
     }
+    // Stale while revalidating: an expired list still answers (it is at most one listing old)
+    // while the fresh one loads, so resolution stays fast under load. After a push or delete
+    // through this process there is no entry, so that caller waits for the fresh list.
+    if (hit && Date.now() - hit.loadedAt < 5 * this.ttlMs) {
+      pending.catch(() => {});
+      return hit;
+    }
     return pending;
   }
 
@@ -66,12 +75,14 @@ export class VersionIndex {
     for await (const obj of this.storage.list(keys.versions(name))) {
       const parsed = parseTemplateKey(obj.key);
       if (!parsed || parsed.kind === "tag") continue;
-      if (!isVersion(parsed.version)) continue;
       if (parsed.kind === "signature") signed.add(parsed.version);
-      else entries.push(entryOf(parsed.version, obj));
+      else {
+        const entry = entryOf(parsed.version, obj);
+        if (entry) entries.push(entry);
+      }
     }
     entries.sort((a, b) => b.version.compare(a.version));
-    const list = { loadedAt: started, entries, signed };
+    const list = { loadedAt: started, entries, signed, resolved: new Map() };
     this.cache.set(name, list);
     return list;
   }
@@ -98,7 +109,8 @@ export class VersionIndex {
           throw notFound("VERSION_UNKNOWN", `tag ${name}@${ref} points to ${version}, which is gone`);
         return { version, kind: "tag", manifest };
       }
-      if (ref === "latest") return this.fromList(name, "latest", (e) => e.version.prerelease.length === 0);
+      if (ref === "latest")
+        return this.fromList(name, "latest", ref, (e) => e.version.prerelease.length === 0);
       if (semver.validRange(ref) === null)
         throw notFound("TAG_UNKNOWN", `${name} has no tag ${JSON.stringify(ref)}`);
     }
@@ -113,17 +125,22 @@ export class VersionIndex {
     }
     // semver's default: a pre-release satisfies a range only if the range names a pre-release
     // of the same major.minor.patch ("pre-releases only when asked for").
-    return this.fromList(name, "range", (e) => range.test(e.version));
+    return this.fromList(name, "range", range.range, (e) => range.test(e.version));
   }
 
   private async fromList(
     name: string,
     kind: RefKind,
+    cacheKey: string,
     accept: (e: VersionEntry) => boolean,
   ): Promise<Resolved> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const { entries } = await this.list(name);
-      const hit = entries.find(accept);
+      const { entries, resolved } = await this.list(name);
+      let hit = resolved.get(cacheKey);
+      if (hit === undefined) {
+        hit = entries.find(accept) ?? null;
+        if (resolved.size < 1000) resolved.set(cacheKey, hit);
+      }
       if (!hit) break;
       const manifest = await this.storage.getObject(keys.manifest(name, hit.version.version));
       if (manifest) return { version: hit.version.version, kind, manifest };
@@ -138,6 +155,12 @@ export class VersionIndex {
   }
 }
 
-function entryOf(version: string, obj: ObjectInfo): VersionEntry {
-  return { version: new SemVer(version), size: obj.size, modified: obj.modified };
+/** Strict semver only (as isVersion): the parsed form must print back as the key's text. */
+function entryOf(version: string, obj: ObjectInfo): VersionEntry | null {
+  try {
+    const parsed = new SemVer(version);
+    return parsed.version === version ? { version: parsed, size: obj.size, modified: obj.modified } : null;
+  } catch {
+    return null;
+  }
 }

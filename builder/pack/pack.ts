@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { rmSync } from "node:fs";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
@@ -21,6 +22,15 @@ import { produceTar, type TarProduction } from "./tar-producer.js";
 import type { PackOptions, PackResult } from "./types.js";
 
 export const DEFAULT_FORMATS: Format[] = ["tar.zst", "tar.gz"];
+
+/** Temporary outputs of packs in progress, so an interrupted `templar pack` can remove them. */
+const inProgress = new Set<string>();
+
+/** Removes every temporary output of packs still running (for SIGINT/SIGTERM handlers). */
+export function removePartialOutputsSync(): void {
+  for (const path of inProgress) rmSync(path, { force: true });
+  inProgress.clear();
+}
 
 /** SOURCE_DATE_EPOCH from the option or the environment; undefined when neither is set. */
 export function resolveSourceDateEpoch(value: number | undefined): number | undefined {
@@ -107,6 +117,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
   const sinks: CompressSink[] = [];
   const committed: string[] = [];
   let production: TarProduction | undefined;
+  for (const t of targets) inProgress.add(t.tempPath);
   try {
     for (const [i, choice] of choices.entries())
       sinks.push(await openCompressSink(choice, targets[i]!.tempPath));
@@ -164,5 +175,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     await Promise.all(sinks.map((s) => s.abort()));
     await Promise.all([...targets.map((t) => t.abort()), ...committed.map((p) => rm(p, { force: true }))]);
     throw err;
+  } finally {
+    for (const t of targets) inProgress.delete(t.tempPath);
   }
 }

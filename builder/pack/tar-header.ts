@@ -44,11 +44,17 @@ export interface TarHeader {
 const MAX_OCTAL_7 = 0o7777777; // 8-byte fields: 7 digits + NUL (2^21 - 1)
 const MAX_OCTAL_11 = 0o77777777777; // 12-byte fields: 11 digits + NUL (8 GiB - 1)
 
+/** Zero-padded octal digits and a NUL, written byte by byte (no string: this runs per entry). */
 function writeOctal(block: Buffer, offset: number, width: number, value: number): void {
-  const digits = value.toString(8).padStart(width - 1, "0");
-  block.write(digits, offset, width - 1, "latin1");
+  let v = value;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    block[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
   block[offset + width - 1] = 0;
 }
+
+const MAGIC = Buffer.from("ustar\u000000", "latin1");
 
 /** One PAX record: "<len> <key>=<value>\n", where <len> counts the whole record including itself. */
 export function paxRecord(key: string, value: Buffer): Buffer {
@@ -68,7 +74,10 @@ export function paxRecord(key: string, value: Buffer): Buffer {
   return record;
 }
 
+/** Writes one ustar header block at `at` in `block` (the 512 bytes must be zero). */
 function ustarBlock(
+  block: Buffer,
+  at: number,
   name: Buffer,
   typeflag: number,
   mode: number,
@@ -79,25 +88,24 @@ function ustarBlock(
   linkname: Buffer | undefined,
   devmajor: number,
   devminor: number,
-): Buffer {
-  const block = Buffer.alloc(BLOCK);
-  name.copy(block, 0, 0, Math.min(name.length, 100));
-  writeOctal(block, 100, 8, mode);
-  writeOctal(block, 108, 8, uid);
-  writeOctal(block, 116, 8, gid);
-  writeOctal(block, 124, 12, size);
-  writeOctal(block, 136, 12, mtime);
-  block.fill(0x20, 148, 156); // checksum is computed with its own field as spaces
-  block[156] = typeflag;
-  if (linkname) linkname.copy(block, 157, 0, Math.min(linkname.length, 100));
-  block.write("ustar\u000000", 257, 8, "latin1");
+): void {
+  name.copy(block, at, 0, Math.min(name.length, 100));
+  writeOctal(block, at + 100, 8, mode);
+  writeOctal(block, at + 108, 8, uid);
+  writeOctal(block, at + 116, 8, gid);
+  writeOctal(block, at + 124, 12, size);
+  writeOctal(block, at + 136, 12, mtime);
+  block.fill(0x20, at + 148, at + 156); // checksum is computed with its own field as spaces
+  block[at + 156] = typeflag;
+  if (linkname) linkname.copy(block, at + 157, 0, Math.min(linkname.length, 100));
+  MAGIC.copy(block, at + 257);
   // uname (265) and gname (297) stay empty: numeric ids only.
-  writeOctal(block, 329, 8, devmajor);
-  writeOctal(block, 337, 8, devminor);
+  writeOctal(block, at + 329, 8, devmajor);
+  writeOctal(block, at + 337, 8, devminor);
   let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += block[i]!;
-  block.write(`${sum.toString(8).padStart(6, "0")}\u0000 `, 148, 8, "latin1");
-  return block;
+  for (let i = at; i < at + BLOCK; i++) sum += block[i]!;
+  writeOctal(block, at + 148, 7, sum);
+  block[at + 155] = 0x20; // "%06o\0 " as GNU tar writes it
 }
 
 /** The deterministic name of a PAX header block: "<dir>/PaxHeaders/<base>", at most 100 bytes. */
@@ -121,6 +129,51 @@ function padding(size: number): number {
  * does not fit ustar (or extra records are given), then the ustar header.
  */
 export function encodeHeader(h: TarHeader): Buffer {
+  const out = Buffer.alloc(BLOCK);
+  if (encodeHeaderInto(h, out, 0)) return out;
+  return encodeHeaderWithPax(h);
+}
+
+function fitsUstar(h: TarHeader): boolean {
+  return (
+    h.path.length <= 100 &&
+    (!h.linkpath || h.linkpath.length <= 100) &&
+    h.size <= MAX_OCTAL_11 &&
+    h.uid <= MAX_OCTAL_7 &&
+    h.gid <= MAX_OCTAL_7 &&
+    h.mtime >= 0 &&
+    h.mtime <= MAX_OCTAL_11 &&
+    (h.devmajor ?? 0) <= MAX_OCTAL_7 &&
+    (h.devminor ?? 0) <= MAX_OCTAL_7 &&
+    (!h.pax || h.pax.length === 0)
+  );
+}
+
+/**
+ * The fast path, taken by almost every entry: when the entry needs no PAX header, writes its one
+ * header block straight into `out` at `offset` (512 bytes, overwritten) and returns true.
+ */
+export function encodeHeaderInto(h: TarHeader, out: Buffer, offset: number): boolean {
+  if (!fitsUstar(h)) return false;
+  out.fill(0, offset, offset + BLOCK);
+  ustarBlock(
+    out,
+    offset,
+    h.path,
+    TYPEFLAG[h.type],
+    h.mode & 0o7777,
+    h.uid,
+    h.gid,
+    h.size,
+    h.mtime,
+    h.linkpath,
+    h.devmajor ?? 0,
+    h.devminor ?? 0,
+  );
+  return true;
+}
+
+function encodeHeaderWithPax(h: TarHeader): Buffer {
   const records: Buffer[] = [];
   if (h.path.length > 100) records.push(paxRecord("path", h.path));
   if (h.linkpath && h.linkpath.length > 100) records.push(paxRecord("linkpath", h.linkpath));
@@ -136,7 +189,10 @@ export function encodeHeader(h: TarHeader): Buffer {
   if (devmajor > MAX_OCTAL_7 || devminor > MAX_OCTAL_7) {
     throw new Error(`device number ${devmajor}:${devminor} does not fit a tar header`);
   }
-  const main = ustarBlock(
+  const main = Buffer.alloc(BLOCK);
+  ustarBlock(
+    main,
+    0,
     h.path,
     TYPEFLAG[h.type],
     h.mode & 0o7777,
@@ -148,11 +204,11 @@ export function encodeHeader(h: TarHeader): Buffer {
     devmajor,
     devminor,
   );
-  if (records.length === 0) return main;
 
   const body = Buffer.concat(records);
   const mtime = mtimeFits ? h.mtime : 0;
-  const paxHeader = ustarBlock(paxHeaderName(h.path), 0x78, 0o644, 0, 0, body.length, mtime, undefined, 0, 0);
+  const paxHeader = Buffer.alloc(BLOCK);
+  ustarBlock(paxHeader, 0, paxHeaderName(h.path), 0x78, 0o644, 0, 0, body.length, mtime, undefined, 0, 0);
   return Buffer.concat([paxHeader, body, Buffer.alloc(padding(body.length)), main]);
 }
 

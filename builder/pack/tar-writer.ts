@@ -1,6 +1,13 @@
 import { closeSync, constants, openSync, readSync } from "node:fs";
 import { UserError } from "../../common/errors.js";
-import { BLOCK, END_OF_ARCHIVE, encodeHeader, paddingFor, type TarHeader } from "./tar-header.js";
+import {
+  BLOCK,
+  END_OF_ARCHIVE,
+  encodeHeader,
+  encodeHeaderInto,
+  paddingFor,
+  type TarHeader,
+} from "./tar-header.js";
 import { deviceNumbers, type WalkEntry, walkTree } from "./walk.js";
 import type { XattrMap } from "./xattrs.js";
 import { xattrPaxRecords } from "./xattrs.js";
@@ -69,7 +76,7 @@ function headerFor(entry: WalkEntry, xattrs: XattrMap, mtimeClamp: number | unde
     gid: Number(stat.gid),
     size: entry.type === "file" ? Number(stat.size) : 0,
     mtime,
-    pax: xattrPaxRecords(xattrs.get(entry.abs.toString("latin1")), mode),
+    pax: xattrs.size > 0 ? xattrPaxRecords(xattrs.get(entry.abs.toString("latin1")), mode) : undefined,
   };
   if (entry.linkpath) header.linkpath = entry.linkpath;
   if (entry.type === "chardev" || entry.type === "blockdev") {
@@ -87,6 +94,7 @@ function headerFor(entry: WalkEntry, xattrs: XattrMap, mtimeClamp: number | unde
  */
 export async function writeTar(options: TarWriteOptions): Promise<TarWriteResult> {
   const chunkSize = options.chunkSize ?? 1 << 20;
+  if (chunkSize % BLOCK !== 0) throw new Error("internal: chunk size must be a whole number of blocks");
   let chunk = options.allocChunk ? await options.allocChunk() : Buffer.allocUnsafe(chunkSize);
   let pos = 0;
   let size = 0;
@@ -152,14 +160,20 @@ export async function writeTar(options: TarWriteOptions): Promise<TarWriteResult
 
   for (const entry of walkTree(options.root, options.warn)) {
     const header = headerFor(entry, options.xattrs, options.mtimeClamp);
-    await put(encodeHeader(header));
+    // pos is always block aligned and chunks are whole blocks, so one header block always fits.
+    if (encodeHeaderInto(header, chunk, pos)) {
+      pos += BLOCK;
+      if (pos === chunk.length) await flush();
+    } else {
+      await put(encodeHeader(header));
+    }
     if (header.type === "file") {
       // Empty files are opened too, so an unreadable file is reported whatever its size.
       await copyFile(entry, header.size);
       await zeros(paddingFor(header.size));
     }
     entries++;
-    if (options.onEntry && (entries & 255) === 0) options.onEntry(entries);
+    if (options.onEntry && (entries & 63) === 0) options.onEntry(entries);
   }
   await put(END_OF_ARCHIVE);
   await flush(true);

@@ -1,4 +1,4 @@
-import { packTemplate } from "../../builder/pack/pack.js";
+import { packTemplate, removePartialOutputsSync } from "../../builder/pack/pack.js";
 import { usageError } from "../../common/errors.js";
 import { FORMATS, type Format } from "../../common/manifest.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
@@ -62,6 +62,14 @@ const command: Command = {
     if (values.version === undefined) throw usageError("pack: --version is required");
     const formats = values.formats !== undefined ? parseFormats(values.formats) : undefined;
     const epoch = values["source-date-epoch"];
+    // Interrupted: no half-written artifact may stay behind (the compressors get the signal too).
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+      process.once(signal, () => {
+        removePartialOutputsSync();
+        process.stderr.write(`\ntemplar: pack interrupted (${signal}); partial output removed\n`);
+        process.exit(130);
+      });
+    }
     const progress = createProgress("pack", { unit: "bytes", enabled: !values.json });
     let entries = 0;
     const result = await packTemplate({

@@ -1,6 +1,6 @@
 import { allowed } from "../auth.js";
 import { type Ctx, deps, nameParam, need } from "../context.js";
-import { notFound } from "../errors.js";
+import { badRequest, notFound } from "../errors.js";
 import { keys, parseTemplateKey } from "../keys.js";
 import type { ObjectInfo } from "../storage/storage.js";
 import type { VersionSummary } from "../summaries.js";
@@ -19,6 +19,7 @@ interface CatalogEntry {
 
 /** GET /v1/templates?distro=&arch=: one entry per template the caller may pull. */
 export async function getCatalog(c: Ctx): Promise<Response> {
+  need(c, "pull", null);
   const { storage, summaries, index } = deps(c);
   const distro = c.req.query("distro");
   const arch = c.req.query("arch");
@@ -79,12 +80,34 @@ export async function getTemplate(c: Ctx): Promise<Response> {
   }
   tags.latest ??= (await index.highestRelease(name)) ?? "";
   if (tags.latest === "") delete tags.latest;
+  const limitParam = c.req.query("limit");
+  const limit = limitParam === undefined ? list.entries.length : Number(limitParam);
+  if (!Number.isInteger(limit) || limit < 0)
+    throw badRequest("LIMIT_INVALID", "?limit= must be a whole number");
+  const entries = list.entries.slice(0, limit);
+  // Manifests are read a few dozen at a time (then cached: they never change).
+  const got = await mapLimit(entries, 32, (e) =>
+    summaries.get({ key: keys.manifest(name, e.version.version), size: e.size, modified: e.modified }),
+  );
   const versions: (VersionSummary & { signed: boolean; pushed: string })[] = [];
-  for (const e of list.entries) {
+  entries.forEach((e, i) => {
+    const summary = got[i];
     const v = e.version.version;
-    const summary = await summaries.get({ key: keys.manifest(name, v), size: e.size, modified: e.modified });
     if (summary) versions.push({ ...summary, signed: list.signed.has(v), pushed: e.modified.toISOString() });
-  }
+  });
   c.header("Cache-Control", "no-cache");
   return c.json({ name, tags, versions });
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }

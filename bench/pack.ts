@@ -1,0 +1,145 @@
+/**
+ * Benchmark: `templar pack` against GNU tar + zstd (+ pigz) on a real Debian root filesystem.
+ *
+ *   npm run build && node dist/bench/pack.js [--reps N] [--rootfs DIR] [--mirror URL]
+ *
+ * Written in TypeScript and compiled with the rest (Node 20 cannot run .ts). The rootfs is made
+ * once with `mmdebstrap --variant=minbase bookworm` and cached under /var/tmp/templar-bench/; the
+ * mirror comes from --mirror, $TEMPLAR_DEBIAN_MIRROR or the host's apt sources. Both sides run
+ * alternately in the same process run; the median wall time of each is compared. Peak RSS of
+ * templar's own process (the compressor programs are separate processes, as in the reference)
+ * is read with /usr/bin/time when it is installed.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+
+const CACHE = "/var/tmp/templar-bench";
+const CLI = resolve(import.meta.dirname, "../cli/templar.js");
+
+function aptMirror(): string | undefined {
+  const dir = "/etc/apt/sources.list.d";
+  if (!existsSync(dir)) return undefined;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sources"))) {
+    for (const stanza of readFileSync(join(dir, file), "utf8").split(/\n\s*\n/)) {
+      const uris = /^URIs:\s*(\S+)/m.exec(stanza)?.[1];
+      const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1] ?? "";
+      if (uris && /^Types:.*\bdeb\b/m.test(stanza) && !/security/.test(suites)) return uris;
+    }
+  }
+  return undefined;
+}
+
+function ensureRootfs(mirror: string | undefined): string {
+  const dir = join(CACHE, "bookworm-minbase");
+  if (existsSync(dir)) return dir;
+  const url = mirror ?? process.env.TEMPLAR_DEBIAN_MIRROR ?? aptMirror();
+  if (!url) throw new Error("no Debian mirror: pass --mirror URL or set TEMPLAR_DEBIAN_MIRROR");
+  mkdirSync(CACHE, { recursive: true });
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  console.log(`making the rootfs once: mmdebstrap --variant=minbase bookworm ${tmp} ${url}`);
+  execFileSync("mmdebstrap", ["--variant=minbase", "--mode=root", "bookworm", tmp, url], {
+    stdio: "inherit",
+  });
+  renameSync(tmp, dir);
+  return dir;
+}
+
+interface Run {
+  seconds: number;
+  rssMB?: number;
+}
+
+const haveTime = existsSync("/usr/bin/time");
+
+function timed(argv: string[], cwd?: string): Run {
+  const full = haveTime ? ["/usr/bin/time", "-f", "%M", ...argv] : argv;
+  const started = process.hrtime.bigint();
+  const r = spawnSync(full[0]!, full.slice(1), {
+    cwd,
+    encoding: "utf8",
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} failed: ${r.stderr}`);
+  const lastLine = r.stderr.trim().split("\n").pop() ?? "";
+  return { seconds, rssMB: haveTime ? Number(lastLine) / 1024 : undefined };
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    options: { reps: { type: "string" }, rootfs: { type: "string" }, mirror: { type: "string" } },
+  });
+  const reps = Number(values.reps ?? 5);
+  const rootfs = values.rootfs ? resolve(values.rootfs) : ensureRootfs(values.mirror);
+  const du = execFileSync("du", ["-sb", rootfs], { encoding: "utf8" }).split("\t")[0];
+  const files = execFileSync("sh", ["-c", `find "${rootfs}" | wc -l`], { encoding: "utf8" }).trim();
+  const gz = existsSync("/usr/bin/pigz") ? "pigz -6" : "gzip -6";
+  console.log(
+    `rootfs ${rootfs}: ${(Number(du) / 1e6).toFixed(0)} MB, ${files} entries; ${reps} runs each, alternating`,
+  );
+  const out = join(tmpdir(), `templar-bench-${process.pid}`);
+  const tar = "tar --sort=name --numeric-owner -cf - .";
+  const cases = [
+    {
+      label: "zst",
+      reference: `${tar} | zstd -T0 -3 -q > "${out}/ref.tar.zst"`,
+      ours: ["--formats", "zst"],
+    },
+    {
+      label: "zst,gz",
+      reference: `${tar} | tee >(zstd -T0 -3 -q > "${out}/ref.tar.zst") | ${gz} > "${out}/ref.tar.gz"`,
+      ours: ["--formats", "zst,gz"],
+    },
+  ];
+  try {
+    for (const c of cases) {
+      const ref: Run[] = [];
+      const ours: Run[] = [];
+      for (let i = 0; i < reps; i++) {
+        rmSync(out, { recursive: true, force: true });
+        mkdirSync(out, { recursive: true });
+        ref.push(timed(["bash", "-c", c.reference], rootfs));
+        ours.push(
+          timed([
+            process.execPath,
+            CLI,
+            "pack",
+            rootfs,
+            "--name",
+            "debian-12-x86_64-bench",
+            "--version",
+            "1.0.0",
+            "--out",
+            out,
+            ...c.ours,
+            "--json",
+          ]),
+        );
+      }
+      const r = median(ref.map((x) => x.seconds));
+      const o = median(ours.map((x) => x.seconds));
+      const rss = ours.map((x) => x.rssMB).filter((x): x is number => x !== undefined);
+      console.log(
+        `--formats ${c.label.padEnd(7)} templar ${o.toFixed(2)} s  reference ${r.toFixed(2)} s  ratio ${(o / r).toFixed(2)}x (target <= 1.5x)` +
+          (rss.length ? `  templar peak RSS ${Math.max(...rss).toFixed(0)} MB (target < 200 MB)` : ""),
+      );
+      console.log(
+        `  runs: templar ${ours.map((x) => x.seconds.toFixed(2)).join(" ")} | reference ${ref.map((x) => x.seconds.toFixed(2)).join(" ")}`,
+      );
+    }
+    console.log(`reference: ${cases.map((c) => c.reference.replaceAll(`"${out}/`, '"')).join("   ;   ")}`);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+main();

@@ -1,0 +1,133 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { utimes } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runGc } from "../../registry/gc.js";
+import {
+  CLI,
+  makeTemplate,
+  pushTemplate,
+  sha256,
+  spawnServe,
+  startTestRegistry,
+  type TestRegistry,
+  writeConfig,
+} from "../helpers/registry.js";
+
+const run = promisify(execFile);
+const HOUR = 3_600_000;
+
+let r: TestRegistry;
+beforeAll(async () => {
+  r = await startTestRegistry();
+});
+afterAll(async () => {
+  await r?.close();
+});
+
+/** Makes a blob (or upload) look `ms` old. */
+async function age(path: string, ms: number) {
+  const t = new Date(Date.now() - ms);
+  await utimes(path, t, t);
+}
+const blobPath = (hex: string) => join(r.storageDir, "blobs", "sha256", hex);
+
+describe("gc", () => {
+  it("keeps referenced and young blobs, deletes old orphans, expires abandoned uploads", async () => {
+    const kept = makeTemplate("debian-13-x86_64-gc", "1.0.0");
+    expect((await pushTemplate(r.url, r.tokens.push!, kept)).status).toBe(201);
+    const referenced = sha256(kept.blobs[0]!);
+    const young = randomBytes(1000);
+    const old = randomBytes(2000);
+    for (const b of [young, old])
+      await r.storage.putBlob(sha256(b), (await import("node:stream")).Readable.from([b]));
+    await age(blobPath(referenced), 5 * HOUR);
+    await age(blobPath(sha256(old)), 2 * HOUR);
+    const abandoned = await r.storage.createUpload();
+    const fresh = await r.storage.createUpload();
+
+    const dry = await runGc(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR, dryRun: true });
+    expect(dry).toMatchObject({ deleted: 1, bytesFreed: 2000, dryRun: true });
+    expect(await r.storage.statBlob(sha256(old))).not.toBeNull(); // a dry run deletes nothing
+
+    const report = await runGc(r.storage, {
+      graceMs: HOUR,
+      uploadExpiryMs: 24 * HOUR,
+      now: Date.now(),
+    });
+    expect(report).toMatchObject({ deleted: 1, bytesFreed: 2000, keptYoung: 1 });
+    expect(report.referenced).toBeGreaterThanOrEqual(1);
+    expect(await r.storage.statBlob(sha256(old))).toBeNull();
+    expect(await r.storage.statBlob(referenced)).not.toBeNull();
+    expect(await r.storage.statBlob(sha256(young))).not.toBeNull();
+    // The template is still pullable, bytes intact.
+    const blob = Buffer.from(await (await fetch(`${r.url}/v1/blobs/sha256:${referenced}`)).arrayBuffer());
+    expect(sha256(blob)).toBe(referenced);
+
+    // Uploads: with "now" two days ahead both are abandoned; GC removes them.
+    const later = await runGc(r.storage, {
+      graceMs: HOUR,
+      uploadExpiryMs: 24 * HOUR,
+      now: Date.now() + 48 * HOUR,
+    });
+    expect(later.uploadsExpired).toBeGreaterThanOrEqual(2);
+    expect(await r.storage.uploadState(abandoned.id)).toBeNull();
+    expect(await r.storage.uploadState(fresh.id)).toBeNull();
+    // ...and an orphan of a deleted version goes once it is old.
+    expect(await r.storage.statBlob(referenced)).not.toBeNull();
+  });
+
+  it("frees a deleted version's blobs at the next run", async () => {
+    const t = makeTemplate("debian-13-x86_64-gc2", "1.0.0");
+    expect((await pushTemplate(r.url, r.tokens.push!, t)).status).toBe(201);
+    const hex = sha256(t.blobs[0]!);
+    await age(blobPath(hex), 2 * HOUR);
+    expect((await runGc(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR })).deleted).toBe(0);
+    await r.storage.deleteObject(`templates/${t.name}/versions/1.0.0.json`);
+    const report = await runGc(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    expect(report.deleted).toBe(1);
+    expect(await r.storage.statBlob(hex)).toBeNull();
+  });
+
+  it("templar gc --dry-run and --grace from the command line", async () => {
+    const orphan = randomBytes(3000);
+    await r.storage.putBlob(sha256(orphan), (await import("node:stream")).Readable.from([orphan]));
+    await age(blobPath(sha256(orphan)), 30 * 60_000);
+    const args = ["gc", "--storage", r.storageDir, "--config", r.configPath, "--json"];
+    const dry = JSON.parse(
+      (await run(process.execPath, [CLI, ...args, "--dry-run", "--grace", "10m"])).stdout,
+    );
+    expect(dry).toMatchObject({ dryRun: true, deleted: 1 });
+    const keep = JSON.parse((await run(process.execPath, [CLI, ...args])).stdout); // default grace 1h
+    expect(keep).toMatchObject({ deleted: 0 });
+    const go = JSON.parse((await run(process.execPath, [CLI, ...args, "--grace", "10m"])).stdout);
+    expect(go).toMatchObject({ deleted: 1, bytesFreed: 3000 });
+    expect(await r.storage.statBlob(sha256(orphan))).toBeNull();
+    const bad = await run(process.execPath, [CLI, ...args, "--grace", "soon"]).catch((e) => e);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("--grace");
+  });
+
+  it("runs periodically inside templar serve", async () => {
+    const configPath = join(r.dir, "gc-often.yaml");
+    await writeConfig(configPath, { gc: { interval: "500ms", grace: "1m" } });
+    const orphan = randomBytes(4000);
+    await r.storage.putBlob(sha256(orphan), (await import("node:stream")).Readable.from([orphan]));
+    await age(blobPath(sha256(orphan)), 5 * 60_000);
+    const server = await spawnServe(r.storageDir, configPath);
+    try {
+      const deadline = Date.now() + 10_000;
+      const gcLogged = () => server.stdout.some((l) => l.includes('"event":"gc"'));
+      while (Date.now() < deadline && ((await r.storage.statBlob(sha256(orphan))) !== null || !gcLogged())) {
+        await new Promise((ok) => setTimeout(ok, 100));
+      }
+      expect(await r.storage.statBlob(sha256(orphan))).toBeNull();
+      const gcLine = server.stdout.map((l) => JSON.parse(l)).find((l) => l.event === "gc");
+      expect(gcLine).toMatchObject({ deleted: expect.any(Number) });
+    } finally {
+      await server.stop();
+    }
+  });
+});
