@@ -19,6 +19,15 @@ import { UserError } from "../common/errors.js";
  *       sha256: <hex of the token>
  *       scopes: ["push:debian-*", "pull:*"]
  *       created: 2026-11-25T13:00:00Z
+ *   pushPolicy:                # optional: only accept manifests signed by these keys
+ *     keyrings: [maintainers.asc]   # public key files (armoured or binary); relative to this file
+ *     fingerprints: []         # optional: of those keys, only these (40 hex) may sign
+ *   indexKey:                  # the registry's own key: signs aplinfo.dat (templar key generate)
+ *     file: index.key.asc
+ *     passphraseFile: index.pass   # else TEMPLAR_INDEX_PASSPHRASE
+ *   compat:
+ *     maintainer: "Example Templates <templates@example.org>"   # aplinfo.dat Maintainer
+ *     publicUrl: https://templates.example.org   # base for Infopage links (else the request's)
  */
 export const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const duration = z.string().regex(DURATION, "expected a duration such as 30s, 15m, 1h or 7d");
@@ -45,6 +54,21 @@ export const RegistryConfigSchema = z.strictObject({
     })
     .prefault({}),
   tokens: z.array(TokenEntrySchema).default([]),
+  pushPolicy: z
+    .strictObject({
+      keyrings: z.array(z.string().min(1)).min(1, "expected at least one public key file"),
+      fingerprints: z
+        .array(z.string().regex(/^(0x)?[0-9A-Fa-f ]{40,50}$/, "expected a 40 hex character fingerprint"))
+        .default([]),
+    })
+    .optional(),
+  indexKey: z.strictObject({ file: z.string().min(1), passphraseFile: z.string().optional() }).optional(),
+  compat: z
+    .strictObject({
+      maintainer: z.string().default("templar registry"),
+      publicUrl: z.url().optional(),
+    })
+    .prefault({}),
 });
 
 export type RegistryConfig = z.infer<typeof RegistryConfigSchema>;
