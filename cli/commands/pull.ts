@@ -36,7 +36,8 @@ Options:
   --dest DIR        template cache (default: $TEMPLAR_CACHE, host config, else as above)
   --format F        gz (OpenVZ default), xz or zst (Proxmox default)
   --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, else ${DEFAULT_KEYRING})
-  --allow-unsigned  accept templates that carry no signature (a present signature must still verify)
+  --allow-unsigned  accept templates that carry no signature (a present signature must still verify;
+                    env TEMPLAR_ALLOW_UNSIGNED=1)
   --proxmox         Proxmox naming and format (or $TEMPLAR_PROXMOX=1, or 'proxmox: true' in the host config)
   --json            print the result as JSON
 
@@ -85,7 +86,7 @@ export const command: Command = {
         proxmox: settings.proxmox,
         format,
         keyring: settings.keyring,
-        allowUnsigned: values["allow-unsigned"] ?? false,
+        allowUnsigned: settings.allowUnsigned,
         onProgress: (received, total) => {
           progress ??= createProgress(`pull ${ref.name}`, { total, enabled: !values.json });
           progress.update(received);

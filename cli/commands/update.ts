@@ -62,7 +62,7 @@ export const command: Command = {
           proxmox: entry.proxmox,
           format: entry.format,
           keyring: settings.keyring,
-          allowUnsigned: values["allow-unsigned"] ?? false,
+          allowUnsigned: settings.allowUnsigned,
         });
         if (values.json) {
           process.stdout.write(`${JSON.stringify({ ...result, previous: origin.version })}\n`);

@@ -58,6 +58,13 @@ export interface HostSettings {
   keyring: string;
   proxmox: boolean;
   dest: string;
+  /** --allow-unsigned or TEMPLAR_ALLOW_UNSIGNED=1 (deliberately not a config file setting). */
+  allowUnsigned: boolean;
+}
+
+function envFlag(name: string): boolean | undefined {
+  const v = process.env[name];
+  return v ? v === "1" || v === "true" || v === "yes" : undefined;
 }
 
 /** Resolves each setting: flag, then environment, then the host config, then the default. */
@@ -67,19 +74,17 @@ export async function hostSettings(flags: {
   keyring?: string;
   proxmox?: boolean;
   dest?: string;
+  "allow-unsigned"?: boolean;
 }): Promise<HostSettings> {
   const config = await loadHostConfig();
   const env = process.env;
-  const proxmox =
-    flags.proxmox ??
-    (env.TEMPLAR_PROXMOX ? env.TEMPLAR_PROXMOX === "1" || env.TEMPLAR_PROXMOX === "true" : undefined) ??
-    config.proxmox ??
-    false;
+  const proxmox = flags.proxmox ?? envFlag("TEMPLAR_PROXMOX") ?? config.proxmox ?? false;
   return {
     registry: flags.registry ?? (env.TEMPLAR_REGISTRY || undefined) ?? config.registry,
     token: flags.token ?? (env.TEMPLAR_TOKEN || undefined) ?? config.token,
     keyring: flags.keyring ?? (env.TEMPLAR_KEYRING || undefined) ?? config.keyring ?? DEFAULT_KEYRING,
     proxmox,
+    allowUnsigned: flags["allow-unsigned"] ?? envFlag("TEMPLAR_ALLOW_UNSIGNED") ?? false,
     dest:
       flags.dest ??
       (env.TEMPLAR_CACHE || undefined) ??
