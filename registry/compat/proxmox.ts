@@ -1,11 +1,17 @@
 import { gzipSync } from "node:zlib";
 import { parseDigest, sha256Hex } from "../../common/digest.js";
 import type { Artifact, Format, Manifest } from "../../common/manifest.js";
-import { debianArch, isVersion, templateNameProblem } from "../../common/names.js";
+import { isVersion, templateNameProblem } from "../../common/names.js";
 import { type Ctx, deps, need } from "../context.js";
 import { ApiError, notFound } from "../errors.js";
 import { indexKey, signIndex } from "../trust.js";
-import { type AplinfoRecord, PROXMOX_VERSION, proxmoxFileName, renderAplinfo } from "./aplinfo.js";
+import {
+  type AplinfoRecord,
+  PROXMOX_VERSION,
+  proxmoxArch,
+  proxmoxFileName,
+  renderAplinfo,
+} from "./aplinfo.js";
 import { chooseVersion, exactVersion, pullableTemplates, sendArtifact, sendSmall } from "./catalog.js";
 import { blobSums } from "./checksums.js";
 
@@ -106,7 +112,7 @@ export async function getProxmoxFile(c: Ctx): Promise<Response> {
   // Any existing version: an index fetched before a newer push still names downloadable files.
   const chosen = await exactVersion(c, name, version);
   const artifact = chosen?.manifest.artifacts.find((a) => a.format === format);
-  if (!chosen || !artifact || debianArch(chosen.manifest.arch ?? "x86_64") !== arch) {
+  if (!chosen || !artifact || proxmoxArch(chosen.manifest) !== arch) {
     throw notFound("TEMPLATE_UNKNOWN", `no template file ${file}`);
   }
   return sendArtifact(c, artifact, chosen.lastModified);

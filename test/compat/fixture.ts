@@ -1,4 +1,4 @@
-import { type SpawnSyncReturns, spawnSync } from "node:child_process";
+import { type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -133,4 +133,27 @@ export async function gpgHome(dir: string): Promise<(...args: string[]) => Spawn
   await mkdir(home, { mode: 0o700 });
   return (...args: string[]) =>
     spawnSync("gpg", ["--homedir", home, "--batch", "--yes", ...args], { encoding: "utf8" });
+}
+
+/**
+ * Runs a program without blocking the event loop: the registry under test runs in this process,
+ * so a spawnSync'd client (wget) would wait for a server that cannot answer.
+ */
+export function runAsync(
+  cmd: string,
+  args: string[],
+): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ status: code ?? -1, stdout, stderr }));
+  });
 }
