@@ -1,14 +1,14 @@
 /**
  * Benchmark: `templar pack` against GNU tar + zstd (+ pigz) on a real Debian root filesystem.
  *
- *   npm run build && node dist/bench/pack.js [--reps N] [--rootfs DIR] [--mirror URL]
+ *   npm run build && node dist/bench/pack.js [--reps N] [--only zst|zst,gz] [--rootfs DIR] [--mirror URL]
  *
  * Written in TypeScript and compiled with the rest (Node 20 cannot run .ts). The rootfs is made
  * once with `mmdebstrap --variant=minbase bookworm` and cached under /var/tmp/templar-bench/; the
  * mirror comes from --mirror, $TEMPLAR_DEBIAN_MIRROR or the host's apt sources. Both sides run
- * alternately in the same process run; the median wall time of each is compared. Peak RSS of
- * templar's own process (the compressor programs are separate processes, as in the reference)
- * is read with /usr/bin/time when it is installed.
+ * alternately in the same process run; the median wall time of each is compared. With
+ * /usr/bin/time installed (Debian package `time`) it also prints CPU seconds of each process tree
+ * (a figure that other load on the machine disturbs less than wall time) and the peak RSS.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
@@ -50,13 +50,15 @@ function ensureRootfs(mirror: string | undefined): string {
 
 interface Run {
   seconds: number;
+  /** user + system CPU seconds of the whole process tree (compressors included), if measured. */
+  cpu?: number;
   rssMB?: number;
 }
 
 const haveTime = existsSync("/usr/bin/time");
 
 function timed(argv: string[], cwd?: string): Run {
-  const full = haveTime ? ["/usr/bin/time", "-f", "%M", ...argv] : argv;
+  const full = haveTime ? ["/usr/bin/time", "-f", "%U %S %M", ...argv] : argv;
   const started = process.hrtime.bigint();
   const r = spawnSync(full[0]!, full.slice(1), {
     cwd,
@@ -65,8 +67,9 @@ function timed(argv: string[], cwd?: string): Run {
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (r.status !== 0) throw new Error(`${argv.join(" ")} failed: ${r.stderr}`);
-  const lastLine = r.stderr.trim().split("\n").pop() ?? "";
-  return { seconds, rssMB: haveTime ? Number(lastLine) / 1024 : undefined };
+  if (!haveTime) return { seconds };
+  const [user, sys, rss] = (r.stderr.trim().split("\n").pop() ?? "").split(" ").map(Number);
+  return { seconds, cpu: user! + sys!, rssMB: rss! / 1024 };
 }
 
 function median(values: number[]): number {
@@ -76,7 +79,12 @@ function median(values: number[]): number {
 
 function main(): void {
   const { values } = parseArgs({
-    options: { reps: { type: "string" }, rootfs: { type: "string" }, mirror: { type: "string" } },
+    options: {
+      reps: { type: "string" },
+      rootfs: { type: "string" },
+      mirror: { type: "string" },
+      only: { type: "string" }, // "zst" or "zst,gz": run one case
+    },
   });
   const reps = Number(values.reps ?? 5);
   const rootfs = values.rootfs ? resolve(values.rootfs) : ensureRootfs(values.mirror);
@@ -96,12 +104,13 @@ function main(): void {
     },
     {
       label: "zst,gz",
-      reference: `${tar} | tee >(zstd -T0 -3 -q > "${out}/ref.tar.zst") | ${gz} > "${out}/ref.tar.gz"`,
+      // A fifo, not >(...): bash does not wait for a process substitution, so its time would be lost.
+      reference: `mkfifo "${out}/fifo" && { zstd -T0 -3 -q < "${out}/fifo" > "${out}/ref.tar.zst" & ${tar} | tee "${out}/fifo" | ${gz} > "${out}/ref.tar.gz"; wait; }`,
       ours: ["--formats", "zst,gz"],
     },
   ];
   try {
-    for (const c of cases) {
+    for (const c of cases.filter((x) => values.only === undefined || x.label === values.only)) {
       const ref: Run[] = [];
       const ours: Run[] = [];
       for (let i = 0; i < reps; i++) {
@@ -127,11 +136,18 @@ function main(): void {
       }
       const r = median(ref.map((x) => x.seconds));
       const o = median(ours.map((x) => x.seconds));
-      const rss = ours.map((x) => x.rssMB).filter((x): x is number => x !== undefined);
       console.log(
-        `--formats ${c.label.padEnd(7)} templar ${o.toFixed(2)} s  reference ${r.toFixed(2)} s  ratio ${(o / r).toFixed(2)}x (target <= 1.5x)` +
-          (rss.length ? `  templar peak RSS ${Math.max(...rss).toFixed(0)} MB (target < 200 MB)` : ""),
+        `--formats ${c.label.padEnd(7)} wall: templar ${o.toFixed(2)} s, reference ${r.toFixed(2)} s, ratio ${(o / r).toFixed(2)}x (target <= 1.5x)`,
       );
+      if (haveTime) {
+        const oc = median(ours.map((x) => x.cpu!));
+        const rc = median(ref.map((x) => x.cpu!));
+        // /usr/bin/time's %M is the largest single process of the tree: node, or a compressor.
+        const rss = Math.max(...ours.map((x) => x.rssMB!));
+        console.log(
+          `                  cpu:  templar ${oc.toFixed(2)} s, reference ${rc.toFixed(2)} s, ratio ${(oc / rc).toFixed(2)}x; templar peak RSS ${rss.toFixed(0)} MB (target < 200 MB)`,
+        );
+      }
       console.log(
         `  runs: templar ${ours.map((x) => x.seconds.toFixed(2)).join(" ")} | reference ${ref.map((x) => x.seconds.toFixed(2)).join(" ")}`,
       );

@@ -27,7 +27,9 @@ export function parseCommandArgs<O extends Options>(
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { values: values as ParsedArgs<O>["values"], positionals };
   } catch (err) {
-    const message = (err as Error).message.replace(/\. To specify a positional argument.*$/, "");
+    // parseArgs explains some errors over several lines; the first one says what is wrong.
+    const first = (err as Error).message.split("\n")[0]!;
+    const message = first.replace(/\. To specify a positional argument.*$/, "");
     throw usageError(`${command}: ${message} (see 'templar ${command} --help')`);
   }
 }

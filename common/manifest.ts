@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { UserError } from "./errors.js";
+import { FORMATS } from "./manifest-files.js";
 import { isVersion, templateNameProblem } from "./names.js";
 
 /**
@@ -10,8 +11,15 @@ import { isVersion, templateNameProblem } from "./names.js";
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lower-case hex characters");
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, "expected sha256:<64 hex>");
 
-export const FORMATS = ["tar.zst", "tar.gz", "tar.xz"] as const;
-export type Format = (typeof FORMATS)[number];
+// The zod-free parts (formats, file names, serialisation) live in manifest-files.ts so that the
+// packer's start-up does not pay for loading zod; re-exported here for everyone else.
+export {
+  artifactFileName,
+  FORMATS,
+  type Format,
+  manifestFileName,
+  serializeManifest,
+} from "./manifest-files.js";
 
 export const SourceInput = z.looseObject({
   uri: z.string(),
@@ -76,18 +84,4 @@ export function parseManifest(bytes: Uint8Array | string, where = "manifest"): M
     throw new UserError(`${where}: field ${path}: ${issue.message}`);
   }
   return result.data;
-}
-
-/** The canonical bytes we write for a manifest: two-space JSON and a final newline. */
-export function serializeManifest(manifest: Manifest): Buffer {
-  return Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, "utf8");
-}
-
-/** File names in an out/ directory (DESIGN: `<name>-<version>.tar.zst`, `.manifest.json`). */
-export function artifactFileName(name: string, version: string, format: Format): string {
-  return `${name}-${version}.${format}`;
-}
-
-export function manifestFileName(name: string, version: string): string {
-  return `${name}-${version}.manifest.json`;
 }

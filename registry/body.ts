@@ -52,7 +52,7 @@ export async function readLimited(c: Context, limit: number, what: string): Prom
   return Buffer.concat(parts);
 }
 
-/** Streams a Node readable as the response body (1 MiB chunks from storage), counting bytes. */
+/** Streams a Node readable as the response body, counting bytes; pulls one chunk at a time (memory stays flat). */
 export function toWebStream(node: Readable, onBytes: (n: number) => void): ReadableStream<Uint8Array> {
   const iterator = node[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array>(
@@ -74,6 +74,6 @@ export function toWebStream(node: Readable, onBytes: (n: number) => void): Reada
         node.destroy();
       },
     },
-    { highWaterMark: 1 },
+    { highWaterMark: 0 },
   );
 }

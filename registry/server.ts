@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { UserError } from "../common/errors.js";
 import { createApp } from "./app.js";
 import { ConfigWatcher, parseDuration } from "./config.js";
 import type { RegistryDeps } from "./context.js";
@@ -42,10 +43,20 @@ export async function startRegistry(
 ): Promise<RunningRegistry> {
   const deps = await createDeps(options);
   const app = createApp(deps);
-  const server = serve({ fetch: app.fetch, hostname: options.host, port: options.port });
+  const server = serve({
+    fetch: app.fetch,
+    hostname: options.host,
+    port: options.port,
+    // Node's default 5-minute limit per request would cut a large upload on a slow link; slow
+    // headers are still cut by headersTimeout, idle sockets by the keep-alive timeout.
+    serverOptions: { requestTimeout: 0 },
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
-    server.once("error", reject);
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      const why = err.code === "EADDRINUSE" ? "the address is in use" : err.message;
+      reject(new UserError(`cannot listen on ${options.host}:${options.port}: ${why}`));
+    });
   });
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;

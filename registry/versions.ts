@@ -15,8 +15,8 @@ import type { ObjectInfo, Storage } from "./storage/storage.js";
  */
 export interface VersionEntry {
   version: SemVer;
-  size: number;
-  modified: Date;
+  /** The listed manifest object; its size and time may cost a stat, so read them only when needed. */
+  object: ObjectInfo;
 }
 
 interface CachedList {
@@ -39,6 +39,8 @@ export interface Resolved {
 export class VersionIndex {
   private cache = new Map<string, CachedList>();
   private loading = new Map<string, Promise<CachedList>>();
+  private manifests = new Map<string, { size: number; modified: number; bytes: Buffer }>();
+  private manifestBytes = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -47,6 +49,27 @@ export class VersionIndex {
 
   invalidate(name: string): void {
     this.cache.delete(name);
+  }
+
+  /**
+   * A listed version's manifest. Manifests are immutable, so bytes read once are reused while
+   * the listing still shows the same object (size and time): resolving `^13` under load then
+   * costs no storage read. A version deleted through another replica drops out with the listing.
+   */
+  private async manifestOf(name: string, entry: VersionEntry): Promise<Buffer | null> {
+    const id = `${name}@${entry.version.version}`;
+    const cached = this.manifests.get(id);
+    const { size, modified } = entry.object;
+    if (cached && cached.size === size && cached.modified === modified.getTime()) return cached.bytes;
+    const bytes = await this.storage.getObject(keys.manifest(name, entry.version.version));
+    if (!bytes) return null;
+    if (this.manifestBytes > 64 * 1024 * 1024) {
+      this.manifests.clear();
+      this.manifestBytes = 0;
+    }
+    this.manifests.set(id, { size, modified: modified.getTime(), bytes });
+    this.manifestBytes += bytes.length;
+    return bytes;
   }
 
   async list(name: string): Promise<CachedList> {
@@ -142,7 +165,7 @@ export class VersionIndex {
         if (resolved.size < 1000) resolved.set(cacheKey, hit);
       }
       if (!hit) break;
-      const manifest = await this.storage.getObject(keys.manifest(name, hit.version.version));
+      const manifest = await this.manifestOf(name, hit);
       if (manifest) return { version: hit.version.version, kind, manifest };
       this.invalidate(name); // deleted since we listed: list again once
     }
@@ -159,7 +182,7 @@ export class VersionIndex {
 function entryOf(version: string, obj: ObjectInfo): VersionEntry | null {
   try {
     const parsed = new SemVer(version);
-    return parsed.version === version ? { version: parsed, size: obj.size, modified: obj.modified } : null;
+    return parsed.version === version ? { version: parsed, object: obj } : null;
   } catch {
     return null;
   }

@@ -117,15 +117,20 @@ function compare(manifest: Manifest, facts: ArtifactFacts): string[] {
   return problems;
 }
 
-async function check(manifest: Manifest | null, path: string, format: Format): Promise<ArtifactCheck> {
+async function check(
+  manifest: Manifest | null,
+  path: string,
+  format: Format,
+  inProcessOnly: boolean,
+): Promise<ArtifactCheck> {
   if (!(await exists(path))) return { format, path, status: "missing", problems: [] };
-  const facts = await readArtifact(path);
+  const facts = await readArtifact(path, inProcessOnly);
   const problems = manifest ? compare(manifest, facts) : [];
   return { format: facts.format, path, status: problems.length ? "mismatch" : "ok", problems, facts };
 }
 
 /** Inspects a manifest (and the artifacts beside it) or a template file (and its manifest). */
-export async function inspectPath(path: string): Promise<InspectReport> {
+export async function inspectPath(path: string, inProcessOnly = false): Promise<InspectReport> {
   if (!(await exists(path)))
     throw new UserError(`${path} does not exist or is not a file`, ExitCode.notFound);
   if (path.endsWith(".manifest.json")) {
@@ -138,6 +143,7 @@ export async function inspectPath(path: string): Promise<InspectReport> {
           manifest,
           join(dir, artifactFileName(manifest.name, manifest.version, a.format)),
           a.format,
+          inProcessOnly,
         ),
       );
     }
@@ -154,7 +160,7 @@ export async function inspectPath(path: string): Promise<InspectReport> {
       ExitCode.verification,
     );
   }
-  const result = await check(manifest, path, suffix ?? "tar.gz");
+  const result = await check(manifest, path, suffix ?? "tar.gz", inProcessOnly);
   return {
     manifestPath: manifest ? manifestPath : null,
     manifest,

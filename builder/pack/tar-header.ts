@@ -102,8 +102,14 @@ function ustarBlock(
   // uname (265) and gname (297) stay empty: numeric ids only.
   writeOctal(block, at + 329, 8, devmajor);
   writeOctal(block, at + 337, 8, devminor);
+  // Checksum: only the regions written above can be non-zero (the block started zeroed).
   let sum = 0;
-  for (let i = at; i < at + BLOCK; i++) sum += block[i]!;
+  const nameEnd = at + Math.min(name.length, 100);
+  for (let i = at; i < nameEnd; i++) sum += block[i]!;
+  for (let i = at + 100; i < at + 157; i++) sum += block[i]!;
+  if (linkname) for (let i = at + 157, e = i + Math.min(linkname.length, 100); i < e; i++) sum += block[i]!;
+  for (let i = at + 257; i < at + 265; i++) sum += block[i]!;
+  for (let i = at + 329; i < at + 345; i++) sum += block[i]!;
   writeOctal(block, at + 148, 7, sum);
   block[at + 155] = 0x20; // "%06o\0 " as GNU tar writes it
 }

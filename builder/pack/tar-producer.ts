@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { UserError } from "../../common/errors.js";
 import { writeTar } from "./tar-writer.js";
-import { readTreeXattrs } from "./xattrs.js";
+import type { XattrMap } from "./xattrs.js";
 
 /** What the tar worker is told (workerData). */
 export interface ProducerRequest {
@@ -22,6 +22,8 @@ export type ProducerMessage =
 export interface ProduceOptions {
   root: string;
   mtimeClamp: number | undefined;
+  /** The tree's extended attributes (readTreeXattrs), read by the caller while the worker starts. */
+  xattrs: Promise<XattrMap>;
   /**
    * Gets every chunk of the tar stream in order. `release` must be called once nobody reads the
    * chunk any more; the buffer is then reused for later chunks.
@@ -62,14 +64,33 @@ export function produceTar(options: ProduceOptions): TarProduction {
   return produceInThread(request, options);
 }
 
+/** Structured clone turns Buffers into Uint8Arrays; the worker turns them back. */
+export type XattrList = [string, [string, Uint8Array][]][];
+
 function produceInWorker(
   workerFile: string,
   request: ProducerRequest,
   options: ProduceOptions,
 ): TarProduction {
-  const worker = new Worker(workerFile, { workerData: request });
+  // A larger young generation: the walk makes many short-lived objects (stats, paths, headers).
+  const worker = new Worker(workerFile, {
+    workerData: request,
+    resourceLimits: { maxYoungGenerationSizeMb: 48 },
+  });
   let finished = false;
+  options.xattrs.then(
+    (map) => {
+      if (!finished) worker.postMessage({ type: "xattrs", list: [...map] satisfies XattrList });
+    },
+    (err: Error) => {
+      finished = true;
+      void worker.terminate();
+      failEarly?.(err);
+    },
+  );
+  let failEarly: ((err: Error) => void) | undefined;
   const done = new Promise<ProduceResult>((resolve, reject) => {
+    failEarly = reject;
     worker.on("message", (message: ProducerMessage) => {
       if (message.type === "chunk") {
         const buffer = message.buffer;
@@ -125,7 +146,7 @@ function produceInThread(request: ProducerRequest, options: ProduceOptions): Tar
   };
   const run = async (): Promise<ProduceResult> => {
     const warnings: string[] = [];
-    const xattrs = await readTreeXattrs(request.root);
+    const xattrs = await options.xattrs;
     const result = await writeTar({
       root: request.root,
       xattrs,

@@ -1,8 +1,8 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { UserError } from "../../common/errors.js";
-import type { ProducerMessage, ProducerRequest } from "./tar-producer.js";
+import type { ProducerMessage, ProducerRequest, XattrList } from "./tar-producer.js";
 import { writeTar } from "./tar-writer.js";
-import { readTreeXattrs } from "./xattrs.js";
+import type { XattrMap } from "./xattrs.js";
 
 /**
  * Worker thread that reads the tree and fills tar chunks with synchronous file system calls, so
@@ -16,12 +16,31 @@ let allocated = 0;
 let waiter: (() => void) | undefined;
 let entries = 0;
 
-port.on("message", (message: { type: "return"; buffer: ArrayBuffer }) => {
-  free.push(message.buffer);
-  const wake = waiter;
-  waiter = undefined;
-  wake?.();
+let xattrsReady: (map: XattrMap) => void;
+const xattrs = new Promise<XattrMap>((resolve) => {
+  xattrsReady = resolve;
 });
+
+port.on(
+  "message",
+  (message: { type: "return"; buffer: ArrayBuffer } | { type: "xattrs"; list: XattrList }) => {
+    if (message.type === "xattrs") {
+      const map: XattrMap = new Map();
+      for (const [path, attrs] of message.list) {
+        map.set(
+          path,
+          attrs.map(([name, value]) => [name, Buffer.from(value.buffer, value.byteOffset, value.length)]),
+        );
+      }
+      xattrsReady(map);
+      return;
+    }
+    free.push(message.buffer);
+    const wake = waiter;
+    waiter = undefined;
+    wake?.();
+  },
+);
 
 async function allocChunk(): Promise<Buffer> {
   for (;;) {
@@ -44,10 +63,9 @@ function post(message: ProducerMessage, transfer?: ArrayBuffer[]): void {
 async function main(): Promise<void> {
   const warnings: string[] = [];
   try {
-    const xattrs = await readTreeXattrs(request.root);
     const result = await writeTar({
       root: request.root,
-      xattrs,
+      xattrs: await xattrs,
       mtimeClamp: request.mtimeClamp,
       chunkSize: request.chunkSize,
       allocChunk,

@@ -10,14 +10,21 @@ Shows a template's name, version, sizes and entry count and verifies every diges
 given a manifest, the artifacts next to it; given a template file (.tar.zst, .tar.gz, .tar.xz),
 that file against the manifest next to it. A corrupt or truncated file, or any digest that does
 not match, exits with code 3.
+
+Options:
+  --json         print the report as JSON on stdout
+  --in-process   decompress in-process even when zstd/pigz/gzip are installed (xz needs xz)
 `;
 
 const command: Command = {
   help,
   async run(argv) {
-    const { values, positionals } = parseCommandArgs("inspect", argv, { json: { type: "boolean" } });
+    const { values, positionals } = parseCommandArgs("inspect", argv, {
+      json: { type: "boolean" },
+      "in-process": { type: "boolean" },
+    });
     if (positionals.length !== 1) throw usageError("inspect: expected one template file or manifest");
-    const report = await inspectPath(positionals[0]!);
+    const report = await inspectPath(positionals[0]!, values["in-process"] ?? false);
     const code = report.problems.length ? ExitCode.verification : ExitCode.ok;
     if (values.json) {
       process.stdout.write(`${JSON.stringify({ ...report, ok: code === 0 }, null, 2)}\n`);

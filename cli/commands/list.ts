@@ -3,9 +3,9 @@ import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import type { Format } from "../../common/manifest.js";
 import { cachePaths, DEFAULT_CACHE, listCache } from "../../registry/client/cache.js";
 import { hostSettings } from "../../registry/client/host-config.js";
-import { RegistryClient } from "../../registry/client/http.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { registryClient } from "../registry-flags.js";
 
 const help = `Usage: templar list [--remote [--registry URL] [--distro D] [--arch A]] [--dest DIR] [--json]
 
@@ -62,10 +62,7 @@ export const command: Command = {
     if (positionals.length > 0) throw usageError("list: takes no arguments (see 'templar list --help')");
 
     if (values.remote) {
-      const registry = flagOrEnv(values.registry, "TEMPLAR_REGISTRY");
-      if (!registry)
-        throw usageError("list --remote: no registry: pass --registry URL or set TEMPLAR_REGISTRY");
-      const client = new RegistryClient({ registry, token: flagOrEnv(values.token, "TEMPLAR_TOKEN") });
+      const client = registryClient("list --remote", values);
       const query = new URLSearchParams();
       if (values.distro) query.set("distro", values.distro);
       if (values.arch) query.set("arch", values.arch);

@@ -1,6 +1,6 @@
 import { packTemplate, removePartialOutputsSync } from "../../builder/pack/pack.js";
 import { usageError } from "../../common/errors.js";
-import { FORMATS, type Format } from "../../common/manifest.js";
+import { FORMATS, type Format } from "../../common/manifest-files.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
 import { openSigner, signFiles } from "../../common/signing/signer.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";

@@ -8,10 +8,10 @@ import {
   OPENVZ_CACHE,
   PROXMOX_CACHE,
 } from "../../registry/client/host-config.js";
-import { RegistryClient } from "../../registry/client/http.js";
 import { parseRef } from "../../registry/client/ref.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar pull <ref> [--registry URL] [--dest DIR] [--format gz|xz|zst] [--keyring FILE]
@@ -42,6 +42,8 @@ Options:
   --json            print the result as JSON
 
 Host config: /etc/templar/templar.yaml or $TEMPLAR_HOST_CONFIG (registry, keyring, proxmox, dest, token).
+Environment: TEMPLAR_RETRIES attempts without progress before giving up (default 5),
+TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 60000).
 Exit codes: 0 ok (also when already up to date), 3 signature or digest check failed, 4 not found.`;
 
 export const FORMAT_NAMES: Record<string, Format> = {
@@ -77,7 +79,7 @@ export const command: Command = {
       throw usageError(
         "pull: no registry: pass --registry URL, set TEMPLAR_REGISTRY or 'registry:' in the host config",
       );
-    const client = new RegistryClient({ registry: settings.registry, token: settings.token });
+    const client = registryClient("pull", { registry: settings.registry, token: settings.token });
 
     let progress: ReturnType<typeof createProgress> | null = null;
     const result = await clearingBarOnError(() =>

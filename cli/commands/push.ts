@@ -1,9 +1,9 @@
 import { ExitCode, usageError } from "../../common/errors.js";
 import { createProgress } from "../../common/progress.js";
-import { RegistryClient } from "../../registry/client/http.js";
 import { findManifests, loadLocalTemplate, pushTemplate } from "../../registry/client/push.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar push <out-dir | manifest> --registry URL [--token T] [--json]
@@ -16,7 +16,11 @@ the registry has with other content is refused (versions are immutable).
 Options:
   --registry URL   registry base URL (default: $TEMPLAR_REGISTRY)
   --token T        push token (default: $TEMPLAR_TOKEN); never printed
-  --json           print one JSON object per template instead of text`;
+  --json           print one JSON object per template instead of text
+
+Environment: TEMPLAR_UPLOAD_CHUNK bytes per PATCH (default 256 MiB; lower it behind a proxy
+that limits request bodies), TEMPLAR_RETRIES attempts per request (default 5),
+TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 60000).`;
 
 export const command: Command = {
   help,
@@ -28,9 +32,7 @@ export const command: Command = {
     });
     if (positionals.length !== 1)
       throw usageError("push: expected one <out-dir | manifest> (see 'templar push --help')");
-    const registry = flagOrEnv(values.registry, "TEMPLAR_REGISTRY");
-    if (!registry) throw usageError("push: no registry: pass --registry URL or set TEMPLAR_REGISTRY");
-    const client = new RegistryClient({ registry, token: flagOrEnv(values.token, "TEMPLAR_TOKEN") });
+    const client = registryClient("push", values);
 
     // Validate every manifest and artifact first, so a bad out/ directory sends nothing.
     const locals = [];

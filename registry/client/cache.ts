@@ -1,6 +1,7 @@
-import { readdir, readFile, rm } from "node:fs/promises";
+import { open, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
+import { UserError } from "../../common/errors.js";
 import type { Format } from "../../common/manifest.js";
 
 /**
@@ -8,8 +9,10 @@ import type { Format } from "../../common/manifest.js";
  *
  *   <name>.tar.gz                                   the template, only ever complete and verified
  *   .templar/<name>.tar.gz.manifest.json            the exact manifest bytes it was pulled with
+ *   .templar/<name>.tar.gz.manifest.json.asc        the manifest's signature, when the registry has one
  *   .templar/<name>.tar.gz.origin.json              registry, reference, version, digest, time
  *   .templar/<name>.tar.gz.<digest12>.partial       an interrupted download, resumed next time
+ *   .templar/<name>.tar.gz.lock                     the pid of the pull writing it right now
  *
  * The state lives in a hidden folder of the cache itself so renames stay on one filesystem and
  * vzctl, vztmpl-dl and pveam (which look for `<name>.tar.*`) never see it.
@@ -37,8 +40,10 @@ export interface CachePaths {
   final: string;
   stateDir: string;
   manifest: string;
+  signature: string;
   origin: string;
   partial: string;
+  lock: string;
 }
 
 /**
@@ -58,8 +63,10 @@ export function cachePaths(
     final: join(dest, fileName ?? file),
     stateDir,
     manifest: join(stateDir, `${file}.manifest.json`),
+    signature: join(stateDir, `${file}.manifest.json.asc`),
     origin: join(stateDir, `${file}.origin.json`),
     partial: join(stateDir, `${file}.${hex.slice(0, 12)}.partial`),
+    lock: join(stateDir, `${file}.lock`),
   };
 }
 
@@ -95,4 +102,39 @@ export async function listCache(dest: string): Promise<Origin[]> {
     if (origin) out.push(origin);
   }
   return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Takes the lock of one cache file (create-exclusive, holding our pid), so two pulls of the same
+ * template never write into one partial file. A lock whose process is gone is taken over.
+ * Returns the release function.
+ */
+export async function lockCacheFile(paths: CachePaths): Promise<() => Promise<void>> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await open(paths.lock, "wx");
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return () => rm(paths.lock, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const pid = Number((await readFile(paths.lock, "utf8").catch(() => "")).trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+        throw new UserError(
+          `another templar pull (pid ${pid}) is writing ${paths.final}; try again when it is done`,
+        );
+      }
+      await rm(paths.lock, { force: true });
+    }
+  }
+  throw new UserError(`cannot take the lock ${paths.lock}`);
 }

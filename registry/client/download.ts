@@ -2,7 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { type FileHandle, open, rm, stat } from "node:fs/promises";
 import { parseDigest } from "../../common/digest.js";
-import { ExitCode, UserError } from "../../common/errors.js";
+import { ExitCode, errorMessage, UserError } from "../../common/errors.js";
 import { connectionReason, isRetryable, type RegistryClient } from "./http.js";
 import type { Reply } from "./transport.js";
 
@@ -34,6 +34,66 @@ export class DownloadInterrupted extends UserError {
   constructor(message: string) {
     super(message, ExitCode.failure);
     this.name = "DownloadInterrupted";
+  }
+}
+
+const BATCH_BYTES = 1 << 20;
+
+/**
+ * Writes a body's chunks to the file in batches (one writev per MiB, one write in flight while
+ * the next batch fills: 64 KiB writes awaited one by one ran at half the speed), and hashes a
+ * batch once it is on disk, so the hash always covers exactly the bytes in the file.
+ */
+class BatchWriter {
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private pending: Promise<void> = Promise.resolve();
+  private written = 0;
+  /** The write error, if any: kept here so the pending promise never rejects unobserved. */
+  failed: UserError | null = null;
+
+  constructor(
+    private readonly file: FileHandle,
+    private readonly hash: Hash,
+    private readonly path: string,
+    private readonly onWritten: (written: number) => void,
+  ) {}
+
+  async push(chunk: Buffer): Promise<void> {
+    this.batch.push(chunk);
+    this.batchBytes += chunk.length;
+    if (this.batchBytes >= BATCH_BYTES) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    await this.settle();
+    const buffers = this.batch;
+    const bytes = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (bytes === 0) return;
+    this.pending = this.file.writev(buffers).then(
+      ({ bytesWritten }) => {
+        if (bytesWritten !== bytes) {
+          this.failed = new UserError(
+            `cannot write ${this.path}: short write (${bytesWritten} of ${bytes} bytes)`,
+          );
+          return;
+        }
+        for (const b of buffers) this.hash.update(b);
+        this.written += bytes;
+        this.onWritten(this.written);
+      },
+      (err: unknown) => {
+        this.failed = new UserError(`cannot write ${this.path}: ${errorMessage(err)}`);
+      },
+    );
+  }
+
+  /** Waits for the write in flight; throws its error. Batches not yet flushed stay unwritten. */
+  async settle(): Promise<void> {
+    await this.pending;
+    if (this.failed) throw this.failed;
   }
 }
 
@@ -75,41 +135,55 @@ export async function downloadBlob(client: RegistryClient, options: DownloadOpti
       headers["if-range"] = `"${digest}"`;
     }
     let file: FileHandle | null = null;
+    let writer: BatchWriter | null = null;
     let response: Reply | null = null;
     try {
-      response = await client.request("GET", `v1/blobs/${digest}`, { what, headers, idempotent: true });
+      // Not retried inside request(): this loop retries, resuming from what arrived.
+      response = await client.request("GET", `v1/blobs/${digest}`, { what, headers });
+      let mode: "a" | "w" = "w";
       if (received > 0 && response.status === 200) {
         // The registry ignored the range (or If-Range did not match): start over.
         hash = createHash("sha256");
         received = 0;
-        file = await open(partial, "w");
       } else if (response.status === 206) {
         const start = /^bytes (\d+)-/.exec(response.header("content-range") ?? "")?.[1];
         if (Number(start) !== received) {
           response.discard();
           throw new UserError(`${what}: registry answered a range from byte ${start}, asked for ${received}`);
         }
-        file = await open(partial, "a");
-      } else {
-        file = await open(partial, "w");
+        mode = "a";
       }
+      file = await open(partial, mode).catch((err) => {
+        throw new UserError(`${what}: cannot write ${partial}: ${errorMessage(err)}`);
+      });
+      const base = received;
+      writer = new BatchWriter(file, hash, partial, (written) => {
+        received = base + written;
+        options.onProgress?.(received);
+      });
+      let arrived = base;
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        if (received + chunk.length > size) {
+        arrived += chunk.length;
+        if (arrived > size) {
           throw new DigestMismatch(`${what}: registry sent more than the ${size} bytes the manifest names`);
         }
-        await file.write(chunk);
-        hash.update(chunk);
-        received += chunk.length;
-        options.onProgress?.(received);
+        await writer.push(chunk);
       }
+      await writer.flush();
+      await writer.settle();
       if (received < size) throw Object.assign(new Error("connection closed early"), { code: "short body" });
     } catch (err) {
+      // What arrived before the cut is a prefix of the blob (the final digest check vouches
+      // for it): write it too, so the next attempt resumes after it.
+      if (!(err instanceof DigestMismatch)) await writer?.flush().catch(() => {});
+      await writer?.settle().catch(() => {});
       if (err instanceof DigestMismatch) {
         await file?.close().catch(() => {});
         file = null;
         await rm(partial, { force: true });
         throw err;
       }
+      if (writer?.failed) throw writer.failed;
       if (!isRetryable(err)) throw err;
       lastError = connectionReason(err);
       failures = received > before ? 1 : failures + 1;
@@ -121,7 +195,8 @@ export async function downloadBlob(client: RegistryClient, options: DownloadOpti
     } finally {
       if (response && !response.body.readableEnded) response.body.destroy();
       if (file) {
-        await file.sync().catch(() => {});
+        // On disk before it is renamed into place (a crash must not leave a hollow template).
+        if (received === size) await file.sync().catch(() => {});
         await file.close().catch(() => {});
       }
     }

@@ -33,7 +33,7 @@ export function hostPull(
     dest: options.dest,
     format: options.format ?? defaultFormat(options.proxmox),
     onProgress: options.onProgress,
-    verify: manifestVerifier(client, { keyring: options.keyring, allowUnsigned: options.allowUnsigned }),
+    verify: manifestVerifier({ keyring: options.keyring, allowUnsigned: options.allowUnsigned }),
     ...(options.proxmox ? { fileName: proxmoxFileName } : {}),
   });
 }

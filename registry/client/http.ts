@@ -56,6 +56,8 @@ export function isConnectionError(err: unknown): boolean {
 
 /** A short reason for a connection error: the system error code when there is one. */
 export function connectionReason(err: unknown): string {
+  const direct = (err as { code?: unknown })?.code;
+  if (typeof direct === "string" && direct) return direct;
   const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
   return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
 }

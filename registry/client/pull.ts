@@ -5,7 +5,7 @@ import { writeFileAtomic } from "../../common/atomic.js";
 import { parseDigest, sha256Hex } from "../../common/digest.js";
 import { ExitCode, UserError } from "../../common/errors.js";
 import { type Format, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
-import { cachePaths, readOrigin, removeStalePartials } from "./cache.js";
+import { type CachePaths, cachePaths, lockCacheFile, readOrigin, removeStalePartials } from "./cache.js";
 import { DigestMismatch, DownloadInterrupted, downloadBlob } from "./download.js";
 import type { RegistryClient } from "./http.js";
 import { manifestPath, type TemplateRef } from "./ref.js";
@@ -18,7 +18,7 @@ export interface PullOptions {
    * Checks the manifest (its signature: registry/client/verify.ts) before anything is written;
    * throws to refuse it. Returns a note on how it was verified, kept in the origin record.
    */
-  verify?: (fetched: FetchedManifest) => Promise<string>;
+  verify?: (fetched: FetchedManifest, signature: Buffer | null) => Promise<string>;
   /** The file name in `dest` (default `<name>.<format>`, vzctl's); e.g. Proxmox's naming. */
   fileName?: (manifest: Manifest, format: Format) => string;
 }
@@ -84,7 +84,8 @@ export async function pullTemplate(
   const fetched = await fetchManifest(client, ref);
   const { manifest, bytes } = fetched;
   const what = `${manifest.name}@${manifest.version}`;
-  const verified = options.verify ? await options.verify(fetched) : "not checked";
+  const signature = await fetchSignature(client, manifest.name, manifest.version);
+  const verified = options.verify ? await options.verify(fetched, signature) : "not checked";
   const artifact = manifest.artifacts.find((a) => a.format === options.format);
   if (!artifact) {
     const has = manifest.artifacts.map((a) => a.format).join(", ");
@@ -105,6 +106,34 @@ export async function pullTemplate(
     upToDate: false,
   };
 
+  const release = await lockCacheFile(paths);
+  let failed = false;
+  try {
+    return await pullLocked(client, ref, options, { bytes, signature, verified, paths, result });
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    await release();
+    // A first pull that failed leaves no trace (rmdir removes the state folder only when empty).
+    if (failed) await rmdir(paths.stateDir).catch(() => {});
+  }
+}
+
+async function pullLocked(
+  client: RegistryClient,
+  ref: TemplateRef,
+  options: PullOptions,
+  {
+    bytes,
+    signature,
+    verified,
+    paths,
+    result,
+  }: { bytes: Buffer; signature: Buffer | null; verified: string; paths: CachePaths; result: PullResult },
+): Promise<PullResult> {
+  const what = `${result.name}@${result.version}`;
+  const artifact = { digest: result.digest, size: result.size };
   const origin = await readOrigin(paths.origin);
   const present = await stat(paths.final).catch(() => null);
   if (origin?.digest === artifact.digest && present?.size === artifact.size) {
@@ -123,10 +152,7 @@ export async function pullTemplate(
   } catch (err) {
     // A broken connection keeps its partial file for the next attempt to resume; anything
     // else (refused, not found, mismatch) leaves nothing behind.
-    if (!(err instanceof DownloadInterrupted)) {
-      await rm(paths.partial, { force: true });
-      await rmdir(paths.stateDir).catch(() => {}); // only when empty: a first pull leaves nothing
-    }
+    if (!(err instanceof DownloadInterrupted)) await rm(paths.partial, { force: true });
     throw err;
   }
   await rename(paths.partial, paths.final);
@@ -135,14 +161,16 @@ export async function pullTemplate(
     await rm(join(options.dest, basename(origin.file)), { force: true });
   }
   await writeFileAtomic(paths.manifest, bytes);
+  if (signature) await writeFileAtomic(paths.signature, signature);
+  else await rm(paths.signature, { force: true });
   await writeFileAtomic(
     paths.origin,
     `${JSON.stringify(
       {
         registry: client.display,
         ref: `${ref.name}@${ref.ref}`,
-        name: manifest.name,
-        version: manifest.version,
+        name: result.name,
+        version: result.version,
         format: options.format,
         digest: artifact.digest,
         size: artifact.size,
@@ -155,4 +183,19 @@ export async function pullTemplate(
     )}\n`,
   );
   return result;
+}
+
+/** The manifest's detached signature, when the registry has one (kept for later verification). */
+async function fetchSignature(client: RegistryClient, name: string, version: string): Promise<Buffer | null> {
+  const path = `v1/templates/${encodeURIComponent(name)}/${encodeURIComponent(version)}/signature`;
+  const reply = await client.request("GET", path, {
+    what: `${name}@${version}`,
+    idempotent: true,
+    accept: [404],
+  });
+  if (reply.status === 404) {
+    reply.discard();
+    return null;
+  }
+  return reply.buffer(64 * 1024);
 }

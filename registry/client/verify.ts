@@ -1,7 +1,6 @@
 import { ExitCode, UserError } from "../../common/errors.js";
 import { type PublicKey, readPublicKeysFile } from "../../common/signing/keys.js";
 import { verifyDetached } from "../../common/signing/signatures.js";
-import type { RegistryClient } from "./http.js";
 import type { FetchedManifest } from "./pull.js";
 
 /**
@@ -16,26 +15,18 @@ export interface VerifyOptions {
 }
 
 export function manifestVerifier(
-  client: RegistryClient,
   options: VerifyOptions,
-): (fetched: FetchedManifest) => Promise<string> {
+): (fetched: FetchedManifest, signature: Buffer | null) => Promise<string> {
   let keys: Promise<PublicKey[]> | null = null;
-  return async ({ manifest, bytes }) => {
+  return async ({ manifest, bytes }, signature) => {
     const what = `${manifest.name}@${manifest.version}`;
-    const response = await client.request(
-      "GET",
-      `v1/templates/${encodeURIComponent(manifest.name)}/${encodeURIComponent(manifest.version)}/signature`,
-      { what: `${what} (signature)`, idempotent: true, accept: [404] },
-    );
-    if (response.status === 404) {
-      response.discard();
+    if (!signature) {
       if (options.allowUnsigned) return "unsigned (allowed by --allow-unsigned)";
       throw new UserError(
         `${what} is not signed; refusing it (pass --allow-unsigned to accept unsigned templates)`,
         ExitCode.verification,
       );
     }
-    const signature = await response.buffer(64 * 1024);
     keys ??= readPublicKeysFile(options.keyring).catch((err: Error) => {
       throw new UserError(
         `${err.message}: cannot check the signature of ${what} (put the maintainers' public keys there or pass --keyring FILE)`,

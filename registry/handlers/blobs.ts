@@ -30,9 +30,8 @@ export async function getBlob(c: Ctx): Promise<Response> {
   let range: ByteRange | undefined;
   const rangeHeader = c.req.header("range");
   const ifRange = c.req.header("if-range");
-  // If-Range with another validator (or a date) means "the whole thing": ours never changes,
-  // but only a matching ETag proves the client holds these bytes.
-  if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
+  // If-Range with another validator means "send the whole thing".
+  if (rangeHeader && (ifRange === undefined || ifRangeHolds(ifRange, etag, info.modified))) {
     const parsed = parseRange(rangeHeader, info.size);
     if (parsed === "unsatisfiable") {
       throw new ApiError(
@@ -73,6 +72,13 @@ export async function putBlob(c: Ctx): Promise<Response> {
   c.header("Location", `/v1/blobs/sha256:${hex}`);
   c.header("ETag", `"sha256:${hex}"`);
   return c.json({ digest: `sha256:${hex}`, size }, created ? 201 : 200);
+}
+
+/** If-Range: our strong ETag, or a date no older than the blob (blobs never change once written). */
+function ifRangeHolds(ifRange: string, etag: string, modified: Date): boolean {
+  if (ifRange.startsWith('"') || ifRange.startsWith("W/")) return ifRange === etag;
+  const date = Date.parse(ifRange);
+  return !Number.isNaN(date) && date >= Math.floor(modified.getTime() / 1000) * 1000;
 }
 
 export function etagMatches(header: string | undefined, etag: string): boolean {

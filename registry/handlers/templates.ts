@@ -86,14 +86,13 @@ export async function getTemplate(c: Ctx): Promise<Response> {
     throw badRequest("LIMIT_INVALID", "?limit= must be a whole number");
   const entries = list.entries.slice(0, limit);
   // Manifests are read a few dozen at a time (then cached: they never change).
-  const got = await mapLimit(entries, 32, (e) =>
-    summaries.get({ key: keys.manifest(name, e.version.version), size: e.size, modified: e.modified }),
-  );
+  const got = await mapLimit(entries, 32, (e) => summaries.get(e.object));
   const versions: (VersionSummary & { signed: boolean; pushed: string })[] = [];
   entries.forEach((e, i) => {
     const summary = got[i];
     const v = e.version.version;
-    if (summary) versions.push({ ...summary, signed: list.signed.has(v), pushed: e.modified.toISOString() });
+    if (summary)
+      versions.push({ ...summary, signed: list.signed.has(v), pushed: e.object.modified.toISOString() });
   });
   c.header("Cache-Control", "no-cache");
   return c.json({ name, tags, versions });

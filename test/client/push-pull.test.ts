@@ -1,4 +1,5 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -284,6 +285,66 @@ describe.skipIf(!ready)("templar push / pull / list against templar serve", () =
     expect((await fetch(`${registry.url}/v1/templates/test-auth/1.0.0`)).status).toBe(404);
     expect(registry.log.join("\n")).not.toContain(pullToken);
     expect(registry.log.join("\n")).not.toContain(pushToken);
+  });
+
+  it("pushes the manifest's gpg signature and pull keeps it beside the manifest", async (ctx) => {
+    if (!haveTools("gpg", "gpgconf")) return ctx.skip();
+    const t = await packed("test-signed", "1.0.0", 16);
+    const gnupg = join(dir, "gnupg");
+    await mkdir(gnupg, { mode: 0o700 });
+    const gpg = (...args: string[]) =>
+      execFileSync(
+        "gpg",
+        ["--homedir", gnupg, "--batch", "--pinentry-mode", "loopback", "--passphrase", "", ...args],
+        {
+          stdio: "pipe",
+        },
+      );
+    try {
+      gpg("--quick-gen-key", "templar test <test@example.invalid>", "ed25519", "sign", "1d");
+      gpg("--armor", "--detach-sign", "--output", `${t.manifestPath}.asc`, t.manifestPath);
+    } finally {
+      execFileSync("gpgconf", ["--homedir", gnupg, "--kill", "all"]);
+    }
+    const pushed = await push(t.outDir);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const served = Buffer.from(
+      await (await fetch(`${registry.url}/v1/templates/test-signed/1.0.0/signature`)).arrayBuffer(),
+    );
+    expect(served.equals(await readFile(`${t.manifestPath}.asc`))).toBe(true);
+
+    const cache = join(dir, "cache-signed");
+    const pulled = await templar(["pull", "test-signed", "--registry", registry.url, "--dest", cache]);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const kept = join(cache, ".templar", "test-signed.tar.gz.manifest.json");
+    expect((await readFile(`${kept}.asc`)).equals(served)).toBe(true);
+    // What was kept verifies with stock gpg against the signer's key.
+    try {
+      execFileSync("gpg", ["--homedir", gnupg, "--batch", "--verify", `${kept}.asc`, kept], {
+        stdio: "pipe",
+      });
+    } finally {
+      execFileSync("gpgconf", ["--homedir", gnupg, "--kill", "all"]);
+    }
+  });
+
+  it("lets one pull at a time write a cache file, and takes over a dead pull's lock", async () => {
+    const t = await packed("test-lock", "1.0.0", 16);
+    expect((await push(t.outDir)).code).toBe(0);
+    const cache = join(dir, "cache-lock");
+    await mkdir(join(cache, ".templar"), { recursive: true });
+    const lock = join(cache, ".templar", "test-lock.tar.gz.lock");
+    await writeFile(lock, `${process.pid}\n`); // a live process holds it
+    const busy = await templar(["pull", "test-lock", "--registry", registry.url, "--dest", cache]);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/another templar pull \(pid \d+\) is writing/);
+    await expect(stat(join(cache, "test-lock.tar.gz"))).rejects.toThrow();
+
+    await writeFile(lock, "2147483646\n"); // no such process
+    const taken = await templar(["pull", "test-lock", "--registry", registry.url, "--dest", cache]);
+    expect(taken.code, taken.stderr).toBe(0);
+    expect((await readFile(join(cache, "test-lock.tar.gz"))).equals(await readFile(t.gz))).toBe(true);
+    await expect(stat(lock)).rejects.toThrow();
   });
 
   it("explains bad input in one line: no registry, bad reference, missing artifact", async () => {

@@ -131,3 +131,30 @@ describe("gc", () => {
     }
   });
 });
+
+describe("gc racing a push", () => {
+  it("a manifest whose blob GC removed between check and write is withdrawn, never published", async () => {
+    const { createApp } = await import("../../registry/app.js");
+    const { createDeps } = await import("../../registry/server.js");
+    const { LocalStorage } = await import("../../registry/storage/local.js");
+    const inner = new LocalStorage(r.storageDir);
+    const t = makeTemplate("debian-13-x86_64-gcrace", "1.0.0");
+    const hex = sha256(t.blobs[0]!);
+    await inner.putBlob(hex, (await import("node:stream")).Readable.from([t.blobs[0]!]));
+    // Storage whose create-if-absent first lets "GC" delete the blob: the worst interleaving.
+    const racing = Object.create(inner) as typeof inner;
+    racing.putObjectIfAbsent = async (key, data) => {
+      await inner.deleteBlob(hex);
+      return inner.putObjectIfAbsent(key, data);
+    };
+    const app = createApp(await createDeps({ storage: racing, configPath: r.configPath, log: () => {} }));
+    const res = await app.request(`/v1/templates/${t.name}/1.0.0`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${r.tokens.push}` },
+      body: t.manifest,
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("BLOB_UNKNOWN");
+    expect(await inner.getObject(`templates/${t.name}/versions/1.0.0.json`)).toBeNull();
+  });
+});

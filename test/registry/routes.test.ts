@@ -86,6 +86,16 @@ describe("blobs", () => {
     expect(changed.status).toBe(200);
     expect(changed.headers.get("content-length")).toBe(String(data.length));
     await changed.body?.cancel();
+    const lastModified = (await fetch(url(), { method: "HEAD" })).headers.get("last-modified")!;
+    const byDate = await fetch(url(), { headers: { range: "bytes=0-3", "if-range": lastModified } });
+    expect(byDate.status).toBe(206);
+    await byDate.arrayBuffer();
+    const olderDate = new Date(Date.parse(lastModified) - 60_000).toUTCString();
+    const stale = await fetch(url(), {
+      headers: { range: "bytes=0-3", "if-range": olderDate },
+      method: "HEAD",
+    });
+    expect(stale.status).toBe(200);
   });
 
   it("answers 404 for an unknown blob and 400 for a malformed digest", async () => {
@@ -221,6 +231,12 @@ describe("manifests, tags, versions", () => {
     expect(latest.headers.get("x-template-version")).toBe("1.1.0"); // not the rc
     const rc = await fetch(`${r.url}/v1/templates/${name}/${encodeURIComponent(">=2.0.0-rc.0")}`);
     expect(rc.headers.get("x-template-version")).toBe("2.0.0-rc.1");
+    const head = await fetch(`${r.url}/v1/templates/${name}/latest`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("x-template-version")).toBe("1.1.0");
+    expect(head.headers.get("content-length")).toBe(String(v11.manifest.length));
+    expect(head.headers.get("cache-control")).toBe("no-cache"); // a tag moves; a version does not
+    expect(byVersion.headers.get("cache-control")).toContain("immutable");
     const cached = await fetch(`${r.url}/v1/templates/${name}/1.0.0`, {
       headers: { "if-none-match": `"sha256:${sha256(v1.manifest)}"` },
     });

@@ -306,6 +306,24 @@ export function storageConformance(name: string, make: () => Promise<StorageFixt
         expect(await s.statBlob(sha(data))).toBeNull();
       });
 
+      it("never publishes bytes that do not match the digest, even when two chunks race at one offset", async () => {
+        const a = randomBytes(400_000);
+        const b = randomBytes(400_000);
+        const up = await s.createUpload();
+        const results = await Promise.allSettled([
+          s.appendUpload(up.id, 0, chunked(a, 16_384)),
+          s.appendUpload(up.id, 0, chunked(b, 16_384)),
+        ]);
+        expect(results.some((r) => r.status === "fulfilled")).toBe(true);
+        const done = await s.completeUpload(up.id, sha(a)).catch((e: unknown) => e);
+        if (done instanceof Error) {
+          expect(done).toBeInstanceOf(DigestMismatchError);
+          expect(await s.statBlob(sha(a))).toBeNull();
+        } else {
+          expectBytes(await readAll(await s.readBlob(sha(a))), a);
+        }
+      });
+
       it("aborts uploads and lists the open ones", async () => {
         const a = await s.createUpload();
         const b = await s.createUpload();
