@@ -3,7 +3,7 @@ import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import type { Format } from "../../common/manifest.js";
 import { cachePaths, DEFAULT_CACHE, listCache } from "../../registry/client/cache.js";
 import { hostSettings } from "../../registry/client/host-config.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";
 
