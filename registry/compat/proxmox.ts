@@ -40,7 +40,26 @@ interface BuiltIndex {
   lastModified: Date | null;
 }
 
-async function buildIndex(c: Ctx): Promise<BuiltIndex> {
+/**
+ * The index is rebuilt at most once per version-list TTL (config cacheTtl, 2 s by default) for
+ * each caller identity: pveam fetches .gz and .asc back to back, and many hosts update at once.
+ */
+const built = new Map<string, { at: number; value: Promise<BuiltIndex> }>();
+
+function buildIndex(c: Ctx): Promise<BuiltIndex> {
+  const principal = c.get("principal");
+  const id = `${principal.kind === "token" ? principal.id : "anonymous"} ${new URL(c.req.url).origin}`;
+  const ttl = deps(c).index.ttlMs;
+  const hit = built.get(id);
+  if (hit && Date.now() - hit.at < ttl) return hit.value;
+  const value = renderIndex(c);
+  if (built.size > 1000) built.clear();
+  built.set(id, { at: Date.now(), value });
+  value.catch(() => built.delete(id));
+  return value;
+}
+
+async function renderIndex(c: Ctx): Promise<BuiltIndex> {
   const config = c.get("config");
   const base = (config.compat.publicUrl ?? new URL(c.req.url).origin).replace(/\/+$/, "");
   const records: AplinfoRecord[] = [];
