@@ -44,6 +44,14 @@ if (opts.load) {
 }
 
 const MiB = 1024 * 1024;
+// On two or more cores, servers under test run on core 1 and their clients (curl, the load
+// loop) on core 0 (taskset), so a comparison is not decided by how the scheduler shares the
+// cores with whatever else runs. nginx runs one worker, the registry one event loop.
+const pin = os.cpus().length >= 2 && hasTool("taskset");
+const onClientCore = (cmd, args) => (pin ? ["taskset", ["-c", "0", cmd, ...args]] : [cmd, args]);
+const pinServer = (pid) => {
+  if (pin) execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
+};
 const results = [];
 const work = await mkdtemp(join(tmpdir(), "templar-bench-"));
 const cleanups = [];
@@ -60,11 +68,7 @@ async function main() {
   const concurrent = Number(opts.concurrent);
   const repeat = Math.max(1, Number(opts.repeat));
   for (const tool of ["curl", "nginx", "sha256sum", "cp"]) {
-    try {
-      execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    } catch {
-      throw new Error(`bench needs ${tool} (apt-get install nginx curl)`);
-    }
+    if (!hasTool(tool)) throw new Error(`bench needs ${tool} (apt-get install nginx curl)`);
   }
   log(`work directory ${work}`);
   const big = await template("bench-big-x86_64", "1.0.0", bigMiB);
@@ -114,6 +118,7 @@ async function main() {
   // A fresh registry process for the downloads, so its peak RSS is theirs alone.
   registry = await startRegistry(storage, config);
   cleanups.push(() => registry.stop());
+  pinServer(registry.pid);
   const nginx = await startNginx(join(storage, "blobs", "sha256"));
   cleanups.push(() => nginx.stop());
   const blobUrl = (base, d) => `${base}/v1/blobs/${d}`;
@@ -203,21 +208,23 @@ async function main() {
   const manifestBytes = await (
     await fetch(`${registry.url}/v1/templates/bench-range-x86_64/1.0.0`)
   ).arrayBuffer();
-  const bare = http.createServer((_req, res) => {
-    res.writeHead(200, { "content-type": "application/json", "content-length": manifestBytes.byteLength });
-    res.end(Buffer.from(manifestBytes));
-  });
-  await new Promise((r) => bare.listen(0, "127.0.0.1", r));
-  cleanups.push(() => new Promise((r) => bare.close(r)));
-  // The bare server runs in this process, the load loop in a child: each gets a core.
+  // The bare server is a child process like the registry, pinned like it.
+  const manifestFile = join(work, "bare-manifest.json");
+  await writeFile(manifestFile, Buffer.from(manifestBytes));
+  const bare = await startBare(manifestFile);
+  cleanups.push(() => bare.stop());
+  if (pin) {
+    for (const pid of [registry.pid, bare.pid])
+      execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
+  }
   let rangeRps = 0;
   let bareRps = 0;
-  for (let i = 0; i < repeat; i++) {
+  for (let i = 0; i < Math.max(3, repeat); i++) {
     rangeRps = Math.max(
       rangeRps,
       await load(`${registry.url}/v1/templates/bench-range-x86_64/${encodeURIComponent("^1")}`),
     );
-    bareRps = Math.max(bareRps, await load(`http://127.0.0.1:${bare.address().port}/`));
+    bareRps = Math.max(bareRps, await load(bare.url));
   }
   record(
     "manifest by range (^1 over 200 versions) vs bare node:http fixed JSON",
@@ -229,7 +236,10 @@ async function main() {
   );
 
   const load1 = (await readFile("/proc/loadavg", "utf8")).split(" ")[0];
-  process.stdout.write(`\nresults (load average ${load1} on ${os.cpus().length} cores at the end)\n`);
+  const pinning = pin ? "servers pinned to core 1, clients to core 0" : "not pinned";
+  process.stdout.write(
+    `\nresults (${pinning}; load average ${load1} on ${os.cpus().length} cores at the end)\n`,
+  );
   for (const r of results) {
     const ratio = r.ratio === undefined ? "" : ` ratio ${r.ratio.toFixed(2)}x`;
     process.stdout.write(`  ${r.ok ? "ok  " : "MISS"} ${r.what}: ${r.value}${ratio} (target ${r.target})\n`);
@@ -379,6 +389,7 @@ http {
 `,
   );
   const child = spawn("nginx", ["-c", conf, "-g", "daemon off;"], { stdio: "ignore" });
+  pinServer(child.pid);
   for (let i = 0; i < 100; i++) {
     const ok = await fetch(`http://127.0.0.1:${port}/`).then(
       () => true,
@@ -400,10 +411,8 @@ http {
 
 /** Seconds curl takes to fetch `url` to /dev/null. */
 function curlTime(url) {
-  const out = execFileSync("curl", ["-sS", "-f", "-o", "/dev/null", "-w", "%{time_total}", url], {
-    encoding: "utf8",
-  });
-  return Number(out);
+  const [cmd, args] = onClientCore("curl", ["-sS", "-f", "-o", "/dev/null", "-w", "%{time_total}", url]);
+  return Number(execFileSync(cmd, args, { encoding: "utf8" }));
 }
 
 /** Wall seconds for `n` curls fetching `url` at once. */
@@ -414,7 +423,8 @@ async function concurrentCurl(url, n) {
       { length: n },
       () =>
         new Promise((resolve, reject) => {
-          const child = spawn("curl", ["-sS", "-f", "-o", "/dev/null", url], { stdio: "ignore" });
+          const [cmd, args] = onClientCore("curl", ["-sS", "-f", "-o", "/dev/null", url]);
+          const child = spawn(cmd, args, { stdio: "ignore" });
           child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`curl exited ${code}`))));
         }),
     ),
@@ -443,11 +453,11 @@ function sampleRss(pid) {
 
 /** Requests per second the child load loop reaches against `url`. */
 async function load(url) {
-  // Asynchronous: the bare server answers from this very process.
   const args = ["--load", url, "--seconds", opts.seconds, "--connections", opts.connections];
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const command = [process.execPath, fileURLToPath(import.meta.url), ...args];
+  const child = pin
+    ? spawn("taskset", ["-c", "0", ...command], { stdio: ["ignore", "pipe", "inherit"] })
+    : spawn(command[0], command.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (d) => {
     out += d;
@@ -456,6 +466,39 @@ async function load(url) {
   const { requests, seconds, errors } = JSON.parse(out);
   if (errors > 0) throw new Error(`${errors} failed requests against ${url}`);
   return requests / seconds;
+}
+
+function hasTool(tool) {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A bare node:http server answering every request with the same JSON file. */
+async function startBare(file) {
+  const code = `
+    const body = require("fs").readFileSync(${JSON.stringify(file)});
+    require("http").createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": body.length });
+      res.end(body);
+    }).listen(0, "127.0.0.1", function () { console.log(this.address().port); });`;
+  const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise((resolve) =>
+    child.stdout.once("data", (d) => resolve(Number(String(d).trim()))),
+  );
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    pid: child.pid,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", resolve);
+        child.kill("SIGTERM");
+      }),
+  };
 }
 
 /** Keep-alive GETs on `connections` sockets for `seconds`, counting complete 200 answers. */

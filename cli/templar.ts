@@ -35,11 +35,22 @@ async function main(argv: string[]): Promise<number> {
   return command.run(rest);
 }
 
+// A command whose promise never settles (a bug: nothing left to wait for) must not exit 0.
+let settled = false;
+process.on("exit", (code) => {
+  if (!settled && code === 0) {
+    process.stderr.write("templar: internal error: the command stopped before it finished\n");
+    process.exitCode = ExitCode.failure;
+  }
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
+    settled = true;
     process.exitCode = code;
   },
   (err: unknown) => {
+    settled = true;
     if (err instanceof UserError) {
       process.stderr.write(`templar: ${err.message}\n`);
       process.exitCode = err.exitCode;

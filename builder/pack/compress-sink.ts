@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, createWriteStream, openSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { closeSync, constants, createWriteStream, openSync } from "node:fs";
+import { open, rm } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { UserError } from "../../common/errors.js";
 import type { CodecChoice } from "./codecs.js";
 
 /**
@@ -16,8 +17,13 @@ export interface CompressSink {
   write(chunk: Buffer, done: (err?: Error | null) => void): void;
   /** Ends the input and waits until the output file is complete. */
   finish(): Promise<void>;
-  /** Stops the compressor and removes its output. Never throws. */
-  abort(): Promise<void>;
+  /**
+   * Stops the compressor and removes its output. Never throws. `graceMs`: first give a compressor
+   * that is already ending (its input closed) that long to exit with its own status.
+   */
+  abort(graceMs?: number): Promise<void>;
+  /** After abort: why the compressor failed on its own (not killed by us), if it did. */
+  failure(): Error | undefined;
 }
 
 class ProgramSink implements CompressSink {
@@ -64,7 +70,7 @@ class ProgramSink implements CompressSink {
   private exitError(code: number | null, signal: string | null, what: string): Error {
     const detail = this.stderr.trim().split("\n")[0] ?? "";
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
-    return new Error(`${this.label} ${what} (${how})${detail ? `: ${detail}` : ""}`);
+    return new UserError(`${this.label} ${what} (${how})${detail ? `: ${detail}` : ""}`);
   }
 
   write(chunk: Buffer, done: (err?: Error | null) => void): void {
@@ -78,6 +84,10 @@ class ProgramSink implements CompressSink {
     this.child.stdin!.end();
     const { code, signal } = await this.exited;
     if (code !== 0) throw this.error ?? this.exitError(code, signal, "failed");
+  }
+
+  failure(): Error | undefined {
+    return this.error;
   }
 
   async abort(): Promise<void> {
@@ -121,11 +131,137 @@ class TransformSink implements CompressSink {
     await this.done;
   }
 
+  failure(): Error | undefined {
+    return this.error;
+  }
+
   async abort(): Promise<void> {
     this.transform.destroy();
     await this.done.catch(() => {});
     await rm(this.outPath, { force: true });
   }
+}
+
+/**
+ * A compressor program reading a fifo that the tar reader thread writes into directly (blocking
+ * writes, like `tar | zstd`). `write` is not used: data never passes through the main thread.
+ */
+class FifoProgramSink implements CompressSink {
+  readonly failed: Promise<never>;
+  private child: ChildProcess | undefined;
+  private readonly started: Promise<void>;
+  private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private stderr = "";
+  private error: Error | undefined;
+  private ending = false;
+  private opened = false;
+  private killed = false;
+  private ownFailure: Error | undefined;
+
+  constructor(
+    readonly label: string,
+    path: string,
+    args: string[],
+    private readonly outPath: string,
+    private readonly fifo: string,
+  ) {
+    const outFd = openSync(outPath, "wx", 0o644);
+    let exitedResolve!: (v: { code: number | null; signal: NodeJS.Signals | null }) => void;
+    this.exited = new Promise((resolve) => {
+      exitedResolve = resolve;
+    });
+    let fail!: (err: Error) => void;
+    this.failed = new Promise<never>((_, reject) => {
+      fail = (err: Error) => {
+        this.error ??= err;
+        reject(this.error);
+      };
+    });
+    this.failed.catch(() => {});
+    // Opening a fifo for reading waits (in the libuv pool) for the writer: the reader thread.
+    this.started = open(fifo, "r").then(
+      (handle) => {
+        this.opened = true;
+        try {
+          const child = spawn(path, args, { stdio: [handle.fd, outFd, "pipe"] });
+          this.child = child;
+          child.stderr!.on("data", (c: Buffer) => {
+            if (this.stderr.length < 4096) this.stderr += c.toString("utf8");
+          });
+          child.on("error", fail);
+          child.on("close", (code, signal) => {
+            exitedResolve({ code, signal });
+            // Exit 0 before finish(): the reader closed the fifo (done, or failed itself and says why).
+            if (code !== 0 && !this.killed) {
+              this.ownFailure ??= this.exitError(code, signal, "exited early");
+              if (!this.ending) fail(this.ownFailure);
+            }
+          });
+        } finally {
+          void handle.close();
+          closeSync(outFd);
+        }
+      },
+      (err: Error) => {
+        closeSync(outFd);
+        fail(err);
+        exitedResolve({ code: null, signal: null });
+      },
+    );
+  }
+
+  private exitError(code: number | null, signal: string | null, what: string): Error {
+    const detail = this.stderr.trim().split("\n")[0] ?? "";
+    const how = signal ? `signal ${signal}` : `exit code ${code}`;
+    return new UserError(`${this.label} ${what} (${how})${detail ? `: ${detail}` : ""}`);
+  }
+
+  write(_chunk: Buffer, done: (err?: Error | null) => void): void {
+    done(new Error(`internal: ${this.label} reads a fifo`));
+  }
+
+  failure(): Error | undefined {
+    return this.ownFailure;
+  }
+
+  /** Call once the reader thread has closed the fifo (end of input). */
+  async finish(): Promise<void> {
+    this.ending = true;
+    await this.started;
+    if (this.error) throw this.error;
+    const { code, signal } = await this.exited;
+    if (code !== 0) throw this.error ?? this.exitError(code, signal, "failed");
+  }
+
+  async abort(graceMs = 0): Promise<void> {
+    this.ending = true;
+    if (!this.opened) {
+      // Release our pending open: a non-blocking writer makes it return (then EOF).
+      try {
+        closeSync(openSync(this.fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        // the open already failed or finished
+      }
+    }
+    await this.started.catch(() => {});
+    if (graceMs > 0) await Promise.race([this.exited, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      this.killed = true;
+      child.kill("SIGKILL");
+    }
+    await this.exited;
+    await rm(this.outPath, { force: true });
+  }
+}
+
+/** Feeds a compressor program through `fifo` written by the reader thread (see FifoProgramSink). */
+export function openFifoSink(
+  choice: CodecChoice & { kind: "program" },
+  outPath: string,
+  fifo: string,
+): CompressSink {
+  return new FifoProgramSink(choice.label, choice.path, choice.spec.args, outPath, fifo);
 }
 
 export async function openCompressSink(choice: CodecChoice, outPath: string): Promise<CompressSink> {

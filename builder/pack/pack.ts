@@ -1,7 +1,9 @@
-import { createHash } from "node:crypto";
-import { rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { closeSync, constants, mkdtempSync, openSync, rmSync } from "node:fs";
 import { mkdir, rm, stat } from "node:fs/promises";
-import { join, relative, resolve, sep } from "node:path";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { promisify } from "node:util";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
 import { sha256File, toDigest } from "../../common/digest.js";
 import { UserError, usageError } from "../../common/errors.js";
@@ -15,8 +17,8 @@ import {
 } from "../../common/manifest-files.js";
 import { assertTemplateName, assertVersion } from "../../common/names.js";
 import { chooseCodec } from "./codecs.js";
-import { type CompressSink, openCompressSink } from "./compress-sink.js";
-import { produceTar, type TarProduction } from "./tar-producer.js";
+import { type CompressSink, openCompressSink, openFifoSink } from "./compress-sink.js";
+import { CompressorGoneError, canUseFifos, produceTar, type TarProduction } from "./tar-producer.js";
 import type { PackOptions, PackResult } from "./types.js";
 import { readTreeXattrs } from "./xattrs.js";
 
@@ -25,10 +27,25 @@ export const DEFAULT_FORMATS: Format[] = ["tar.zst", "tar.gz"];
 /** Temporary outputs of packs in progress, so an interrupted `templar pack` can remove them. */
 const inProgress = new Set<string>();
 
-/** Removes every temporary output of packs still running (for SIGINT/SIGTERM handlers). */
+/** Fifos of packs in progress: an exit must first release opens still waiting on them. */
+const activeFifos = new Set<string>();
+
+/**
+ * Removes every temporary output of packs still running (for SIGINT/SIGTERM handlers), and
+ * releases fifo opens still pending in the libuv pool, which would otherwise block the exit.
+ */
 export function removePartialOutputsSync(): void {
+  for (const fifo of activeFifos) {
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // nobody waits on it
+    }
+  }
   for (const path of inProgress) rmSync(path, { force: true });
+  for (const fifo of activeFifos) rmSync(dirname(fifo), { recursive: true, force: true });
   inProgress.clear();
+  activeFifos.clear();
 }
 
 /** SOURCE_DATE_EPOCH from the option or the environment; undefined when neither is set. */
@@ -58,6 +75,16 @@ async function checkRootfs(rootfs: string): Promise<string> {
   }
   if (!info.isDirectory()) throw new UserError(`rootfs ${rootfs} is not a directory`);
   return root;
+}
+
+/** Node has no mkfifo(3); coreutils' mkfifo is everywhere tar is. One run makes them all. */
+async function makeFifos(paths: string[]): Promise<void> {
+  if (paths.length === 0) return;
+  try {
+    await promisify(execFile)("mkfifo", ["-m", "600", ...paths]);
+  } catch (err) {
+    throw new UserError(`cannot make a fifo in ${tmpdir()}: ${(err as Error).message.split("\n")[0]}`);
+  }
 }
 
 /** Orders manifest keys as DESIGN.md shows them, whatever order the caller's fields come in. */
@@ -119,43 +146,65 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
   const committed: string[] = [];
   let production: TarProduction | undefined;
   for (const t of targets) inProgress.add(t.tempPath);
+  let fifoDir: string | undefined;
   try {
-    // Start-up latency counts (the reference is tar | zstd): getfattr and the reader thread start
-    // first, the compressors while they warm up; early chunks wait in `queued`.
+    // Start-up latency counts (the reference is tar | zstd): getfattr, the compressors and the
+    // reader thread all start at once.
     const xattrs = readTreeXattrs(root);
     xattrs.catch(() => {});
-    const hash = createHash("sha256");
-    let tarBytes = 0;
+    const useFifos = canUseFifos() && choices.some((c) => c.kind === "program");
+    if (useFifos) fifoDir = mkdtempSync(join(tmpdir(), "templar-pack-"));
+    const fifoOf = choices.map((c, i) =>
+      fifoDir && c.kind === "program" ? join(fifoDir, `${i}.fifo`) : undefined,
+    );
+    const fifos = fifoOf.filter((f): f is string => f !== undefined);
+    for (const f of fifos) activeFifos.add(f);
+    const fifosReady = makeFifos(fifos);
+    fifosReady.catch(() => {});
+    // Sinks the main thread feeds: in-process compressors, or programs when there is no worker.
+    const relayIndexes = choices.flatMap((_, i) => (fifoOf[i] ? [] : [i]));
+    let relaySinks: CompressSink[] | undefined;
+    let queued: [Buffer, () => void][] = [];
     let sinkError: Error | undefined;
-    let queued: [Buffer, () => void][] | undefined = [];
     const deliver = (chunk: Buffer, release: () => void) => {
-      let pending = sinks.length;
-      for (const sink of sinks) {
+      let pending = relaySinks!.length;
+      for (const sink of relaySinks!) {
         sink.write(chunk, (err) => {
           if (err) sinkError ??= err;
           if (--pending === 0) release();
         });
       }
     };
+    // The reader thread boots while the fifos are made and the compressors start.
     production = produceTar({
       root,
       mtimeClamp: sde,
       xattrs,
-      onChunk: (chunk, entriesSoFar, release) => {
-        // Hashing here overlaps with the worker filling the next chunk.
-        hash.update(chunk);
-        tarBytes += chunk.length;
-        options.onProgress?.(tarBytes, entriesSoFar);
-        if (queued) queued.push([chunk, release]);
-        else deliver(chunk, release);
-      },
+      fifos,
+      fifosReady,
+      onProgress: options.onProgress,
+      onChunk:
+        relayIndexes.length === 0
+          ? undefined
+          : (chunk, _entries, release) => {
+              if (relaySinks) deliver(chunk, release);
+              else queued.push([chunk, release]);
+            },
     });
     production.done.catch(() => {});
-    for (const [i, choice] of choices.entries())
-      sinks.push(await openCompressSink(choice, targets[i]!.tempPath));
+    await fifosReady;
+    for (const [i, choice] of choices.entries()) {
+      const fifo = fifoOf[i];
+      if (fifo && choice.kind === "program") sinks.push(openFifoSink(choice, targets[i]!.tempPath, fifo));
+      else sinks.push(await openCompressSink(choice, targets[i]!.tempPath));
+    }
+    relaySinks = relayIndexes.map((i) => sinks[i]!);
     for (const [chunk, release] of queued) deliver(chunk, release);
-    queued = undefined;
-    const { entries, size, warnings } = await Promise.race([production.done, ...sinks.map((s) => s.failed)]);
+    queued = [];
+    const { entries, size, warnings, sha256 } = await Promise.race([
+      production.done,
+      ...sinks.map((s) => s.failed),
+    ]);
     if (sinkError) throw sinkError;
     await Promise.all(sinks.map((s) => s.finish()));
     const artifacts: Artifact[] = await Promise.all(
@@ -170,7 +219,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     const manifest = buildManifest(
       options,
       created,
-      { tarSha256: hash.digest("hex"), tarSize: size, entries },
+      { tarSha256: sha256, tarSize: size, entries },
       artifacts,
     );
     const manifestPath = join(outDir, manifestFileName(options.name, options.version));
@@ -185,11 +234,19 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     });
     return { manifest, manifestPath, files, warnings };
   } catch (err) {
+    // Compressors first: the reader thread may be blocked writing to one of them.
+    const grace = err instanceof CompressorGoneError ? 2000 : 0;
+    await Promise.all(sinks.map((s) => s.abort(grace)));
     await production?.cancel();
-    await Promise.all(sinks.map((s) => s.abort()));
     await Promise.all([...targets.map((t) => t.abort()), ...committed.map((p) => rm(p, { force: true }))]);
+    if (err instanceof CompressorGoneError) {
+      // The reader saw EPIPE; the compressor's own exit (recorded before abort returned) says why.
+      throw sinks.map((s) => s.failure()).find((e) => e !== undefined) ?? err;
+    }
     throw err;
   } finally {
     for (const t of targets) inProgress.delete(t.tempPath);
+    for (const f of activeFifos) if (fifoDir && f.startsWith(fifoDir)) activeFifos.delete(f);
+    if (fifoDir) await rm(fifoDir, { recursive: true, force: true });
   }
 }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
@@ -12,12 +13,20 @@ export interface ProducerRequest {
   chunkSize: number;
   /** Chunks in flight at most: bounds memory and is the backpressure between reader and writers. */
   poolSize: number;
+  /** Fifos the worker writes every chunk to (compressor programs read them). */
+  fifos: string[];
+  /** Whether chunks also go to the main thread (in-process compressors). */
+  relay: boolean;
 }
 
 export type ProducerMessage =
   | { type: "chunk"; buffer: ArrayBuffer; length: number; entries: number }
-  | { type: "done"; entries: number; size: number; warnings: string[] }
-  | { type: "error"; message: string; user: boolean; exitCode: number };
+  | { type: "progress"; bytes: number; entries: number }
+  | { type: "done"; entries: number; size: number; warnings: string[]; sha256: string }
+  | { type: "error"; message: string; user: boolean; exitCode: number; compressorGone: boolean };
+
+/** The reader thread hit EPIPE: a compressor program died; its own error says why. */
+export class CompressorGoneError extends UserError {}
 
 export interface ProduceOptions {
   root: string;
@@ -25,10 +34,16 @@ export interface ProduceOptions {
   /** The tree's extended attributes (readTreeXattrs), read by the caller while the worker starts. */
   xattrs: Promise<XattrMap>;
   /**
-   * Gets every chunk of the tar stream in order. `release` must be called once nobody reads the
-   * chunk any more; the buffer is then reused for later chunks.
+   * Gets every chunk of the tar stream in order (for in-process compressors, and for programs
+   * when there is no worker). `release` must be called once nobody reads the chunk any more; the
+   * buffer is then reused for later chunks. Without it, chunks only go to `fifos`.
    */
-  onChunk: (chunk: Buffer, entries: number, release: () => void) => void;
+  onChunk?: (chunk: Buffer, entries: number, release: () => void) => void;
+  /** Worker mode only: fifos the reader thread writes every chunk to, blocking (see canUseFifos). */
+  fifos?: string[];
+  /** Resolves once the fifos exist; the worker opens them only then. */
+  fifosReady?: Promise<void>;
+  onProgress?: (bytes: number, entries: number) => void;
   chunkSize?: number;
   poolSize?: number;
 }
@@ -37,6 +52,8 @@ export interface ProduceResult {
   entries: number;
   size: number;
   warnings: string[];
+  /** sha256 of the whole tar stream (hex). */
+  sha256: string;
 }
 
 export interface TarProduction {
@@ -58,10 +75,17 @@ export function produceTar(options: ProduceOptions): TarProduction {
     mtimeClamp: options.mtimeClamp,
     chunkSize: options.chunkSize ?? 1 << 20,
     poolSize: options.poolSize ?? 8,
+    fifos: options.fifos ?? [],
+    relay: options.onChunk !== undefined,
   };
-  const workerFile = fileURLToPath(WORKER_URL);
-  if (existsSync(workerFile)) return produceInWorker(workerFile, request, options);
+  if (canUseFifos()) return produceInWorker(fileURLToPath(WORKER_URL), request, options);
+  if (request.fifos.length > 0) throw new Error("internal: fifos need the worker thread");
   return produceInThread(request, options);
+}
+
+/** True when the compiled worker exists, so compressor programs can be fed through fifos. */
+export function canUseFifos(): boolean {
+  return existsSync(fileURLToPath(WORKER_URL));
 }
 
 /** Structured clone turns Buffers into Uint8Arrays; the worker turns them back. */
@@ -78,6 +102,13 @@ function produceInWorker(
     resourceLimits: { maxYoungGenerationSizeMb: 48 },
   });
   let finished = false;
+  let relayed = 0;
+  (options.fifosReady ?? Promise.resolve()).then(
+    () => {
+      if (!finished) worker.postMessage({ type: "fifos-ready" });
+    },
+    () => {},
+  );
   options.xattrs.then(
     (map) => {
       if (!finished) worker.postMessage({ type: "xattrs", list: [...map] satisfies XattrList });
@@ -94,17 +125,26 @@ function produceInWorker(
     worker.on("message", (message: ProducerMessage) => {
       if (message.type === "chunk") {
         const buffer = message.buffer;
-        options.onChunk(Buffer.from(buffer, 0, message.length), message.entries, () => {
+        relayed += message.length;
+        options.onProgress?.(relayed, message.entries);
+        options.onChunk?.(Buffer.from(buffer, 0, message.length), message.entries, () => {
           if (!finished) worker.postMessage({ type: "return", buffer }, [buffer]);
         });
+      } else if (message.type === "progress") {
+        options.onProgress?.(message.bytes, message.entries);
       } else if (message.type === "done") {
         finished = true;
         void worker.terminate();
-        resolve({ entries: message.entries, size: message.size, warnings: message.warnings });
+        const { entries, size, warnings, sha256 } = message;
+        resolve({ entries, size, warnings, sha256 });
       } else {
         finished = true;
         void worker.terminate();
-        reject(message.user ? new UserError(message.message, message.exitCode) : new Error(message.message));
+        if (message.compressorGone) reject(new CompressorGoneError(message.message));
+        else
+          reject(
+            message.user ? new UserError(message.message, message.exitCode) : new Error(message.message),
+          );
       }
     });
     worker.on("error", (err) => {
@@ -146,6 +186,8 @@ function produceInThread(request: ProducerRequest, options: ProduceOptions): Tar
   };
   const run = async (): Promise<ProduceResult> => {
     const warnings: string[] = [];
+    const hash = createHash("sha256");
+    let bytes = 0;
     const xattrs = await options.xattrs;
     const result = await writeTar({
       root: request.root,
@@ -158,7 +200,11 @@ function produceInThread(request: ProducerRequest, options: ProduceOptions): Tar
         entries = n;
       },
       emit: (chunk) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+        options.onProgress?.(bytes, entries);
         const whole = Buffer.from(chunk.buffer, chunk.byteOffset, request.chunkSize);
+        if (!options.onChunk) throw new Error("internal: no consumer for the tar stream");
         options.onChunk(chunk, entries, () => {
           free.push(whole);
           const wake = waiter;
@@ -168,7 +214,7 @@ function produceInThread(request: ProducerRequest, options: ProduceOptions): Tar
         return undefined;
       },
     });
-    return { ...result, warnings };
+    return { ...result, warnings, sha256: hash.digest("hex") };
   };
   return {
     done: run(),

@@ -131,10 +131,11 @@ export async function pushTemplate(
     const head = await client.request("HEAD", `v1/blobs/${entry.artifact.digest}`, {
       what,
       idempotent: true,
-      accept: [404],
+      // A push-only token may not read blobs: then we cannot know, and upload (harmless if present).
+      accept: [401, 403, 404],
     });
     head.discard();
-    if (head.status === 404) missing.push(entry);
+    if (head.status !== 200) missing.push(entry);
   }
   const total = missing.reduce((sum, e) => sum + e.artifact.size, 0);
   let done = 0;

@@ -115,6 +115,23 @@ describe.skipIf(!ready)("templar pack and inspect from the command line", () => 
     expect(readdirSync(out)).toEqual([]);
   });
 
+  it("reports a compressor that fails half-way, and leaves nothing behind", () => {
+    const fake = join(work, "fake-bin");
+    mkdirSync(fake);
+    // A zstd that reads a little, then fails: the reader thread meets EPIPE, the error names zstd.
+    writeFileSync(
+      join(fake, "zstd"),
+      "#!/bin/sh\nhead -c 100000 > /dev/null\necho 'zstd: simulated failure' >&2\nexit 1\n",
+      {
+        mode: 0o755,
+      },
+    );
+    const out = join(work, "o-failing");
+    const r = runCli(["pack", tree, ...base(out)], { env: { PATH: `${fake}:${process.env.PATH}` } });
+    expectOneLineError(r, /^templar: zstd exited early \(exit code 1\): zstd: simulated failure$/);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
   describe("inspect", () => {
     let out: string;
     beforeAll(() => {
