@@ -137,12 +137,14 @@ describe.skipIf(!ready)("trust: signatures from pack to pull", () => {
     const manifestFile = join(reg.storageDir, keys.manifest(name, "13.1.0"));
     const signatureFile = join(reg.storageDir, keys.signature(name, "13.1.0"));
     const original = await readFile(manifestFile);
+    // Storage is changed under the running registry: exact versions are always read from
+    // storage (ranges and latest may use a listing cached for a moment).
     const originalSig = await readFile(signatureFile, "utf8");
 
     // The manifest changed in storage: one byte of its description.
     await writeFile(manifestFile, Buffer.from(original.toString("utf8").replace('"name"', '"name" ')));
     let d = dest();
-    let r = await pull(name, d);
+    let r = await pull(`${name}@13.1.0`, d);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/manifest signature: BAD signature/);
     expect(await visible(d)).toEqual([]);
@@ -152,7 +154,7 @@ describe.skipIf(!ready)("trust: signatures from pack to pull", () => {
     const otherSig = await readFile(`${signed.manifestPath}.asc`, "utf8");
     await writeFile(signatureFile, otherSig);
     d = dest();
-    r = await pull(name, d);
+    r = await pull(`${name}@13.1.0`, d);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/BAD signature/);
     expect(await visible(d)).toEqual([]);
@@ -163,7 +165,7 @@ describe.skipIf(!ready)("trust: signatures from pack to pull", () => {
     lines[body] = lines[body]!.slice(0, 10) + (lines[body]![10] === "A" ? "B" : "A") + lines[body]!.slice(11);
     await writeFile(signatureFile, lines.join("\n"));
     d = dest();
-    r = await pull(name, d);
+    r = await pull(`${name}@13.1.0`, d);
     expect(r.code).toBe(3);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(await visible(d)).toEqual([]);
@@ -176,7 +178,7 @@ describe.skipIf(!ready)("trust: signatures from pack to pull", () => {
     bytes[bytes.length >> 1]! ^= 0xff;
     await writeFile(blob, bytes);
     d = dest();
-    r = await pull(name, d);
+    r = await pull(`${name}@13.1.0`, d);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/sha256/);
     expect(await visible(d)).toEqual([]);
