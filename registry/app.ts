@@ -1,11 +1,14 @@
 import { Hono } from "hono";
 import { routePath } from "hono/route";
 import { authenticate } from "./auth.js";
+import { getListing, getPrecreatedFile } from "./compat/precreated.js";
+import { getAplinfo, getAplinfoGz, getAplinfoSignature, getProxmoxFile } from "./compat/proxmox.js";
 import type { RegistryDeps, RegistryEnv } from "./context.js";
 import { errorBody, toErrorResponse } from "./errors.js";
 import { getBlob, putBlob } from "./handlers/blobs.js";
 import { healthz, metrics, readyz } from "./handlers/health.js";
 import { deleteVersion, getManifest, getSignature, putManifest, putSignature } from "./handlers/manifests.js";
+import { getArtifactSignature, putArtifactSignature } from "./handlers/signatures.js";
 import { deleteTag, putTag } from "./handlers/tags.js";
 import { getCatalog, getTemplate } from "./handlers/templates.js";
 import { abortUpload, completeUpload, createUpload, patchUpload, uploadStatus } from "./handlers/uploads.js";
@@ -18,18 +21,21 @@ import { pageContext, pages } from "./pages/index.js";
 export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
   const app = new Hono<RegistryEnv>();
   app.use("*", requestLog(deps));
-  app.use("/v1/*", async (c, next) => {
+  const principal = async (c: import("hono").Context<RegistryEnv>, next: () => Promise<void>) => {
     const config = await deps.config.get();
     c.set("config", config);
     c.set("principal", authenticate(c.req.header("authorization"), config));
     await next();
-  });
+  };
+  for (const path of ["/v1/*", "/precreated/*", "/aplinfo.dat*", "/proxmox/*"]) app.use(path, principal);
 
   app.get("/v1/templates", getCatalog);
   app.get("/v1/templates/:name", getTemplate);
   app.put("/v1/templates/:name/tags/:tag", putTag);
   app.delete("/v1/templates/:name/tags/:tag", deleteTag);
   app.get("/v1/templates/:name/:version/signature", getSignature);
+  app.get("/v1/templates/:name/:version/signature/:format", getArtifactSignature);
+  app.put("/v1/templates/:name/:version/signature/:format", putArtifactSignature);
   app.put("/v1/templates/:name/:version/signature", putSignature);
   app.get("/v1/templates/:name/:ref", getManifest);
   app.put("/v1/templates/:name/:version", putManifest);
@@ -43,6 +49,16 @@ export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
   app.get("/v1/uploads/:id", uploadStatus);
   app.put("/v1/uploads/:id", completeUpload);
   app.delete("/v1/uploads/:id", abortUpload);
+
+  // Host compatibility (registry/compat/): OpenVZ's vztmpl-dl and Proxmox's pveam, unchanged.
+  app.get("/precreated/.listing", getListing);
+  app.get("/precreated/:channel/.listing", getListing);
+  app.get("/precreated/:file", getPrecreatedFile);
+  app.get("/precreated/:channel/:file", getPrecreatedFile);
+  app.get("/aplinfo.dat", getAplinfo);
+  app.get("/aplinfo.dat.gz", getAplinfoGz);
+  app.get("/aplinfo.dat.asc", getAplinfoSignature);
+  app.get("/proxmox/:file", getProxmoxFile);
 
   app.get("/healthz", healthz);
   app.get("/readyz", readyz);

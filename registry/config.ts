@@ -26,6 +26,15 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  *     forcePathStyle: true
  *     redirect: false          # true: blob GETs answer 307 to a presigned URL
  *     presignSeconds: 900
+ *   pushPolicy:                # optional: only accept manifests signed by these keys
+ *     keyrings: [maintainers.asc]   # public key files (armoured or binary); relative to this file
+ *     fingerprints: []         # optional: of those keys, only these (40 hex) may sign
+ *   indexKey:                  # the registry's own key: signs aplinfo.dat (templar key generate)
+ *     file: index.key.asc
+ *     passphraseFile: index.pass   # else TEMPLAR_INDEX_PASSPHRASE
+ *   compat:
+ *     maintainer: "Example Templates <templates@example.org>"   # aplinfo.dat Maintainer
+ *     publicUrl: https://templates.example.org   # base for Infopage links (else the request's)
  */
 export const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const duration = z.string().regex(DURATION, "expected a duration such as 30s, 15m, 1h or 7d");
@@ -54,6 +63,21 @@ export const RegistryConfigSchema = z.strictObject({
   tokens: z.array(TokenEntrySchema).default([]),
   /** S3 storage settings (endpoint, region, forcePathStyle, redirect, ...): registry/storage/s3-config.ts */
   s3: S3ConfigSectionSchema.optional(),
+  pushPolicy: z
+    .strictObject({
+      keyrings: z.array(z.string().min(1)).min(1, "expected at least one public key file"),
+      fingerprints: z
+        .array(z.string().regex(/^(0x)?[0-9A-Fa-f ]{40,50}$/, "expected a 40 hex character fingerprint"))
+        .default([]),
+    })
+    .optional(),
+  indexKey: z.strictObject({ file: z.string().min(1), passphraseFile: z.string().optional() }).optional(),
+  compat: z
+    .strictObject({
+      maintainer: z.string().default("templar registry"),
+      publicUrl: z.url().optional(),
+    })
+    .prefault({}),
 });
 
 export type RegistryConfig = z.infer<typeof RegistryConfigSchema>;

@@ -65,6 +65,7 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
       const info = await storage.statBlob(hex);
       if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
       await storage.deleteBlob(hex);
+      await storage.deleteObject(keys.derived(hex)); // its md5/sha512 (registry/compat/checksums.ts)
     }
     deleted++;
     bytesFreed += size;

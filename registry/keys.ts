@@ -5,6 +5,11 @@ export const keys = {
   versions: (name: string) => `templates/${name}/versions/`,
   manifest: (name: string, version: string) => `templates/${name}/versions/${version}.json`,
   signature: (name: string, version: string) => `templates/${name}/versions/${version}.json.asc`,
+  /** Detached signature of one artifact (what vztmpl-dl fetches as `<file>.asc`). */
+  artifactSignature: (name: string, version: string, format: string) =>
+    `templates/${name}/versions/${version}.${format}.asc`,
+  /** Values derived from a blob (md5/sha512 for aplinfo.dat): recomputable, deleted with the blob. */
+  derived: (hex: string) => `derived/sha256/${hex}.json`,
   tags: (name: string) => `templates/${name}/tags/`,
   tag: (name: string, tag: string) => `templates/${name}/tags/${tag}`,
 };

@@ -28,6 +28,14 @@ export const commands: Record<string, CommandEntry> = {
     summary: "templates in the local cache, or a registry's catalog (--remote)",
     load: async () => (await import("./list.js")).command,
   },
+  update: {
+    summary: "pull newer versions of templates in the local cache (--all)",
+    load: async () => (await import("./update.js")).command,
+  },
+  prune: {
+    summary: "remove local templates the registry no longer has",
+    load: async () => (await import("./prune.js")).command,
+  },
   token: {
     summary: "create a registry token (token create --scope ...)",
     load: async () => (await import("./token.js")).command,

@@ -2,14 +2,16 @@ import { stat } from "node:fs/promises";
 import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import type { Format } from "../../common/manifest.js";
 import { cachePaths, DEFAULT_CACHE, listCache } from "../../registry/client/cache.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { hostSettings } from "../../registry/client/host-config.js";
+import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";
 
 const help = `Usage: templar list [--remote [--registry URL] [--distro D] [--arch A]] [--dest DIR] [--json]
 
 Without --remote: the templates pulled into the local template cache (--dest, default
-$TEMPLAR_CACHE or ${DEFAULT_CACHE}) with their versions.
+$TEMPLAR_CACHE, the host config's dest, else ${DEFAULT_CACHE}, or with --proxmox
+/var/lib/vz/template/cache) with their installed versions and how they were verified.
 With --remote: the registry's catalog (name, latest version, distro, release, arch, updated).
 
 Options:
@@ -54,6 +56,7 @@ export const command: Command = {
       distro: { type: "string" },
       arch: { type: "string" },
       dest: { type: "string" },
+      proxmox: { type: "boolean" },
       json: { type: "boolean" },
     });
     if (positionals.length > 0) throw usageError("list: takes no arguments (see 'templar list --help')");
@@ -81,11 +84,11 @@ export const command: Command = {
       return ExitCode.ok;
     }
 
-    const dest = flagOrEnv(values.dest, "TEMPLAR_CACHE", DEFAULT_CACHE)!;
+    const { dest } = await hostSettings({ dest: values.dest, proxmox: values.proxmox });
     const origins = await listCache(dest);
     const entries = [];
     for (const o of origins) {
-      const path = cachePaths(dest, o.name, o.format as Format, "").final;
+      const path = cachePaths(dest, o.name, o.format as Format, "", o.file).final;
       const present = (await stat(path).catch(() => null))?.size === o.size;
       entries.push({ ...o, path, present });
     }
@@ -97,9 +100,10 @@ export const command: Command = {
         version: e.version,
         file: e.path.slice(e.path.lastIndexOf("/") + 1),
         state: e.present ? "ok" : "missing",
+        verified: e.verified ?? "",
         registry: e.registry,
       }));
-      process.stdout.write(table(rows, ["name", "version", "file", "state", "registry"]));
+      process.stdout.write(table(rows, ["name", "version", "file", "state", "verified", "registry"]));
     }
     return ExitCode.ok;
   },

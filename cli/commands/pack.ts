@@ -2,6 +2,7 @@ import { packTemplate, removePartialOutputsSync } from "../../builder/pack/pack.
 import { usageError } from "../../common/errors.js";
 import { FORMATS, type Format } from "../../common/manifest-files.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
+import { openSigner, signFiles } from "../../common/signing/signer.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 
@@ -18,6 +19,10 @@ Options:
   --formats LIST           comma-separated: zst, gz, xz (default: zst,gz)
   --source-date-epoch N    clamp mtimes to N and use it as 'created' (default: $SOURCE_DATE_EPOCH)
   --in-process             use the in-process compressors even when zstd/pigz are installed
+  --sign-key FILE          sign the manifest and each artifact (<file>.asc) with this armoured
+                           OpenPGP secret key (templar key generate; env TEMPLAR_SIGN_KEY)
+  --passphrase-file FILE   passphrase of a protected key (else $TEMPLAR_SIGN_PASSPHRASE)
+  --sign-with gpg:KEYID    sign with the gpg agent's key instead of a key file
   --json                   print the result as JSON on stdout
 `;
 
@@ -55,6 +60,9 @@ const command: Command = {
       "source-date-epoch": { type: "string" },
       "in-process": { type: "boolean" },
       json: { type: "boolean" },
+      "sign-key": { type: "string" },
+      "sign-with": { type: "string" },
+      "passphrase-file": { type: "string" },
     });
     if (positionals.length !== 1)
       throw usageError("pack: expected exactly one <rootfs-dir> (see 'templar pack --help')");
@@ -70,6 +78,12 @@ const command: Command = {
         process.exit(130);
       });
     }
+    // Open the key first: a wrong passphrase should fail before minutes of packing.
+    const signer = await openSigner({
+      keyFile: flagOrEnv(values["sign-key"], "TEMPLAR_SIGN_KEY"),
+      passphraseFile: values["passphrase-file"],
+      signWith: values["sign-with"],
+    });
     const progress = createProgress("pack", { unit: "bytes", enabled: !values.json });
     let entries = 0;
     const result = await packTemplate({
@@ -88,14 +102,21 @@ const command: Command = {
     const { manifest } = result;
     progress.finish(`${manifest.rootfs.entries || entries} entries`);
     for (const warning of result.warnings) process.stderr.write(`templar: warning: ${warning}\n`);
+    const signatures = signer
+      ? await signFiles(signer, [
+          result.manifestPath,
+          ...manifest.artifacts.map((a) => result.files[a.format]!).filter(Boolean),
+        ])
+      : [];
     if (values.json) {
-      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ ...result, signatures }, null, 2)}\n`);
       return 0;
     }
     const lines = [
       `${manifest.name} ${manifest.version}: tar ${formatBytes(manifest.rootfs.tarSize)}, ${manifest.rootfs.entries} entries, sha256 ${manifest.rootfs.tarSha256}`,
       ...manifest.artifacts.map((a) => `  ${result.files[a.format]}  ${formatBytes(a.size)}  ${a.digest}`),
       `  ${result.manifestPath}`,
+      ...(signer ? [`  signed by ${signer.description}: ${signatures.length} .asc files`] : []),
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
     return 0;

@@ -1,36 +1,52 @@
 import { ExitCode, usageError } from "../../common/errors.js";
 import type { Format } from "../../common/manifest.js";
 import { createProgress } from "../../common/progress.js";
-import { DEFAULT_CACHE } from "../../registry/client/cache.js";
-import { pullTemplate } from "../../registry/client/pull.js";
+import { hostPull } from "../../registry/client/host.js";
+import {
+  DEFAULT_KEYRING,
+  hostSettings,
+  OPENVZ_CACHE,
+  PROXMOX_CACHE,
+} from "../../registry/client/host-config.js";
 import { parseRef } from "../../registry/client/ref.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
 
-const help = `Usage: templar pull <ref> [--registry URL] [--dest DIR] [--format gz|xz|zst] [--json]
+const help = `Usage: templar pull <ref> [--registry URL] [--dest DIR] [--format gz|xz|zst] [--keyring FILE]
+                    [--allow-unsigned] [--proxmox] [--json]
 
-Downloads a template into a host's template cache as <name>.tar.<ext>, verified against its
-manifest's sha256 while it streams; the file appears only once complete and verified.
+Downloads a template into a host's template cache, verified: the manifest's signature must
+verify against the host's keyring, and the artifact's sha256 is checked while it streams. The
+file appears only once complete and verified; after any failure nothing new is left behind.
 <ref> is name, name@1.2.3, name@<tag> or name@<range> (quote ranges: 'debian-13-x86_64@^13').
+
+OpenVZ (default): ${OPENVZ_CACHE}/<name>.tar.gz, the file vzctl create --ostemplate <name> uses.
+Proxmox (--proxmox): ${PROXMOX_CACHE}/<name>_<version>_<arch>.tar.zst, as pveam stores
+templates; pct create local:vztmpl/<that file> uses it. Pulling a newer version replaces the older file.
 
 An interrupted download is kept as .templar/<name>.tar.<ext>.<digest>.partial in the
 destination and resumed by the next pull of the same artifact; .templar/ also keeps the manifest
-(<file>.manifest.json) and where it came from (<file>.origin.json) for templar list and update.
+(<file>.manifest.json) and where it came from (<file>.origin.json) for templar list, update, prune.
 
 Options:
-  --registry URL   registry base URL (default: $TEMPLAR_REGISTRY)
-  --token T        token, when the registry does not allow anonymous pulls (default: $TEMPLAR_TOKEN)
-  --dest DIR       template cache (default: $TEMPLAR_CACHE, else ${DEFAULT_CACHE})
-  --format F       gz (default: what vzctl reads), xz or zst (Proxmox)
-  --json           print the result as JSON
+  --registry URL    registry base URL (default: $TEMPLAR_REGISTRY, else the host config)
+  --token T         token, when the registry does not allow anonymous pulls (default: $TEMPLAR_TOKEN)
+  --dest DIR        template cache (default: $TEMPLAR_CACHE, host config, else as above)
+  --format F        gz (OpenVZ default), xz or zst (Proxmox default)
+  --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, else ${DEFAULT_KEYRING})
+  --allow-unsigned  accept templates that carry no signature (a present signature must still verify;
+                    env TEMPLAR_ALLOW_UNSIGNED=1)
+  --proxmox         Proxmox naming and format (or $TEMPLAR_PROXMOX=1, or 'proxmox: true' in the host config)
+  --json            print the result as JSON
 
+Host config: /etc/templar/templar.yaml or $TEMPLAR_HOST_CONFIG (registry, keyring, proxmox, dest, token).
 Environment: TEMPLAR_RETRIES attempts without progress before giving up (default 5),
 TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 60000).
-Exit codes: 0 ok (also when already up to date), 3 digest mismatch, 4 not found.`;
+Exit codes: 0 ok (also when already up to date), 3 signature or digest check failed, 4 not found.`;
 
-const FORMAT_NAMES: Record<string, Format> = {
+export const FORMAT_NAMES: Record<string, Format> = {
   gz: "tar.gz",
   xz: "tar.xz",
   zst: "tar.zst",
@@ -47,21 +63,32 @@ export const command: Command = {
       token: { type: "string" },
       dest: { type: "string" },
       format: { type: "string" },
+      keyring: { type: "string" },
+      "allow-unsigned": { type: "boolean" },
+      proxmox: { type: "boolean" },
       json: { type: "boolean" },
     });
     if (positionals.length !== 1)
       throw usageError("pull: expected one template reference (see 'templar pull --help')");
     const ref = parseRef(positionals[0]!);
-    const format = FORMAT_NAMES[values.format ?? "gz"];
-    if (!format) throw usageError(`pull: --format ${JSON.stringify(values.format)}: expected gz, xz or zst`);
-    const client = registryClient("pull", values);
-    const dest = flagOrEnv(values.dest, "TEMPLAR_CACHE", DEFAULT_CACHE)!;
+    const format = values.format === undefined ? undefined : FORMAT_NAMES[values.format];
+    if (values.format !== undefined && !format)
+      throw usageError(`pull: --format ${JSON.stringify(values.format)}: expected gz, xz or zst`);
+    const settings = await hostSettings(values);
+    if (!settings.registry)
+      throw usageError(
+        "pull: no registry: pass --registry URL, set TEMPLAR_REGISTRY or 'registry:' in the host config",
+      );
+    const client = registryClient("pull", { registry: settings.registry, token: settings.token });
 
     let progress: ReturnType<typeof createProgress> | null = null;
     const result = await clearingBarOnError(() =>
-      pullTemplate(client, ref, {
-        dest,
+      hostPull(client, ref, {
+        dest: settings.dest,
+        proxmox: settings.proxmox,
         format,
+        keyring: settings.keyring,
+        allowUnsigned: settings.allowUnsigned,
         onProgress: (received, total) => {
           progress ??= createProgress(`pull ${ref.name}`, { total, enabled: !values.json });
           progress.update(received);

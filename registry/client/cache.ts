@@ -29,6 +29,10 @@ export const OriginSchema = z.looseObject({
   digest: z.string(),
   size: z.number(),
   pulled: z.string(),
+  /** The file's name in the cache, when it is not `<name>.<format>` (older records lack it). */
+  file: z.string().optional(),
+  /** How the manifest was verified, e.g. "signed by <fingerprint>" or "unsigned (allowed)". */
+  verified: z.string().optional(),
 });
 export type Origin = z.infer<typeof OriginSchema>;
 
@@ -42,11 +46,21 @@ export interface CachePaths {
   lock: string;
 }
 
-export function cachePaths(dest: string, name: string, format: Format, hex: string): CachePaths {
+/**
+ * `fileName` overrides the template's file name in `dest` (Proxmox's `<name>_<version>_<arch>`);
+ * the state files stay keyed by `<name>.<format>`, one record per template and format.
+ */
+export function cachePaths(
+  dest: string,
+  name: string,
+  format: Format,
+  hex: string,
+  fileName?: string,
+): CachePaths {
   const file = `${name}.${format}`;
   const stateDir = join(dest, STATE_DIR);
   return {
-    final: join(dest, file),
+    final: join(dest, fileName ?? file),
     stateDir,
     manifest: join(stateDir, `${file}.manifest.json`),
     signature: join(stateDir, `${file}.manifest.json.asc`),
@@ -58,9 +72,9 @@ export function cachePaths(dest: string, name: string, format: Format, hex: stri
 
 /** Removes partial downloads of `<name>.<format>` left for other digests (an older version). */
 export async function removeStalePartials(paths: CachePaths): Promise<void> {
-  const file = paths.final.slice(paths.final.lastIndexOf("/") + 1);
   const names = await readdir(paths.stateDir).catch(() => [] as string[]);
   const keep = paths.partial.slice(paths.partial.lastIndexOf("/") + 1);
+  const file = keep.replace(/\.[0-9a-f]*\.partial$/, ""); // `<name>.<format>`, whatever the final name
   for (const entry of names) {
     if (entry !== keep && entry.startsWith(`${file}.`) && entry.endsWith(".partial")) {
       await rm(join(paths.stateDir, entry), { force: true });

@@ -1,4 +1,5 @@
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
 import semver from "semver";
 import { writeFileAtomic } from "../../common/atomic.js";
 import { parseDigest, sha256Hex } from "../../common/digest.js";
@@ -13,6 +14,13 @@ export interface PullOptions {
   dest: string;
   format: Format;
   onProgress?: (received: number, total: number) => void;
+  /**
+   * Checks the manifest (its signature: registry/client/verify.ts) before anything is written;
+   * throws to refuse it. Returns a note on how it was verified, kept in the origin record.
+   */
+  verify?: (fetched: FetchedManifest, signature: Buffer | null) => Promise<string>;
+  /** The file name in `dest` (default `<name>.<format>`, vzctl's); e.g. Proxmox's naming. */
+  fileName?: (manifest: Manifest, format: Format) => string;
 }
 
 export interface PullResult {
@@ -73,8 +81,11 @@ export async function pullTemplate(
   ref: TemplateRef,
   options: PullOptions,
 ): Promise<PullResult> {
-  const { manifest, bytes } = await fetchManifest(client, ref);
+  const fetched = await fetchManifest(client, ref);
+  const { manifest, bytes } = fetched;
   const what = `${manifest.name}@${manifest.version}`;
+  const signature = await fetchSignature(client, manifest.name, manifest.version);
+  const verified = options.verify ? await options.verify(fetched, signature) : "not checked";
   const artifact = manifest.artifacts.find((a) => a.format === options.format);
   if (!artifact) {
     const has = manifest.artifacts.map((a) => a.format).join(", ");
@@ -82,7 +93,8 @@ export async function pullTemplate(
   }
   const hex = parseDigest(artifact.digest)!;
   await mkdir(options.dest, { recursive: true });
-  const paths = cachePaths(options.dest, manifest.name, options.format, hex);
+  const fileName = options.fileName?.(manifest, options.format);
+  const paths = cachePaths(options.dest, manifest.name, options.format, hex, fileName);
   await mkdir(paths.stateDir, { recursive: true });
   const result: PullResult = {
     name: manifest.name,
@@ -94,12 +106,17 @@ export async function pullTemplate(
     upToDate: false,
   };
 
-  const signature = await fetchSignature(client, manifest.name, manifest.version);
   const release = await lockCacheFile(paths);
+  let failed = false;
   try {
-    return await pullLocked(client, ref, options, { bytes, signature, paths, result });
+    return await pullLocked(client, ref, options, { bytes, signature, verified, paths, result });
+  } catch (err) {
+    failed = true;
+    throw err;
   } finally {
     await release();
+    // A first pull that failed leaves no trace (rmdir removes the state folder only when empty).
+    if (failed) await rmdir(paths.stateDir).catch(() => {});
   }
 }
 
@@ -110,9 +127,10 @@ async function pullLocked(
   {
     bytes,
     signature,
+    verified,
     paths,
     result,
-  }: { bytes: Buffer; signature: Buffer | null; paths: CachePaths; result: PullResult },
+  }: { bytes: Buffer; signature: Buffer | null; verified: string; paths: CachePaths; result: PullResult },
 ): Promise<PullResult> {
   const what = `${result.name}@${result.version}`;
   const artifact = { digest: result.digest, size: result.size };
@@ -138,6 +156,10 @@ async function pullLocked(
     throw err;
   }
   await rename(paths.partial, paths.final);
+  // A file name that carries the version (Proxmox's) leaves the previous version's file behind.
+  if (origin?.file && origin.file !== basename(paths.final)) {
+    await rm(join(options.dest, basename(origin.file)), { force: true });
+  }
   await writeFileAtomic(paths.manifest, bytes);
   if (signature) await writeFileAtomic(paths.signature, signature);
   else await rm(paths.signature, { force: true });
@@ -152,6 +174,8 @@ async function pullLocked(
         format: options.format,
         digest: artifact.digest,
         size: artifact.size,
+        file: basename(paths.final),
+        verified,
         pulled: new Date().toISOString(),
       },
       null,

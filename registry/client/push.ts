@@ -115,7 +115,11 @@ export async function pushTemplate(
   });
   if (current.ok) {
     const have = await current.buffer(MAX_MANIFEST_BYTES + 1);
-    if (have.equals(bytes)) return { ...result, unchanged: true };
+    if (have.equals(bytes)) {
+      // Signatures made after an earlier push still go up (the registry keeps identical ones).
+      await pushSignatures(client, local, versionPath, what);
+      return { ...result, unchanged: true };
+    }
     throw new UserError(
       `${what}: the registry already has ${manifest.version} with other content; versions are immutable (bump the version)`,
     );
@@ -148,21 +152,21 @@ export async function pushTemplate(
   }
   result.uploadedBytes = total;
 
-  const put = await client.request("PUT", versionPath, {
-    what,
-    body: bytes,
-    idempotent: true,
-    headers: { "content-type": "application/json" },
-  });
+  // The manifest's signature travels with it, so a registry with a push policy can refuse an
+  // unsigned or untrusted manifest before storing anything.
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (local.signature) headers["x-template-signature"] = (await readFile(local.signature)).toString("base64");
+  const put = await client.request("PUT", versionPath, { what, body: bytes, idempotent: true, headers });
   put.discard();
   result.notes = await pushSignatures(client, local, versionPath, what);
   return result;
 }
 
 /**
- * Signatures made by `templar build --sign-key` sit next to the files they sign. The manifest's
- * goes to PUT `{version}/signature` (create-if-absent on the registry). The API has no place for
- * artifact signatures yet (DESIGN's /precreated/<file>.asc): those are reported, not sent.
+ * Signatures made by `templar build|pack --sign-key` sit next to the files they sign. The
+ * manifest's goes to PUT `{version}/signature` (create-if-absent on the registry; a no-op when
+ * it came with the manifest), each artifact's to PUT `{version}/signature/{format}` (what
+ * vztmpl-dl fetches as `/precreated/<file>.asc`).
  */
 async function pushSignatures(
   client: RegistryClient,
@@ -171,18 +175,19 @@ async function pushSignatures(
   what: string,
 ): Promise<string[]> {
   const notes: string[] = [];
-  if (local.signature) {
-    const response = await client.request("PUT", `${versionPath}/signature`, {
-      what: `${what} (${basename(local.signature)})`,
-      body: await readFile(local.signature),
+  const send = async (path: string, file: string) => {
+    const response = await client.request("PUT", path, {
+      what: `${what} (${basename(file)})`,
+      body: await readFile(file),
       idempotent: true,
       headers: { "content-type": "application/pgp-signature" },
     });
     response.discard();
-  }
+  };
+  if (local.signature) await send(`${versionPath}/signature`, local.signature);
+  else notes.push(`${basename(local.manifestFile)} is not signed: hosts that verify will refuse it`);
   for (const entry of local.artifacts) {
-    if (entry.signature)
-      notes.push(`${basename(entry.signature)} not pushed: the registry API has no artifact signatures yet`);
+    if (entry.signature) await send(`${versionPath}/signature/${entry.artifact.format}`, entry.signature);
   }
   return notes;
 }

@@ -21,19 +21,35 @@ export interface AplinfoRecord {
   maintainer: string;
 }
 
+const KNOWN_ARCHES = ["x86_64", "aarch64", "x86", "i386", "amd64", "arm64", "ppc64le", "s390x", "riscv64"];
+
+/**
+ * The template's architecture in Debian's naming: the manifest's `arch`, else the one its name
+ * carries (`<distro>-<release>-<arch>[-<flavour>]`, e.g. from `templar pack`), else amd64.
+ */
+export function proxmoxArch(manifest: Manifest): string {
+  const fromName = manifest.name.split("-").find((part) => KNOWN_ARCHES.includes(part));
+  return debianArch(manifest.arch ?? fromName ?? "x86_64");
+}
+
 /** Proxmox-style template file name: `<name>_<version>_<debian arch>.tar.zst`. */
 export function proxmoxFileName(
   manifest: Manifest,
   format: "tar.zst" | "tar.gz" | "tar.xz" = "tar.zst",
 ): string {
-  const arch = debianArch(manifest.arch ?? "x86_64");
-  return `${manifest.name}_${manifest.version}_${arch}.${format}`;
+  return `${manifest.name}_${manifest.version}_${proxmoxArch(manifest)}.${format}`;
 }
 
-/** The OS field: pct and pveam show it; Proxmox writes e.g. "debian-12". */
+/**
+ * The OS field: pct and pveam show it; Proxmox writes e.g. "debian-12". Without distro/release
+ * in the manifest they come from the name when it follows `<distro>-<release>-...`.
+ */
 export function proxmoxOs(manifest: Manifest): string {
-  const distro = manifest.distro ?? manifest.name.split("-")[0]!;
-  return manifest.release ? `${distro}-${manifest.release}` : distro;
+  const [first, second] = manifest.name.split("-");
+  const distro = manifest.distro ?? first!;
+  const release =
+    manifest.release ?? (manifest.distro === undefined && second && /^\d/.test(second) ? second : undefined);
+  return release ? `${distro}-${release}` : distro;
 }
 
 function oneLine(value: string): string {
@@ -58,7 +74,7 @@ export function renderAplinfoRecord(record: AplinfoRecord): string {
     ["OS", proxmoxOs(m)],
     ["Section", "system"],
     ["Maintainer", oneLine(record.maintainer)],
-    ["Architecture", debianArch(m.arch ?? "x86_64")],
+    ["Architecture", proxmoxArch(m)],
     ["Location", record.location],
     ["md5sum", record.md5],
     ["sha512sum", record.sha512],

@@ -1,12 +1,13 @@
 import { parseDigest, sha256Hex } from "../../common/digest.js";
-import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
+import { FORMATS, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
 import { readLimited } from "../body.js";
 import { assertRefSafe, type Ctx, deps, nameParam, need, versionParam } from "../context.js";
 import { ApiError, badRequest, notFound } from "../errors.js";
 import { keys } from "../keys.js";
+import { enforceManifestPolicy } from "../trust.js";
 import { etagMatches } from "./blobs.js";
 
-const MAX_SIGNATURE_BYTES = 64 * 1024;
+export const MAX_SIGNATURE_BYTES = 64 * 1024;
 
 /** GET /v1/templates/{name}/{ref}: the manifest bytes for a version, tag or URL-encoded range. */
 export async function getManifest(c: Ctx): Promise<Response> {
@@ -53,6 +54,7 @@ export async function putManifest(c: Ctx): Promise<Response> {
     throw badRequest("MANIFEST_INVALID", `manifest has version ${manifest.version}, the URL ${version}`);
   }
   await checkBlobs(c, manifest);
+  await enforceManifestPolicy(c, bytes, signature);
 
   const key = keys.manifest(name, version);
   const digest = `sha256:${sha256Hex(bytes)}`;
@@ -103,9 +105,9 @@ export async function putSignature(c: Ctx): Promise<Response> {
   need(c, "push", name);
   const sig = await readLimited(c, MAX_SIGNATURE_BYTES, "signature");
   checkArmour(sig);
-  if (!(await deps(c).storage.statObject(keys.manifest(name, version)))) {
-    throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist`);
-  }
+  const manifest = await deps(c).storage.getObject(keys.manifest(name, version));
+  if (!manifest) throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist`);
+  await enforceManifestPolicy(c, manifest, sig);
   const created = await storeSignature(c, name, version, sig);
   return c.json({ name, version, signed: true }, created ? 201 : 200);
 }
@@ -132,7 +134,7 @@ function signatureHeader(c: Ctx): Buffer | null {
   return sig;
 }
 
-function checkArmour(sig: Buffer): void {
+export function checkArmour(sig: Buffer): void {
   const text = sig.toString("utf8");
   if (!text.includes("-----BEGIN PGP SIGNATURE-----") || !text.includes("-----END PGP SIGNATURE-----")) {
     throw badRequest("SIGNATURE_INVALID", "signature must be an ASCII-armoured OpenPGP detached signature");
@@ -174,6 +176,7 @@ export async function deleteVersion(c: Ctx): Promise<Response> {
       await storage.deleteObject(obj.key);
   }
   await storage.deleteObject(keys.signature(name, version));
+  for (const format of FORMATS) await storage.deleteObject(keys.artifactSignature(name, version, format));
   await storage.deleteObject(keys.manifest(name, version));
   index.invalidate(name);
   return c.body(null, 204);

@@ -1,0 +1,39 @@
+import type { Format } from "../../common/manifest.js";
+import { proxmoxFileName } from "../compat/aplinfo.js";
+import type { RegistryClient } from "./http.js";
+import { type PullResult, pullTemplate } from "./pull.js";
+import type { TemplateRef } from "./ref.js";
+import { manifestVerifier } from "./verify.js";
+
+/**
+ * A pull as a host does it (`templar pull`, `templar update`): signature checked against the
+ * host's keyring, digest checked while streaming, and the file named the way the host's tools
+ * look for it: OpenVZ `<name>.tar.gz` (vzctl), or Proxmox `<name>_<version>_<arch>.tar.zst`.
+ */
+export interface HostPullOptions {
+  dest: string;
+  proxmox: boolean;
+  /** Default: tar.zst for Proxmox, tar.gz (what vzctl reads) otherwise. */
+  format?: Format;
+  keyring: string;
+  allowUnsigned: boolean;
+  onProgress?: (received: number, total: number) => void;
+}
+
+export function defaultFormat(proxmox: boolean): Format {
+  return proxmox ? "tar.zst" : "tar.gz";
+}
+
+export function hostPull(
+  client: RegistryClient,
+  ref: TemplateRef,
+  options: HostPullOptions,
+): Promise<PullResult> {
+  return pullTemplate(client, ref, {
+    dest: options.dest,
+    format: options.format ?? defaultFormat(options.proxmox),
+    onProgress: options.onProgress,
+    verify: manifestVerifier({ keyring: options.keyring, allowUnsigned: options.allowUnsigned }),
+    ...(options.proxmox ? { fileName: proxmoxFileName } : {}),
+  });
+}

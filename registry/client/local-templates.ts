@@ -1,0 +1,52 @@
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Format } from "../../common/manifest.js";
+import { cachePaths, listCache, type Origin, STATE_DIR } from "./cache.js";
+import { parseRef, type TemplateRef } from "./ref.js";
+
+/**
+ * The templates `templar pull` put into a template cache, for `templar update` and `prune`:
+ * each origin record, the file it describes, and how to ask for a newer version of it.
+ */
+export interface LocalEntry {
+  origin: Origin;
+  path: string;
+  format: Format;
+  /** Pulled with Proxmox naming (the file name carries the version). */
+  proxmox: boolean;
+}
+
+export async function localTemplates(dest: string, names: string[] = []): Promise<LocalEntry[]> {
+  const out: LocalEntry[] = [];
+  for (const origin of await listCache(dest)) {
+    if (names.length > 0 && !names.includes(origin.name)) continue;
+    const format = origin.format as Format;
+    const plain = `${origin.name}.${format}`;
+    out.push({
+      origin,
+      format,
+      path: cachePaths(dest, origin.name, format, "", origin.file).final,
+      proxmox: origin.file !== undefined && origin.file !== plain,
+    });
+  }
+  return out;
+}
+
+/**
+ * What `update` asks the registry for: the reference originally pulled (a tag or a range keeps
+ * its meaning), except an exact version, which becomes the newest release (`latest`).
+ */
+export function updateRef(origin: Origin): TemplateRef {
+  const ref = parseRef(origin.ref.includes("@") ? origin.ref : origin.name);
+  return ref.kind === "version" ? { name: ref.name, ref: "latest", kind: "tag" } : ref;
+}
+
+/** Removes a pulled template: its file, and its state (manifest, origin, partial downloads). */
+export async function removeLocal(dest: string, entry: LocalEntry): Promise<void> {
+  await rm(entry.path, { force: true });
+  const state = join(dest, STATE_DIR);
+  const prefix = `${entry.origin.name}.${entry.format}.`;
+  for (const file of await readdir(state).catch(() => [] as string[])) {
+    if (file.startsWith(prefix)) await rm(join(state, file), { force: true });
+  }
+}
