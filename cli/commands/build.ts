@@ -5,6 +5,7 @@ import type { Recipe } from "../../builder/recipe/schema.js";
 import { usageError } from "../../common/errors.js";
 import { FORMATS, type Format } from "../../common/manifest.js";
 import { createProgress, formatBytes, type Progress } from "../../common/progress.js";
+import { openSigner, signFiles } from "../../common/signing/signer.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 
@@ -23,6 +24,10 @@ Options:
   --no-snapshot             run mmdebstrap/debootstrap even when the cache holds the root of an
                             earlier build with the same inputs (same settings and archive state)
   --arch ARCH               build only this arch of a matrix (an error if the host cannot run it)
+  --sign-key FILE           sign each manifest and artifact (<file>.asc) with this armoured
+                            OpenPGP secret key (default: $TEMPLAR_SIGN_KEY)
+  --passphrase-file FILE    passphrase of a protected key (else $TEMPLAR_SIGN_PASSPHRASE)
+  --sign-with gpg:KEYID     sign with the gpg agent's key instead of a key file
   --json                    print the results as JSON on stdout
   -v, --verbose             show the output of mmdebstrap/debootstrap and of steps
 `;
@@ -45,6 +50,9 @@ async function run(argv: string[]): Promise<number> {
     "source-date-epoch": { type: "string" },
     arch: { type: "string" },
     "no-snapshot": { type: "boolean" },
+    "sign-key": { type: "string" },
+    "passphrase-file": { type: "string" },
+    "sign-with": { type: "string" },
     json: { type: "boolean" },
     verbose: { type: "boolean", short: "v" },
   });
@@ -55,6 +63,12 @@ async function run(argv: string[]): Promise<number> {
     ? parseEpoch(values["source-date-epoch"], "--source-date-epoch")
     : undefined;
   const json = Boolean(values.json);
+  // Opened before any build: a wrong passphrase fails now, not after minutes of bootstrapping.
+  const signer = await openSigner({
+    keyFile: flagOrEnv(values["sign-key"], "TEMPLAR_SIGN_KEY"),
+    passphraseFile: values["passphrase-file"],
+    signWith: values["sign-with"],
+  });
   const say = (line: string) => {
     if (!json) process.stderr.write(`${line}\n`);
   };
@@ -110,6 +124,10 @@ async function run(argv: string[]): Promise<number> {
         onPackProgress: (bytes) => progress?.update(bytes),
       });
       progress?.finish();
+      if (signer) {
+        const signed = await signFiles(signer, [result.manifestPath, ...Object.values(result.files)]);
+        say(`${result.name}: signed by ${signer.description}: ${signed.length} .asc files`);
+      }
       results.push(result);
       const fetched = result.fetched
         ? `, downloaded ${result.fetched.files} packages (${formatBytes(result.fetched.bytes)})`

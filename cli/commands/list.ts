@@ -10,7 +10,7 @@ import { registryClient } from "../registry-flags.js";
 const help = `Usage: templar list [--remote [--registry URL] [--distro D] [--arch A]] [--dest DIR] [--json]
 
 Without --remote: the templates pulled into the local template cache (--dest, default
-$TEMPLAR_CACHE, the host config's dest, else ${DEFAULT_CACHE}, or with --proxmox
+$TEMPLAR_DEST, the host config's dest, else ${DEFAULT_CACHE}, or with --proxmox
 /var/lib/vz/template/cache) with their installed versions and how they were verified.
 With --remote: the registry's catalog (name, latest version, distro, release, arch, updated).
 

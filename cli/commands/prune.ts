@@ -12,7 +12,7 @@ template was deleted there). Only files 'templar pull' put there are considered;
 cannot be reached removes nothing.
 
   --dry-run         say what would be removed, remove nothing
-  --dest DIR        template cache (default: $TEMPLAR_CACHE, host config, else /vz/template/cache,
+  --dest DIR        template cache (default: $TEMPLAR_DEST, host config, else /vz/template/cache,
                     or /var/lib/vz/template/cache with --proxmox)
   --registry URL    ask this registry instead of the one each template came from
   --token T         token, for registries without anonymous pull (default: $TEMPLAR_TOKEN)

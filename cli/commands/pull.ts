@@ -33,7 +33,7 @@ destination and resumed by the next pull of the same artifact; .templar/ also ke
 Options:
   --registry URL    registry base URL (default: $TEMPLAR_REGISTRY, else the host config)
   --token T         token, when the registry does not allow anonymous pulls (default: $TEMPLAR_TOKEN)
-  --dest DIR        template cache (default: $TEMPLAR_CACHE, host config, else as above)
+  --dest DIR        template cache (default: $TEMPLAR_DEST, host config, else as above)
   --format F        gz (OpenVZ default), xz or zst (Proxmox default)
   --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, else ${DEFAULT_KEYRING})
   --allow-unsigned  accept templates that carry no signature (a present signature must still verify;

@@ -16,7 +16,7 @@ as 'templar pull' does. Templates already current are left alone.
   NAME...           the templates to update; --all: every template in the cache
   --registry URL    ask this registry instead of the one each template came from
   --token T         token, for registries without anonymous pull (default: $TEMPLAR_TOKEN)
-  --dest DIR        template cache (default: $TEMPLAR_CACHE, host config, else /vz/template/cache,
+  --dest DIR        template cache (default: $TEMPLAR_DEST, host config, else /vz/template/cache,
                     or /var/lib/vz/template/cache with --proxmox)
   --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, /etc/templar/trusted.asc)
   --allow-unsigned  accept templates without a signature

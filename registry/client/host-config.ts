@@ -87,7 +87,7 @@ export async function hostSettings(flags: {
     allowUnsigned: flags["allow-unsigned"] ?? envFlag("TEMPLAR_ALLOW_UNSIGNED") ?? false,
     dest:
       flags.dest ??
-      (env.TEMPLAR_CACHE || undefined) ??
+      (env.TEMPLAR_DEST || undefined) ??
       config.dest ??
       (proxmox ? PROXMOX_CACHE : OPENVZ_CACHE),
   };

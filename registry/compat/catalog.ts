@@ -2,7 +2,7 @@ import { parseDigest } from "../../common/digest.js";
 import { type Artifact, type Format, type Manifest, parseManifest } from "../../common/manifest.js";
 import { isTag } from "../../common/names.js";
 import { allowed } from "../auth.js";
-import { toWebStream } from "../body.js";
+import { sendStream } from "../body.js";
 import { type Ctx, deps } from "../context.js";
 import { notFound } from "../errors.js";
 import { keys, parseTemplateKey } from "../keys.js";
@@ -112,12 +112,9 @@ export async function sendArtifact(c: Ctx, artifact: Artifact, lastModified: Dat
   if (c.req.method === "HEAD") return c.body(null, 200);
   const stream = await storage.readBlob(hex);
   if (!stream) throw notFound("BLOB_UNKNOWN", `blob ${artifact.digest} does not exist`);
-  return c.body(
-    toWebStream(stream, (n) => {
-      metrics.bytesServed += n;
-    }),
-    200,
-  );
+  return sendStream(c, stream, 200, (n) => {
+    metrics.bytesServed += n;
+  });
 }
 
 /** Sends a small generated or stored document with the same conditional handling. */

@@ -8,6 +8,7 @@ import { loadRecipe } from "../../builder/recipe/load.js";
 import { hostDebianMirror } from "../../builder/sources/apt-sources.js";
 import { UserError } from "../../common/errors.js";
 import { parseManifest } from "../../common/manifest.js";
+import { generateSigningKey } from "../../common/signing/keys.js";
 import { haveTools, isRoot } from "../helpers/require-tool.js";
 
 /**
@@ -205,6 +206,57 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
       expect(leftoverMounts(workParent)).toEqual([]);
       expect(await readdir(out)).toEqual([]);
       expect(await readdir(workParent)).toEqual([]);
+    },
+    LONG,
+  );
+
+  it(
+    "templar build --sign-key signs the manifest and the artifact; gpg verifies both",
+    async () => {
+      const cli = resolve("dist/cli/templar.js");
+      if (spawnSync("test", ["-f", cli]).status !== 0) spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"]);
+      const key = await generateSigningKey({ name: "Build Test" });
+      await writeFile(join(work, "build.key.asc"), key.privateKeyArmored);
+      await writeFile(join(work, "build.pub.asc"), key.publicKeyArmored);
+      const out = join(work, "out-signed");
+      const args = [cli, "build", MINIMAL, "--arch", "x86_64", "--cache", cache, "--mirror", mirror!];
+      const build = spawnSync(
+        "node",
+        [...args, "--formats", "zst", "--source-date-epoch", String(SDE), "--out", out],
+        { encoding: "utf8", env: { ...process.env, TEMPLAR_SIGN_KEY: join(work, "build.key.asc") } },
+      );
+      expect(build.status, build.stderr).toBe(0);
+      const files = (await readdir(out)).sort();
+      expect(files).toEqual([
+        "debian-13-x86_64-minimal-13.2.0.manifest.json",
+        "debian-13-x86_64-minimal-13.2.0.manifest.json.asc",
+        "debian-13-x86_64-minimal-13.2.0.tar.zst",
+        "debian-13-x86_64-minimal-13.2.0.tar.zst.asc",
+      ]);
+      const home = join(work, "gnupg");
+      await mkdir(home, { mode: 0o700 });
+      const gpg = (...a: string[]) =>
+        spawnSync("gpg", ["--homedir", home, "--batch", ...a], { encoding: "utf8" });
+      expect(gpg("--import", join(work, "build.pub.asc")).status).toBe(0);
+      for (const file of ["manifest.json", "tar.zst"]) {
+        const path = join(out, `debian-13-x86_64-minimal-13.2.0.${file}`);
+        const verify = gpg("--verify", `${path}.asc`, path);
+        expect(verify.status, verify.stderr).toBe(0);
+      }
+
+      // A protected key without its passphrase stops the build before it starts.
+      const locked = await generateSigningKey({ name: "Locked" }, "secret");
+      await writeFile(join(work, "locked.key.asc"), locked.privateKeyArmored);
+      const refused = spawnSync(
+        "node",
+        [...args, "--out", join(work, "out-locked"), "--sign-key", join(work, "locked.key.asc")],
+        {
+          encoding: "utf8",
+        },
+      );
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(/^templar: signing key \S+locked\.key\.asc is protected/);
+      expect(await readdir(join(work, "out-locked")).catch(() => [])).toEqual([]);
     },
     LONG,
   );
