@@ -176,3 +176,23 @@ export async function clampShadowDates(root: string, sourceDateEpoch: number): P
     if (clamped !== text) await writeFile(path, clamped);
   }
 }
+
+/** Removes the entries of `dir` inside the root that `keep` does not keep (default: all). */
+export async function emptyDir(
+  root: string,
+  dir: string,
+  keep: (name: string) => boolean = () => false,
+): Promise<void> {
+  const host = await pathInRoot(root, `${dir}/x`);
+  for (const name of await readdir(join(host, "..")).catch(() => [] as string[])) {
+    if (!keep(name)) await rm(join(host, "..", name), { recursive: true, force: true });
+  }
+}
+
+/** What every family's preset does first: identity, ssh host keys, root locked, UTC. */
+export async function containerBaseline(root: string): Promise<void> {
+  await resetIdentity(root);
+  await removeSshHostKeys(root);
+  await lockRoot(root);
+  await utcLocaltime(root);
+}

@@ -1,33 +1,19 @@
-import { readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { pathInRoot, replaceFile } from "../../rootfs.js";
+import { replaceFile } from "../../rootfs.js";
 import {
+  containerBaseline,
+  emptyDir,
   inittabForContainers,
-  lockRoot,
   removeRunLeftovers,
-  removeSshHostKeys,
-  resetIdentity,
   systemdForContainers,
   truncateLogs,
-  utcLocaltime,
 } from "./common.js";
 import type { ContainerPreset } from "./preset.js";
-
-async function emptyDir(root: string, dir: string, keep: (name: string) => boolean): Promise<void> {
-  const host = await pathInRoot(root, `${dir}/x`);
-  for (const name of await readdir(join(host, "..")).catch(() => [] as string[])) {
-    if (!keep(name)) await rm(join(host, "..", name), { recursive: true, force: true });
-  }
-}
 
 /** Debian, Ubuntu, Devuan: systemd or sysvinit, ifupdown network config, apt caches. */
 export const debianPreset: ContainerPreset = {
   name: "debian",
   async apply(root, log) {
-    await resetIdentity(root);
-    await removeSshHostKeys(root);
-    await lockRoot(root);
-    await utcLocaltime(root);
+    await containerBaseline(root);
     await replaceFile(root, "/etc/timezone", "Etc/UTC\n");
     await replaceFile(root, "/etc/default/locale", "LANG=C.UTF-8\n");
     // vzctl and pve-container add the container's interfaces to this file at creation.

@@ -1,15 +1,7 @@
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { existsInRoot, pathInRoot, replaceFile, replaceSymlink } from "../../rootfs.js";
-import {
-  lockRoot,
-  removeRunLeftovers,
-  removeSshHostKeys,
-  resetIdentity,
-  systemdForContainers,
-  truncateLogs,
-  utcLocaltime,
-} from "./common.js";
+import { containerBaseline, removeRunLeftovers, systemdForContainers, truncateLogs } from "./common.js";
 import type { ContainerPreset } from "./preset.js";
 
 /** openrc: `rc-update add SERVICE RUNLEVEL` as a plain symlink, without running anything. */
@@ -35,10 +27,7 @@ async function inittabWithoutTtys(root: string): Promise<void> {
 export const gentooPreset: ContainerPreset = {
   name: "gentoo",
   async apply(root, log) {
-    await resetIdentity(root);
-    await removeSshHostKeys(root);
-    await lockRoot(root);
-    await utcLocaltime(root);
+    await containerBaseline(root);
     await replaceFile(root, "/etc/timezone", "UTC\n");
     await replaceFile(root, "/etc/env.d/02locale", 'LANG="C.UTF-8"\n');
     const openrc =

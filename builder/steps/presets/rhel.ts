@@ -1,27 +1,13 @@
-import { readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { existsInRoot, pathInRoot, replaceFile } from "../../rootfs.js";
 import {
-  lockRoot,
+  containerBaseline,
+  emptyDir,
   removeRunLeftovers,
-  removeSshHostKeys,
-  resetIdentity,
   systemdForContainers,
   truncateLogs,
-  utcLocaltime,
 } from "./common.js";
 import type { ContainerPreset } from "./preset.js";
-
-async function emptyDir(
-  root: string,
-  dir: string,
-  keep: (name: string) => boolean = () => false,
-): Promise<void> {
-  const host = await pathInRoot(root, `${dir}/x`);
-  for (const name of await readdir(join(host, "..")).catch(() => [] as string[])) {
-    if (!keep(name)) await rm(join(host, "..", name), { recursive: true, force: true });
-  }
-}
 
 /**
  * Fedora, CentOS Stream and other RHEL-likes: systemd, dnf, network-scripts or NetworkManager.
@@ -31,10 +17,7 @@ async function emptyDir(
 export const rhelPreset: ContainerPreset = {
   name: "rhel",
   async apply(root, log) {
-    await resetIdentity(root);
-    await removeSshHostKeys(root);
-    await lockRoot(root);
-    await utcLocaltime(root);
+    await containerBaseline(root);
     await replaceFile(root, "/etc/locale.conf", "LANG=C.UTF-8\n");
     await replaceFile(root, "/etc/sysconfig/network", "NETWORKING=yes\nHOSTNAME=localhost\n");
     await emptyDir(
