@@ -5,7 +5,8 @@ import { keys, parseTemplateKey } from "../keys.js";
 import type { ObjectInfo } from "../storage/storage.js";
 import type { VersionSummary } from "../summaries.js";
 
-interface CatalogEntry {
+/** One row of `GET /v1/templates` (the pages read the same shape). */
+export interface CatalogEntry {
   name: string;
   distro: string | null;
   release: string | null;

@@ -1,6 +1,7 @@
 import { html } from "hono/html";
 import type { Ctx } from "../context.js";
-import { type CatalogEntry, catalog, publicOrigin, versionSummary } from "./data.js";
+import type { CatalogEntry } from "../handlers/templates.js";
+import { catalog, publicOrigin, versionSummary } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
 
 const SUMMARY_BATCH = 16;

@@ -1,7 +1,7 @@
 import { sha256Hex } from "../../common/digest.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
 import { assertRefSafe, type Ctx, deps, nameParam, need } from "../context.js";
-import { getCatalog, getTemplate } from "../handlers/templates.js";
+import { type CatalogEntry, getCatalog, getTemplate } from "../handlers/templates.js";
 import type { VersionSummary } from "../summaries.js";
 
 /**
@@ -11,19 +11,6 @@ import type { VersionSummary } from "../summaries.js";
  * page's own query, so `?distro=&arch=` filter both alike, and their scope checks apply), and a
  * version is resolved by the VersionIndex and described by the SummaryCache, as the API does.
  */
-
-/** One row of `GET /v1/templates`. */
-export interface CatalogEntry {
-  name: string;
-  distro: string | null;
-  release: string | null;
-  arch: string | null;
-  flavour: string | null;
-  description: string | null;
-  latest: string | null;
-  versions: number;
-  updated: string;
-}
 
 /** `GET /v1/templates/{name}`. */
 export interface TemplateInfo {
