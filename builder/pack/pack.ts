@@ -36,10 +36,14 @@ const activeFifos = new Set<string>();
  */
 export function removePartialOutputsSync(): void {
   for (const fifo of activeFifos) {
-    try {
-      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-    } catch {
-      // nobody waits on it
+    // A reader (compressor side, in the libuv pool) and the writer (the reader thread's blocking
+    // openSync) may each still wait for the other end: open both ends once to let them go.
+    for (const end of [constants.O_WRONLY, constants.O_RDONLY]) {
+      try {
+        closeSync(openSync(fifo, end | constants.O_NONBLOCK));
+      } catch {
+        // nobody waits on this end
+      }
     }
   }
   for (const path of inProgress) rmSync(path, { force: true });
