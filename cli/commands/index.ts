@@ -2,18 +2,21 @@ import type { CommandEntry } from "../command.js";
 
 /** Every sub-command, in the order `templar --help` lists them. Each loads its module on use. */
 export const commands: Record<string, CommandEntry> = {
-  key: { summary: "generate an OpenPGP signing key pair", load: () => import("./key.js") },
+  key: {
+    summary: "generate an OpenPGP signing key pair",
+    load: async () => (await import("./key.js")).command,
+  },
   build: {
     summary: "build templates from recipes (source, steps, inventory, pack)",
     load: async () => (await import("./build.js")).command,
   },
   pack: {
     summary: "pack a root filesystem directory into a template and manifest",
-    load: async () => (await import("./pack.js")).default,
+    load: async () => (await import("./pack.js")).command,
   },
   inspect: {
     summary: "show a template or manifest and verify its digests",
-    load: async () => (await import("./inspect.js")).default,
+    load: async () => (await import("./inspect.js")).command,
   },
   serve: { summary: "run the template registry", load: async () => (await import("./serve.js")).command },
   push: {

@@ -16,7 +16,7 @@ Options:
   --in-process   decompress in-process even when zstd/pigz/gzip are installed (xz needs xz)
 `;
 
-const command: Command = {
+export const command: Command = {
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs("inspect", argv, {
@@ -61,5 +61,3 @@ const command: Command = {
     return code;
   },
 };
-
-export default command;

@@ -3,8 +3,9 @@ import { writeFileAtomic } from "../../common/atomic.js";
 import { usageError } from "../../common/errors.js";
 import { generateSigningKey } from "../../common/signing/keys.js";
 import { parseCommandArgs } from "../args.js";
+import type { Command } from "../command.js";
 
-export const help = `Usage: templar key generate --name NAME [--email ADDR] [--out PREFIX] [--passphrase-file FILE]
+const help = `Usage: templar key generate --name NAME [--email ADDR] [--out PREFIX] [--passphrase-file FILE]
 
 Makes an OpenPGP signing key pair (Ed25519) for a template maintainer or a registry's index key.
 Writes PREFIX.key.asc (secret, mode 0600) and PREFIX.pub.asc (public: give it to hosts and to the
@@ -16,7 +17,7 @@ registry's push policy) and prints the fingerprint. PREFIX defaults to ./templar
   --passphrase-file FILE  protect the secret key with the passphrase in FILE
                           (else TEMPLAR_SIGN_PASSPHRASE, else unprotected)`;
 
-export async function run(argv: string[]): Promise<number> {
+async function run(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
   if (verb !== "generate")
     throw usageError("key: expected 'templar key generate' (see 'templar key --help')");
@@ -44,3 +45,5 @@ export async function run(argv: string[]): Promise<number> {
   );
   return 0;
 }
+
+export const command: Command = { help, run };

@@ -49,7 +49,7 @@ function parseEpoch(text: string): number {
   return Number(text);
 }
 
-const command: Command = {
+export const command: Command = {
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs("pack", argv, {
@@ -122,5 +122,3 @@ const command: Command = {
     return 0;
   },
 };
-
-export default command;
