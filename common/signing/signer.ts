@@ -2,8 +2,6 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../atomic.js";
 import { UserError } from "../errors.js";
-import { fingerprintOf, readPrivateKeyFile } from "./keys.js";
-import { signBytes, signFile } from "./signatures.js";
 
 /** Something that makes detached armoured signatures: a key file, or the maintainer's gpg agent. */
 export interface Signer {
@@ -34,6 +32,11 @@ export async function openSigner(options: SignerOptions): Promise<Signer | null>
   const passphrase = options.passphraseFile
     ? (await readFile(options.passphraseFile, "utf8")).replace(/\r?\n$/, "")
     : process.env.TEMPLAR_SIGN_PASSPHRASE;
+  // openpgp.js is loaded only when a key file is used: it costs ~40 ms of start-up otherwise.
+  const [{ fingerprintOf, readPrivateKeyFile }, { signBytes, signFile }] = await Promise.all([
+    import("./keys.js"),
+    import("./signatures.js"),
+  ]);
   const key = await readPrivateKeyFile(options.keyFile, passphrase);
   return {
     description: `key ${fingerprintOf(key)}`,
