@@ -1,4 +1,4 @@
-import { type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
+import { type SpawnSyncReturns, spawnSync } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +7,7 @@ import { type Manifest, parseManifest } from "../../common/manifest.js";
 import { newToken } from "../../registry/auth.js";
 import { type RunningRegistry, startRegistry } from "../../registry/server.js";
 import { LocalStorage } from "../../registry/storage/local.js";
-import { templar } from "../helpers/registry-process.js";
+import { runProcess, templar } from "../helpers/registry-process.js";
 
 /**
  * What the host-compatibility tests share: an in-process registry on 127.0.0.1:0 with an index
@@ -139,21 +139,10 @@ export async function gpgHome(dir: string): Promise<(...args: string[]) => Spawn
  * Runs a program without blocking the event loop: the registry under test runs in this process,
  * so a spawnSync'd client (wget) would wait for a server that cannot answer.
  */
-export function runAsync(
+export async function runAsync(
   cmd: string,
   args: string[],
 ): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ status: code ?? -1, stdout, stderr }));
-  });
+  const { code, stdout, stderr } = await runProcess(cmd, args);
+  return { status: code, stdout, stderr };
 }

@@ -11,13 +11,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `templar ...` to completion (async, so servers in this process keep serving). */
-export function templar(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** Runs a program to completion without blocking this process (servers in it keep serving). */
+export function runProcess(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [TEMPLAR, ...args], {
-      env: { ...process.env, TEMPLAR_TOKEN: "", TEMPLAR_REGISTRY: "", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(cmd, args, { ...(env ? { env } : {}), stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => {
@@ -28,6 +25,16 @@ export function templar(args: string[], env: Record<string, string> = {}): Promi
     });
     child.on("error", reject);
     child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Runs `templar ...` to completion (async, so servers in this process keep serving). */
+export function templar(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runProcess(process.execPath, [TEMPLAR, ...args], {
+    ...process.env,
+    TEMPLAR_TOKEN: "",
+    TEMPLAR_REGISTRY: "",
+    ...env,
   });
 }
 
