@@ -181,7 +181,16 @@ async function main() {
       time(() =>
         execFileSync(
           process.execPath,
-          [TEMPLAR, "pull", "bench-big-x86_64@1.0.0", "--registry", registry.url, "--dest", cache],
+          [
+            TEMPLAR,
+            "pull",
+            "bench-big-x86_64@1.0.0",
+            "--registry",
+            registry.url,
+            "--dest",
+            cache,
+            "--allow-unsigned",
+          ],
           { stdio: "ignore" },
         ),
       ),

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createWriteStream } from "node:fs";
 import { type FileHandle, link, mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { LocalBlobStream } from "./local-blob-stream.js";
 import { fsyncDir, isNotDir, isNotFound, ListedFile, readdirOrEmpty, statOrNull } from "./local-fs.js";
 import {
   type BlobInfo,
@@ -23,8 +24,6 @@ const TMP_DIR = "uploads/tmp";
 /** Object temp files older than this are leftovers of a crashed process (swept by listUploads). */
 const TMP_MAX_AGE_MS = 60 * 60 * 1000;
 const CHUNK = 1 << 20;
-/** Read size for downloads: 256 KiB keeps 32 concurrent downloads well under 150 MB RSS. */
-const READ_CHUNK = 256 * 1024;
 
 /**
  * The local-directory backend. Layout as in storage.ts; every write is crash-safe:
@@ -68,11 +67,13 @@ export class LocalStorage implements Storage {
       throw err;
     }
     // Opening first means a concurrent GC delete cannot cut a stream that has started.
-    return createReadStream("", {
-      fd: handle,
-      highWaterMark: READ_CHUNK,
-      ...(range ? { start: range.start, end: range.end } : {}),
-    });
+    try {
+      const end = range ? range.end : (await handle.stat()).size - 1;
+      return new LocalBlobStream(handle, range?.start ?? 0, end);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
   }
 
   async putBlob(hex: string, body: Readable): Promise<{ size: number; created: boolean }> {

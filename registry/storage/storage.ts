@@ -1,4 +1,4 @@
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 
 /**
  * Where the registry keeps its data (DESIGN.md "Storage"). Two backends implement this: a local
@@ -124,6 +124,19 @@ export interface Storage {
    * presigned URL); null to stream. Only ever for blobs, never for manifests or signatures.
    */
   blobRedirectUrl?(hex: string): Promise<string | null>;
+}
+
+/**
+ * A blob stream that can write itself into a response faster than piping (local files: reused
+ * page-aligned buffers). readBlob may return one; sendStream uses it when it writes to a socket.
+ */
+export interface DirectSendable {
+  /** Sends every byte to `out` and ends it; destroys `out` on a read error. */
+  sendTo(out: Writable, onBytes: (n: number) => void): Promise<void>;
+}
+
+export function isDirectSendable(stream: Readable): stream is Readable & DirectSendable {
+  return typeof (stream as Partial<DirectSendable>).sendTo === "function";
 }
 
 export interface PartialWrite {
