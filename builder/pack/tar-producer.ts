@@ -1,9 +1,8 @@
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { UserError } from "../../common/errors.js";
-import { writeTar } from "./tar-writer.js";
+import { ChunkPool, runHashedTar, type TarRunResult } from "./tar-run.js";
 import type { XattrMap } from "./xattrs.js";
 
 /** What the tar worker is told (workerData). */
@@ -48,13 +47,7 @@ export interface ProduceOptions {
   poolSize?: number;
 }
 
-export interface ProduceResult {
-  entries: number;
-  size: number;
-  warnings: string[];
-  /** sha256 of the whole tar stream (hex). */
-  sha256: string;
-}
+export type ProduceResult = TarRunResult;
 
 export interface TarProduction {
   done: Promise<ProduceResult>;
@@ -165,62 +158,25 @@ function produceInWorker(
 }
 
 function produceInThread(request: ProducerRequest, options: ProduceOptions): TarProduction {
-  const free: Buffer[] = [];
-  let allocated = 0;
-  let waiter: (() => void) | undefined;
-  let cancelled = false;
-  let entries = 0;
-  const allocChunk = async (): Promise<Buffer> => {
-    for (;;) {
-      if (cancelled) throw new Error("cancelled");
-      const buffer = free.pop();
-      if (buffer) return buffer;
-      if (allocated < request.poolSize) {
-        allocated++;
-        return Buffer.allocUnsafe(request.chunkSize);
-      }
-      await new Promise<void>((resolve) => {
-        waiter = resolve;
-      });
-    }
-  };
+  const pool = new ChunkPool(request.chunkSize, request.poolSize);
   const run = async (): Promise<ProduceResult> => {
-    const warnings: string[] = [];
-    const hash = createHash("sha256");
-    let bytes = 0;
-    const xattrs = await options.xattrs;
-    const result = await writeTar({
+    const consume = options.onChunk;
+    if (!consume) throw new Error("internal: no consumer for the tar stream");
+    return runHashedTar({
       root: request.root,
-      xattrs,
+      xattrs: await options.xattrs,
       mtimeClamp: request.mtimeClamp,
-      chunkSize: request.chunkSize,
-      allocChunk,
-      warn: (line) => warnings.push(line),
-      onEntry: (n) => {
-        entries = n;
-      },
-      emit: (chunk) => {
-        hash.update(chunk);
-        bytes += chunk.length;
+      pool,
+      emit: (chunk, bytes, entries) => {
         options.onProgress?.(bytes, entries);
-        const whole = Buffer.from(chunk.buffer, chunk.byteOffset, request.chunkSize);
-        if (!options.onChunk) throw new Error("internal: no consumer for the tar stream");
-        options.onChunk(chunk, entries, () => {
-          free.push(whole);
-          const wake = waiter;
-          waiter = undefined;
-          wake?.();
-        });
-        return undefined;
+        consume(chunk, entries, () => pool.release(chunk.buffer as ArrayBuffer));
       },
     });
-    return { ...result, warnings, sha256: hash.digest("hex") };
   };
   return {
     done: run(),
     async cancel() {
-      cancelled = true;
-      waiter?.();
+      pool.cancel();
     },
   };
 }

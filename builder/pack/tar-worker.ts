@@ -1,9 +1,8 @@
-import { createHash } from "node:crypto";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { UserError } from "../../common/errors.js";
 import type { ProducerMessage, ProducerRequest, XattrList } from "./tar-producer.js";
-import { writeTar } from "./tar-writer.js";
+import { ChunkPool, runHashedTar } from "./tar-run.js";
 import type { XattrMap } from "./xattrs.js";
 
 /**
@@ -15,10 +14,7 @@ import type { XattrMap } from "./xattrs.js";
  */
 const request = workerData as ProducerRequest;
 const port = parentPort!;
-const free: ArrayBuffer[] = [];
-let allocated = 0;
-let waiter: (() => void) | undefined;
-let entries = 0;
+const pool = new ChunkPool(request.chunkSize, request.poolSize);
 
 let fifosReady: () => void;
 const fifosMade = new Promise<void>((resolve) => {
@@ -52,26 +48,9 @@ port.on(
       xattrsReady(map);
       return;
     }
-    free.push(message.buffer);
-    const wake = waiter;
-    waiter = undefined;
-    wake?.();
+    pool.release(message.buffer);
   },
 );
-
-async function allocChunk(): Promise<Buffer> {
-  for (;;) {
-    const buffer = free.pop();
-    if (buffer) return Buffer.from(buffer);
-    if (allocated < request.poolSize) {
-      allocated++;
-      return Buffer.from(new ArrayBuffer(request.chunkSize));
-    }
-    await new Promise<void>((resolve) => {
-      waiter = resolve;
-    });
-  }
-}
 
 function post(message: ProducerMessage, transfer?: ArrayBuffer[]): void {
   port.postMessage(message, transfer);
@@ -97,40 +76,29 @@ class CompressorGone extends Error {
 }
 
 async function main(): Promise<void> {
-  const warnings: string[] = [];
   const fds: number[] = [];
-  const hash = createHash("sha256");
-  let bytes = 0;
   try {
     // Blocks until the main thread's matching open for reading.
     if (request.fifos.length > 0) await fifosMade;
     for (const fifo of request.fifos) fds.push(openSync(fifo, "w"));
-    const result = await writeTar({
+    const result = await runHashedTar({
       root: request.root,
       xattrs: await xattrs,
       mtimeClamp: request.mtimeClamp,
-      chunkSize: request.chunkSize,
-      allocChunk,
-      warn: (line) => warnings.push(line),
-      onEntry: (n) => {
-        entries = n;
-      },
-      emit: (chunk) => {
-        hash.update(chunk);
-        bytes += chunk.length;
+      pool,
+      emit: (chunk, bytes, entries) => {
         for (const fd of fds) writeAll(fd, chunk);
         const buffer = chunk.buffer as ArrayBuffer;
         if (request.relay) {
           post({ type: "chunk", buffer, length: chunk.length, entries }, [buffer]);
         } else {
-          free.push(buffer);
+          pool.release(buffer);
           post({ type: "progress", bytes, entries });
         }
-        return undefined;
       },
     });
     for (const fd of fds.splice(0)) closeSync(fd); // end of input: the compressors finish
-    post({ type: "done", entries: result.entries, size: result.size, warnings, sha256: hash.digest("hex") });
+    post({ type: "done", ...result });
   } catch (err) {
     for (const fd of fds) closeSync(fd);
     const user = err instanceof UserError;
