@@ -9,14 +9,15 @@ const READ_CHUNK = 256 * 1024;
 /**
  * Downloads sent straight to a socket read into one reused page-aligned slot, then write it, then
  * read again: on one core the slot is still in cache when it is written. Measured on loopback,
- * one 1 GiB blob: 2.2-2.5 GB/s with a 2 MiB slot, 2.0-2.2 with 1 MiB, 1.3-1.5 with 256 KiB, and
- * 0.9-1.1 GB/s for createReadStream's fresh (unaligned) 256 KiB buffers; reading the next slot
- * while writing the last was slower (1.7-2.0 GB/s with two 2 MiB slots). The first downloads get
- * 2 MiB slots, the next 1 MiB ones; both pools are capped so that 32 concurrent downloads stay
- * within the RSS budget, and any past that use the ordinary Readable path.
+ * one blob from the page cache, server pinned to one core: 1.6-2.6 GB/s with a 4 MiB slot,
+ * 1.4-2.5 with 2 MiB, 2.0-2.2 with 1 MiB, 1.3-1.5 with 256 KiB, and 0.9-1.1 GB/s for
+ * createReadStream's fresh (unaligned) 256 KiB buffers; reading the next slot while writing the
+ * last was slower (1.7-2.0 GB/s with two 2 MiB slots). The first two downloads at a time get
+ * 4 MiB slots, the next 1 MiB ones; both pools are capped so that 32 concurrent downloads stay
+ * within the RSS budget (150 MB), and any past that use the ordinary Readable path.
  */
 const MiB = 1 << 20;
-const sendPools = [new AlignedBufferPool(2 * MiB, 8 * MiB), new AlignedBufferPool(MiB, 28 * MiB)];
+const sendPools = [new AlignedBufferPool(4 * MiB, 8 * MiB), new AlignedBufferPool(MiB, 30 * MiB)];
 
 /**
  * A blob file (or a byte range of it) opened by LocalStorage.readBlob. It works as any Readable;
