@@ -112,3 +112,13 @@ export function hostDebianMirror(aptDir = "/etc/apt"): string | undefined {
   }
   return undefined;
 }
+
+/** The host's Debian security archive: the first `deb` source over http(s) or file with a `<suite>-security` suite. */
+export function hostDebianSecurityMirror(aptDir = "/etc/apt"): string | undefined {
+  for (const source of readHostAptSources(aptDir)) {
+    if (!source.types.includes("deb") || !source.suites.some((s) => s.endsWith("-security"))) continue;
+    const uri = source.uris.find((u) => /^(https?|file):\/\//.test(u));
+    if (uri) return uri.replace(/\/+$/, "");
+  }
+  return undefined;
+}

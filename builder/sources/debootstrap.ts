@@ -12,6 +12,14 @@ import type { BuildContext } from "../context.js";
 import { buildEnv, runTool } from "../exec.js";
 import { formatPlace } from "../recipe/schema.js";
 import { hostDebianMirror } from "./apt-sources.js";
+import {
+  defaultPockets,
+  POCKETS,
+  releaseFileOf,
+  securityMirror,
+  sourceLines,
+  suiteSources,
+} from "./debian-pockets.js";
 import { restoreSnapshot, saveSnapshot, snapshotKey } from "./snapshot.js";
 import { defineSource, type SourceResult } from "./source.js";
 
@@ -44,6 +52,8 @@ const DebootstrapConfig = z.strictObject({
   exclude: z.array(packageName).default([]),
   /** OpenPGP keyring for the Release file; relative paths are relative to the recipe. */
   keyring: z.string().default("/usr/share/keyrings/debian-archive-keyring.gpg"),
+  /** <suite>-updates and <suite>-security; default both (none for unstable): debian-pockets.ts. */
+  pockets: z.array(z.enum(POCKETS)).optional(),
 });
 type Config = z.infer<typeof DebootstrapConfig>;
 
@@ -113,18 +123,31 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
     );
   }
   if (!have(tool)) throw new UserError(`${where}: source: neither mmdebstrap nor debootstrap is installed`);
-  ctx.log(`${tool} ${config.suite} ${arch} from ${mirror}`);
+  const pockets = config.pockets ?? defaultPockets(config.suite);
+  if (tool === "debootstrap" && pockets.length > 0) {
+    throw new UserError(
+      `${where}: source: debootstrap installs from one suite only, so the ${pockets.join(" and ")} ` +
+        "pockets (security fixes) would be missing: install mmdebstrap, or set pockets: [] to build without them",
+    );
+  }
+  const sources = suiteSources(mirror, config.suite, pockets, () =>
+    securityMirror(mirror, ctx.aptDir, where),
+  );
+  const suites = sources.map((s) => s.suite).join(", ");
+  ctx.log(`${tool} ${suites} ${arch} from ${[...new Set(sources.map((s) => s.mirror))].join(" and ")}`);
 
   // Same tool, settings, keyring and archive state as an earlier build: reuse its root.
   let key: string | undefined;
   if (ctx.snapshots !== false) {
-    const release = await currentInRelease(mirror, config.suite, keyring, ctx);
-    if (release) {
+    const releases = [];
+    for (const source of sources)
+      releases.push(await currentInRelease(source.mirror, source.suite, keyring, ctx));
+    if (releases.every(Boolean)) {
       const keyringSha = createHash("sha256")
         .update(await readFile(keyring))
         .digest("hex");
       const sde = ctx.sourceDateEpoch ?? null;
-      key = snapshotKey({ v: 1, tool: toolVersion(tool), config, arch, mirror, keyringSha, release, sde });
+      key = snapshotKey({ v: 2, tool: toolVersion(tool), config, arch, sources, keyringSha, releases, sde });
       const hit = await restoreSnapshot(ctx.cacheDir, key, ctx.root, ctx.signal);
       if (hit) {
         ctx.log(`reused the root of an earlier build with the same inputs (snapshot ${key.slice(0, 12)})`);
@@ -167,7 +190,12 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
         const list = config.exclude.join(" ");
         args.push(`--customize-hook=chroot "$1" apt-get -y -q purge --allow-remove-essential ${list}`);
       }
-      args.push(`--customize-hook=${call("out")}`, config.suite, ctx.root, mirror);
+      args.push(
+        `--customize-hook=${call("out")}`,
+        config.suite,
+        ctx.root,
+        ...sourceLines(sources, config.components),
+      );
       // mmdebstrap mounts /proc, /sys and /dev itself: its own namespace drops them if it dies.
       const [cmd, argv] = isolated(args);
       await runTool(cmd, argv, { what: "mmdebstrap", env, signal: ctx.signal, onLine: ctx.log });
@@ -196,15 +224,14 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
       releaseFiles = (await listFiles(join(ctx.root, "var/lib/apt/lists"))).filter((f) => /Release$/.test(f));
     }
     const inputs = [];
-    for (const file of releaseFiles) {
+    for (const source of sources) {
+      const release = releaseFileOf(source, releaseFiles);
+      if (!release)
+        throw new Error(`internal: apt kept no Release file for ${source.mirror} ${source.suite}`);
       const sha256 = createHash("sha256")
-        .update(await readFile(file))
+        .update(await readFile(release.file))
         .digest("hex");
-      inputs.push({
-        uri: `${mirror}/dists/${config.suite}/${file.endsWith("InRelease") ? "InRelease" : "Release"}`,
-        sha256,
-        verified: `apt-release:${keyring}`,
-      });
+      inputs.push({ uri: release.uri, sha256, verified: `apt-release:${keyring}` });
     }
     const result: SourceResult = {
       manifest: {
@@ -215,6 +242,7 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
         components: config.components,
         include: config.include,
         ...(config.exclude.length ? { exclude: config.exclude } : {}),
+        pockets,
         mirror,
         inputs,
       },

@@ -78,8 +78,20 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
       expect(manifest.created).toBe(new Date(SDE * 1000).toISOString().replace(/\.000Z$/, "Z"));
       expect(manifest).toMatchObject({ distro: "debian", release: "13", arch: "x86_64", flavour: "minimal" });
       expect(manifest.recipe).toMatchObject({ path: "recipes/debian/13-minimal.yaml" });
-      expect(manifest.source).toMatchObject({ method: "debootstrap", suite: "trixie", mirror });
-      expect(manifest.source!.inputs![0]!.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(manifest.source).toMatchObject({
+        method: "debootstrap",
+        suite: "trixie",
+        mirror,
+        pockets: ["updates", "security"],
+      });
+      // The suite and both update pockets, each with the Release file apt verified.
+      const inputs = manifest.source!.inputs!;
+      expect(inputs.map((i) => i.uri.replace(/^.*\/dists\//, ""))).toEqual([
+        "trixie/InRelease",
+        "trixie-updates/InRelease",
+        "trixie-security/InRelease",
+      ]);
+      for (const input of inputs) expect(input.sha256).toMatch(/^[0-9a-f]{64}$/);
       const bash = manifest.packages!.find((p) => p.name === "bash");
       expect(bash).toMatchObject({ arch: "amd64" });
       expect(manifest.packages!.some((p) => p.name === "systemd-sysv")).toBe(true);
@@ -96,6 +108,8 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
       ]);
       expect(tar.status, tar.stderr?.toString()).toBe(0);
       const text = (p: string) => readFile(join(root, p), "utf8");
+      // The container keeps getting security fixes: its apt sources list the pockets too.
+      expect(await text("etc/apt/sources.list")).toMatch(/^deb \S+ trixie-security main$/m);
 
       const ssh = await readdir(join(root, "etc/ssh")).catch(() => [] as string[]);
       expect(ssh.filter((n) => n.startsWith("ssh_host_"))).toEqual([]);
@@ -310,6 +324,26 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
     },
     LONG,
   );
+
+  it("refuses to build without the security pocket silently when only debootstrap is asked for", async () => {
+    const saved = process.env.TEMPLAR_BOOTSTRAP_TOOL;
+    process.env.TEMPLAR_BOOTSTRAP_TOOL = "debootstrap";
+    try {
+      const err = await buildTemplate(await recipeFor(MINIMAL), {
+        outDir: join(work, "out-debootstrap"),
+        cacheDir: cache,
+        mirror,
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UserError);
+      expect((err as Error).message).toMatch(
+        /^recipes\/debian\/13-minimal\.yaml:10:3: source: debootstrap installs from one suite only, so the updates and security pockets .* install mmdebstrap, or set pockets: \[\]/,
+      );
+      expect(await readdir(join(work, "out-debootstrap")).catch(() => [])).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env.TEMPLAR_BOOTSTRAP_TOOL;
+      else process.env.TEMPLAR_BOOTSTRAP_TOOL = saved;
+    }
+  });
 
   it("says clearly when no mirror is configured, naming the recipe's source", async () => {
     const emptyApt = join(work, "apt");
