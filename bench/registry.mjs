@@ -126,7 +126,7 @@ async function main() {
   const nginxUrl = (d) => `${nginx.url}/${d.slice(7)}`;
 
   // 1. one big download; runs alternate between the two servers and the medians count: on this
-  // shared VM a single nginx run varies from 1.7 to 3.1 GB/s, so a best-of compares outliers.
+  // shared VM a single nginx run varies from 1.7 to 3.3 GB/s, so a best-of compares outliers.
   const regTimes = [];
   const nginxTimes = [];
   for (let i = 0; i < repeat; i++) {
