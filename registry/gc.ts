@@ -6,9 +6,13 @@ import type { Storage } from "./storage/storage.js";
  * are older than the grace period, and expires abandoned uploads. There is no read-only window:
  * - a blob being pushed right now is young, so the grace period protects it until its manifest
  *   exists;
- * - manifests are listed after the blobs, and listed again just before deleting, so a manifest
- *   written meanwhile that names an old blob saves it; the manifest PUT re-checks its blobs after
- *   writing and withdraws the manifest if one vanished, which closes the remaining window;
+ * - manifests are listed after the blobs and listed again, so a manifest written meanwhile that
+ *   names an old blob saves it;
+ * - then GC marks each blob it means to delete (gc/pending/<hex>), lists manifests once more, and
+ *   deletes only what is still unreferenced. A manifest PUT re-checks its blobs after writing and
+ *   withdraws the manifest if one is gone or marked. Either the PUT's re-check came before the
+ *   mark, so its manifest was written before the last listing and saves the blob, or it sees the
+ *   mark (or the blob gone) and backs off: no accepted manifest ever names a deleted blob;
  * - any "sha256:<hex>" string anywhere in a manifest counts as a reference, so fields added to
  *   the manifest later (signature blobs, say) are safe without changing this code;
  * - a manifest that cannot be read stops the run: better keep garbage than lose a blob.
@@ -36,6 +40,19 @@ export interface GcReport {
 }
 
 const DIGEST_IN_TEXT = /sha256:([0-9a-f]{64})/g;
+/**
+ * A mark older than this is a crashed GC's leftover: pushes stop honouring it, the next GC
+ * removes it, and a GC never deletes a blob whose mark it made longer than half of this ago.
+ */
+export const GC_MARK_TTL_MS = 60 * 60 * 1000;
+
+/** Whether GC is about to delete this blob (a fresh mark exists). */
+export async function blobMarkedForGc(storage: Storage, hex: string, now = Date.now()): Promise<boolean> {
+  const mark = await storage.getObject(keys.gcPending(hex));
+  if (!mark) return false;
+  const at = Number(mark.toString("utf8"));
+  return Number.isFinite(at) && now - at < GC_MARK_TTL_MS;
+}
 
 export async function runGc(storage: Storage, options: GcOptions): Promise<GcReport> {
   const started = Date.now();
@@ -57,19 +74,39 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
   await scanManifests(storage, seen, referenced);
   await scanManifests(storage, seen, referenced); // catches manifests pushed during the first scan
 
+  const doomed = [...candidates].filter(([hex]) => !referenced.has(hex));
   let deleted = 0;
   let bytesFreed = 0;
-  for (const [hex, size] of candidates) {
-    if (referenced.has(hex)) continue;
-    if (!dryRun) {
-      const info = await storage.statBlob(hex);
-      if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
-      await storage.deleteBlob(hex);
-      await storage.deleteObject(keys.derived(hex)); // its md5/sha512 (registry/compat/checksums.ts)
+  if (dryRun) {
+    for (const [hex, size] of doomed) {
+      deleted++;
+      bytesFreed += size;
+      options.onDelete?.(hex, size);
     }
-    deleted++;
-    bytesFreed += size;
-    options.onDelete?.(hex, size);
+  } else {
+    await removeStaleMarks(storage, Date.now());
+    const marked: string[] = [];
+    try {
+      const markedAt = Date.now();
+      for (const [hex] of doomed) {
+        await storage.putObject(keys.gcPending(hex), Buffer.from(String(markedAt)));
+        marked.push(hex);
+      }
+      await scanManifests(storage, seen, referenced); // the last listing: after every mark
+      for (const [hex, size] of doomed) {
+        if (referenced.has(hex)) continue;
+        if (Date.now() - markedAt > GC_MARK_TTL_MS / 2) break; // pushes may soon ignore the marks
+        const info = await storage.statBlob(hex);
+        if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
+        await storage.deleteBlob(hex);
+        await storage.deleteObject(keys.derived(hex)); // its md5/sha512 (registry/compat/checksums.ts)
+        deleted++;
+        bytesFreed += size;
+        options.onDelete?.(hex, size);
+      }
+    } finally {
+      for (const hex of marked) await storage.deleteObject(keys.gcPending(hex));
+    }
   }
 
   let uploadsExpired = 0;
@@ -103,6 +140,15 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
     partialWritesAborted,
     ms: Date.now() - started,
   };
+}
+
+/** Marks a crashed GC left behind (older than GC_MARK_TTL_MS): pushes already ignore them. */
+async function removeStaleMarks(storage: Storage, now: number): Promise<void> {
+  for await (const obj of storage.list(keys.gcPendingPrefix)) {
+    const mark = await storage.getObject(obj.key);
+    const at = Number(mark?.toString("utf8"));
+    if (!Number.isFinite(at) || now - at >= GC_MARK_TTL_MS) await storage.deleteObject(obj.key);
+  }
 }
 
 async function scanManifests(storage: Storage, seen: Set<string>, referenced: Set<string>): Promise<void> {

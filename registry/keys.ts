@@ -10,6 +10,9 @@ export const keys = {
     `templates/${name}/versions/${version}.${format}.asc`,
   /** Values derived from a blob (md5/sha512 for aplinfo.dat): recomputable, deleted with the blob. */
   derived: (hex: string) => `derived/sha256/${hex}.json`,
+  /** Written by GC before it deletes an unreferenced blob; a manifest PUT naming it backs off (gc.ts). */
+  gcPending: (hex: string) => `gc/pending/${hex}`,
+  gcPendingPrefix: "gc/pending/",
   tags: (name: string) => `templates/${name}/tags/`,
   tag: (name: string, tag: string) => `templates/${name}/tags/${tag}`,
 };

@@ -8,7 +8,7 @@ import {
   type Manifest,
   parseManifest,
 } from "../../common/manifest.js";
-import type { RegistryClient } from "./http.js";
+import { type RegistryClient, RegistryError } from "./http.js";
 import { uploadBlob } from "./upload.js";
 
 /** One manifest found on disk with the artifact files next to it. */
@@ -126,6 +126,34 @@ export async function pushTemplate(
   }
   current.discard();
 
+  // The manifest's signature travels with it, so a registry with a push policy can refuse an
+  // unsigned or untrusted manifest before storing anything.
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (local.signature) headers["x-template-signature"] = (await readFile(local.signature)).toString("base64");
+  // A registry's online GC may take an old unreferenced blob that we found there and did not
+  // upload (it answers 503 GC_IN_PROGRESS, then BLOB_UNKNOWN): one more round uploads it again.
+  for (let round = 1; ; round++) {
+    await uploadMissingBlobs(client, local, what, result, options);
+    try {
+      const put = await client.request("PUT", versionPath, { what, body: bytes, idempotent: true, headers });
+      put.discard();
+      break;
+    } catch (err) {
+      if (round >= 2 || !(err instanceof RegistryError) || err.code !== "BLOB_UNKNOWN") throw err;
+    }
+  }
+  result.notes = await pushSignatures(client, local, versionPath, what);
+  return result;
+}
+
+/** Uploads the artifacts the registry lacks (HEAD first), adding to `result`'s counts. */
+async function uploadMissingBlobs(
+  client: RegistryClient,
+  local: LocalTemplate,
+  what: string,
+  result: PushResult,
+  options: PushOptions,
+): Promise<void> {
   const missing: LocalTemplate["artifacts"] = [];
   for (const entry of local.artifacts) {
     const head = await client.request("HEAD", `v1/blobs/${entry.artifact.digest}`, {
@@ -150,16 +178,7 @@ export async function pushTemplate(
     done += entry.artifact.size;
     result.uploaded++;
   }
-  result.uploadedBytes = total;
-
-  // The manifest's signature travels with it, so a registry with a push policy can refuse an
-  // unsigned or untrusted manifest before storing anything.
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  if (local.signature) headers["x-template-signature"] = (await readFile(local.signature)).toString("base64");
-  const put = await client.request("PUT", versionPath, { what, body: bytes, idempotent: true, headers });
-  put.discard();
-  result.notes = await pushSignatures(client, local, versionPath, what);
-  return result;
+  result.uploadedBytes += total;
 }
 
 /**

@@ -3,6 +3,7 @@ import { FORMATS, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../..
 import { readLimited } from "../body.js";
 import { assertRefSafe, type Ctx, deps, nameParam, need, versionParam } from "../context.js";
 import { ApiError, badRequest, notFound } from "../errors.js";
+import { blobMarkedForGc } from "../gc.js";
 import { keys } from "../keys.js";
 import { enforceManifestPolicy } from "../trust.js";
 import { etagMatches } from "./blobs.js";
@@ -74,10 +75,10 @@ export async function putManifest(c: Ctx): Promise<Response> {
     return c.json({ name, version, digest, created: false }, 200);
   }
   index.invalidate(name);
-  // GC runs online: if it removed a blob between our check and our write, take the manifest
-  // back rather than publish one that names a missing blob.
+  // GC runs online: if it removed a blob between our check and our write, or is about to (its
+  // mark), take the manifest back rather than publish one that names a missing blob (gc.ts).
   try {
-    await checkBlobs(c, manifest);
+    await checkBlobs(c, manifest, true);
   } catch (err) {
     await storage.deleteObject(key);
     throw err;
@@ -141,11 +142,22 @@ export function checkArmour(sig: Buffer): void {
   }
 }
 
-/** Every artifact must name a blob we hold, with the size the manifest claims. */
-async function checkBlobs(c: Ctx, manifest: Manifest): Promise<void> {
+/**
+ * Every artifact must name a blob we hold, with the size the manifest claims; `andNoGc`: and
+ * that GC has not marked for deletion.
+ */
+async function checkBlobs(c: Ctx, manifest: Manifest, andNoGc = false): Promise<void> {
   const { storage } = deps(c);
   for (const artifact of manifest.artifacts) {
     const hex = parseDigest(artifact.digest)!;
+    if (andNoGc && (await blobMarkedForGc(storage, hex))) {
+      throw new ApiError(
+        503,
+        "GC_IN_PROGRESS",
+        `blob ${artifact.digest} is being garbage-collected; push again (its blob may need uploading again)`,
+        { "Retry-After": "5" },
+      );
+    }
     const info = await storage.statBlob(hex);
     if (!info) {
       throw badRequest(

@@ -158,3 +158,110 @@ describe("gc racing a push", () => {
     expect(await inner.getObject(`templates/${t.name}/versions/1.0.0.json`)).toBeNull();
   });
 });
+
+describe("gc marks what it deletes, and a push that races it never leaves a manifest naming a missing blob", () => {
+  async function orphan(name: string) {
+    const { LocalStorage } = await import("../../registry/storage/local.js");
+    const inner = new LocalStorage(r.storageDir);
+    const t = makeTemplate(name, "1.0.0");
+    const hex = sha256(t.blobs[0]!);
+    await inner.putBlob(hex, (await import("node:stream")).Readable.from([t.blobs[0]!]));
+    await age(blobPath(hex), 2 * HOUR); // old and unreferenced: GC's to delete
+    return { inner, t, hex, manifestKey: `templates/${name}/versions/1.0.0.json` };
+  }
+  const putManifest = (t: ReturnType<typeof makeTemplate>) =>
+    fetch(`${r.url}/v1/templates/${t.name}/1.0.0`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${r.tokens.push}` },
+      body: t.manifest,
+    });
+
+  it("a push landing after the marks backs off with 503, and GC deletes the blob", async () => {
+    const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcmark");
+    // GC's storage: right before it deletes the blob, the push arrives (the worst moment).
+    let push: Response | undefined;
+    const racing = Object.create(inner) as typeof inner;
+    racing.deleteBlob = async (h) => {
+      if (h === hex) push ??= await putManifest(t);
+      return inner.deleteBlob(h);
+    };
+    const report = await runGc(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    expect(push?.status).toBe(503);
+    expect(push?.headers.get("retry-after")).toBe("5");
+    expect(((await push!.json()) as { error: { code: string } }).error.code).toBe("GC_IN_PROGRESS");
+    expect(report.deleted).toBeGreaterThanOrEqual(1);
+    expect(await inner.statBlob(hex)).toBeNull();
+    expect(await inner.getObject(manifestKey)).toBeNull();
+    expect(await inner.getObject(`gc/pending/${hex}`)).toBeNull(); // marks are removed
+  });
+
+  it("a push landing before the marks are written saves its blob", async () => {
+    const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcsave");
+    let push: Response | undefined;
+    const racing = Object.create(inner) as typeof inner;
+    racing.putObject = async (key, data) => {
+      if (key === `gc/pending/${hex}`) push ??= await putManifest(t);
+      return inner.putObject(key, data);
+    };
+    const report = await runGc(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    expect(push?.status).toBe(201);
+    expect(report.deleted).toBe(0);
+    expect(await inner.statBlob(hex)).not.toBeNull();
+    expect(await inner.getObject(manifestKey)).not.toBeNull();
+  });
+
+  it("a crashed GC's stale mark blocks nobody and is removed by the next run", async () => {
+    const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcstale");
+    await inner.putObject(`gc/pending/${hex}`, Buffer.from(String(Date.now() - 2 * HOUR)));
+    const fresh = randomBytes(64);
+    await inner.putObject(`gc/pending/${sha256(fresh)}`, Buffer.from(String(Date.now())));
+    expect((await putManifest(t)).status).toBe(201);
+    expect(await inner.getObject(manifestKey)).not.toBeNull();
+    await runGc(inner, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    expect(await inner.getObject(`gc/pending/${hex}`)).toBeNull();
+    // A young mark may be another replica's GC at work: left alone.
+    expect(await inner.getObject(`gc/pending/${sha256(fresh)}`)).not.toBeNull();
+    await inner.deleteObject(`gc/pending/${sha256(fresh)}`);
+  });
+
+  it("templar push uploads again a blob that GC took between its check and the manifest", async () => {
+    const { startRegistry } = await import("../../registry/server.js");
+    const { RegistryClient } = await import("../../registry/client/http.js");
+    const { loadLocalTemplate, pushTemplate: push } = await import("../../registry/client/push.js");
+    const { artifactFileName } = await import("../../common/manifest-files.js");
+    const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcagain");
+    // The registry's storage: GC deletes the blob just before the first manifest write.
+    const racing = Object.create(inner) as typeof inner;
+    let raced = false;
+    racing.putObjectIfAbsent = async (key, data) => {
+      if (key === manifestKey && !raced) {
+        raced = true;
+        await inner.deleteBlob(hex);
+      }
+      return inner.putObjectIfAbsent(key, data);
+    };
+    const server = await startRegistry({
+      storage: racing,
+      configPath: r.configPath,
+      log: () => {},
+      host: "127.0.0.1",
+      port: 0,
+    });
+    try {
+      const dir = join(r.dir, "gcagain");
+      await (await import("node:fs/promises")).mkdir(dir, { recursive: true });
+      const { writeFile } = await import("node:fs/promises");
+      await writeFile(join(dir, `${t.name}-1.0.0.manifest.json`), t.manifest);
+      await writeFile(join(dir, artifactFileName(t.name, "1.0.0", "tar.zst")), t.blobs[0]!);
+      const local = await loadLocalTemplate(join(dir, `${t.name}-1.0.0.manifest.json`));
+      const client = new RegistryClient({ registry: server.url, token: r.tokens.push, backoffMs: 10 });
+      const result = await push(client, local);
+      expect(raced).toBe(true);
+      expect(result.uploaded).toBe(1); // the first round found the blob there; the second sent it
+      expect(await inner.statBlob(hex)).not.toBeNull();
+      expect(await inner.getObject(manifestKey)).not.toBeNull();
+    } finally {
+      await server.close();
+    }
+  });
+});
