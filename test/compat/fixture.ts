@@ -1,12 +1,8 @@
 import { type SpawnSyncReturns, spawnSync } from "node:child_process";
-import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { stringify } from "yaml";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
-import { newToken } from "../../registry/auth.js";
-import { type RunningRegistry, startRegistry } from "../../registry/server.js";
-import { LocalStorage } from "../../registry/storage/local.js";
+import { startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 import { runProcess, templar } from "../helpers/registry-process.js";
 
 /**
@@ -20,15 +16,10 @@ export interface Keys {
   fingerprint: string;
 }
 
-export interface CompatRegistry {
-  url: string;
-  dir: string;
-  storageDir: string;
-  storage: LocalStorage;
+export interface CompatRegistry extends TestRegistry {
+  /** Push, delete and pull. */
   token: string;
   indexKey: Keys;
-  registry: RunningRegistry;
-  close(): Promise<void>;
 }
 
 /** `templar key generate`: returns the files and the fingerprint it printed. */
@@ -42,36 +33,19 @@ export async function generateKey(prefix: string, name: string): Promise<Keys> {
 }
 
 export async function startCompatRegistry(extra: Record<string, unknown> = {}): Promise<CompatRegistry> {
-  const dir = await mkdtemp(join(tmpdir(), "templar-compat-"));
-  const storageDir = join(dir, "data");
-  const indexKey = await generateKey(join(dir, "index"), "Test Registry Index");
-  const t = newToken();
-  const config = {
-    anonymousPull: true,
-    gc: { interval: 0 },
-    tokens: [{ id: t.id, sha256: t.sha256, scopes: ["push:*", "delete:*", "pull:*"] }],
-    indexKey: { file: "index.key.asc" }, // relative to the config file
-    compat: { maintainer: "Test Templates <templates@example.org>" },
-    ...extra,
-  };
-  const configPath = join(dir, "registry.yaml");
-  await writeFile(configPath, stringify(config));
-  const storage = new LocalStorage(storageDir);
-  await storage.check();
-  const registry = await startRegistry({ storage, configPath, host: "127.0.0.1", port: 0, log: () => {} });
-  return {
-    url: registry.url,
-    dir,
-    storageDir,
-    storage,
-    token: t.token,
-    indexKey,
-    registry,
-    async close() {
-      await registry.close();
-      await rm(dir, { recursive: true, force: true });
+  let indexKey: Keys | undefined;
+  const registry = await startTestRegistry(
+    { tokens: { maintainer: ["push:*", "delete:*", "pull:*"] }, gc: { interval: 0 } },
+    async (dir) => {
+      indexKey = await generateKey(join(dir, "index"), "Test Registry Index");
+      return {
+        indexKey: { file: "index.key.asc" }, // relative to the config file
+        compat: { maintainer: "Test Templates <templates@example.org>" },
+        ...extra,
+      };
     },
-  };
+  );
+  return { ...registry, token: registry.tokens.maintainer!, indexKey: indexKey! };
 }
 
 /**

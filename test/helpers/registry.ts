@@ -18,6 +18,8 @@ export interface TestConfig {
   tokens?: Record<string, string[]>;
   gc?: Record<string, unknown>;
   cacheTtl?: string;
+  /** Any other config sections, written last. */
+  more?: Record<string, unknown>;
 }
 
 export interface TestRegistry {
@@ -43,16 +45,24 @@ export async function writeConfig(path: string, config: TestConfig): Promise<Rec
   const doc: Record<string, unknown> = { anonymousPull: config.anonymousPull ?? true, tokens: entries };
   if (config.gc) doc.gc = config.gc;
   if (config.cacheTtl) doc.cacheTtl = config.cacheTtl;
+  Object.assign(doc, config.more);
   await writeFile(path, stringify(doc));
   return tokens;
 }
 
-/** An in-process registry on a fresh temp directory, listening on 127.0.0.1 with an ephemeral port. */
-export async function startTestRegistry(config: TestConfig = {}): Promise<TestRegistry> {
+/**
+ * An in-process registry on a fresh temp directory, listening on 127.0.0.1 with an ephemeral port.
+ * `prepare` may write files next to the config (keys) and return config sections naming them.
+ */
+export async function startTestRegistry(
+  config: TestConfig = {},
+  prepare?: (dir: string) => Promise<Record<string, unknown>>,
+): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), "templar-registry-"));
   const storageDir = join(dir, "data");
   const configPath = join(dir, "registry.yaml");
-  const tokens = await writeConfig(configPath, { tokens: { push: ["push:*"] }, ...config });
+  const more = { ...config.more, ...(prepare ? await prepare(dir) : {}) };
+  const tokens = await writeConfig(configPath, { tokens: { push: ["push:*"] }, ...config, more });
   const storage = new LocalStorage(storageDir);
   await storage.check();
   const logs: Record<string, unknown>[] = [];
