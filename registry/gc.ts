@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { keys, parseTemplateKey } from "./keys.js";
 import type { Storage } from "./storage/storage.js";
 
@@ -48,10 +49,14 @@ export const GC_MARK_TTL_MS = 60 * 60 * 1000;
 
 /** Whether GC is about to delete this blob (a fresh mark exists). */
 export async function blobMarkedForGc(storage: Storage, hex: string, now = Date.now()): Promise<boolean> {
-  const mark = await storage.getObject(keys.gcPending(hex));
-  if (!mark) return false;
-  const at = Number(mark.toString("utf8"));
-  return Number.isFinite(at) && now - at < GC_MARK_TTL_MS;
+  const at = markTime(await storage.getObject(keys.gcPending(hex)));
+  return at !== null && now - at < GC_MARK_TTL_MS;
+}
+
+/** A mark holds "<ms since epoch> <run id>": when, and which GC run (replicas may overlap). */
+function markTime(mark: Buffer | null): number | null {
+  const at = Number(mark?.toString("utf8").split(" ")[0]);
+  return mark && Number.isFinite(at) ? at : null;
 }
 
 export async function runGc(storage: Storage, options: GcOptions): Promise<GcReport> {
@@ -85,17 +90,22 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
     }
   } else {
     await removeStaleMarks(storage, Date.now());
+    const markedAt = Date.now();
+    const ours = Buffer.from(`${markedAt} ${randomBytes(8).toString("hex")}`);
+    // Another replica's GC may mark the same blob after us: then only it may delete the blob
+    // (its last listing came after its mark), and only it removes that mark.
+    const stillOurs = async (hex: string) => (await storage.getObject(keys.gcPending(hex)))?.equals(ours);
     const marked: string[] = [];
     try {
-      const markedAt = Date.now();
       for (const [hex] of doomed) {
-        await storage.putObject(keys.gcPending(hex), Buffer.from(String(markedAt)));
+        await storage.putObject(keys.gcPending(hex), ours);
         marked.push(hex);
       }
       await scanManifests(storage, seen, referenced); // the last listing: after every mark
       for (const [hex, size] of doomed) {
         if (referenced.has(hex)) continue;
         if (Date.now() - markedAt > GC_MARK_TTL_MS / 2) break; // pushes may soon ignore the marks
+        if (!(await stillOurs(hex))) continue;
         const info = await storage.statBlob(hex);
         if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
         await storage.deleteBlob(hex);
@@ -105,7 +115,7 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
         options.onDelete?.(hex, size);
       }
     } finally {
-      for (const hex of marked) await storage.deleteObject(keys.gcPending(hex));
+      for (const hex of marked) if (await stillOurs(hex)) await storage.deleteObject(keys.gcPending(hex));
     }
   }
 
@@ -145,9 +155,8 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
 /** Marks a crashed GC left behind (older than GC_MARK_TTL_MS): pushes already ignore them. */
 async function removeStaleMarks(storage: Storage, now: number): Promise<void> {
   for await (const obj of storage.list(keys.gcPendingPrefix)) {
-    const mark = await storage.getObject(obj.key);
-    const at = Number(mark?.toString("utf8"));
-    if (!Number.isFinite(at) || now - at >= GC_MARK_TTL_MS) await storage.deleteObject(obj.key);
+    const at = markTime(await storage.getObject(obj.key));
+    if (at === null || now - at >= GC_MARK_TTL_MS) await storage.deleteObject(obj.key);
   }
 }
 

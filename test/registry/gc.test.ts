@@ -210,6 +210,21 @@ describe("gc marks what it deletes, and a push that races it never leaves a mani
     expect(await inner.getObject(manifestKey)).not.toBeNull();
   });
 
+  it("when another replica's GC marks the same blob meanwhile, only that run may delete it", async () => {
+    const { inner, hex } = await orphan("debian-13-x86_64-gctwo");
+    const theirs = Buffer.from(`${Date.now()} other-replica-run`);
+    const racing = Object.create(inner) as typeof inner;
+    racing.putObject = async (key, data) => {
+      await inner.putObject(key, data);
+      if (key === `gc/pending/${hex}`) await inner.putObject(key, theirs); // the other run, right after
+    };
+    const report = await runGc(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    expect(report.deleted).toBe(0);
+    expect(await inner.statBlob(hex)).not.toBeNull();
+    expect(await inner.getObject(`gc/pending/${hex}`)).toEqual(theirs); // not ours to remove
+    await inner.deleteObject(`gc/pending/${hex}`);
+  });
+
   it("a crashed GC's stale mark blocks nobody and is removed by the next run", async () => {
     const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcstale");
     await inner.putObject(`gc/pending/${hex}`, Buffer.from(String(Date.now() - 2 * HOUR)));
