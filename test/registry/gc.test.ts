@@ -1,10 +1,17 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { utimes } from "node:fs/promises";
+import { mkdir, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { artifactFileName } from "../../common/manifest-files.js";
+import { createApp } from "../../registry/app.js";
+import { RegistryClient } from "../../registry/client/http.js";
+import { loadLocalTemplate, pushTemplate as push } from "../../registry/client/push.js";
 import { runGc } from "../../registry/gc.js";
+import { createDeps, startRegistry } from "../../registry/server.js";
+import { LocalStorage } from "../../registry/storage/local.js";
 import {
   CLI,
   makeTemplate,
@@ -41,8 +48,7 @@ describe("gc", () => {
     const referenced = sha256(kept.blobs[0]!);
     const young = randomBytes(1000);
     const old = randomBytes(2000);
-    for (const b of [young, old])
-      await r.storage.putBlob(sha256(b), (await import("node:stream")).Readable.from([b]));
+    for (const b of [young, old]) await r.storage.putBlob(sha256(b), Readable.from([b]));
     await age(blobPath(referenced), 5 * HOUR);
     await age(blobPath(sha256(old)), 2 * HOUR);
     const abandoned = await r.storage.createUpload();
@@ -93,7 +99,7 @@ describe("gc", () => {
 
   it("templar gc --dry-run and --grace from the command line", async () => {
     const orphan = randomBytes(3000);
-    await r.storage.putBlob(sha256(orphan), (await import("node:stream")).Readable.from([orphan]));
+    await r.storage.putBlob(sha256(orphan), Readable.from([orphan]));
     await age(blobPath(sha256(orphan)), 30 * 60_000);
     const args = ["gc", "--storage", r.storageDir, "--config", r.configPath, "--json"];
     const dry = JSON.parse(
@@ -114,7 +120,7 @@ describe("gc", () => {
     const configPath = join(r.dir, "gc-often.yaml");
     await writeConfig(configPath, { gc: { interval: "500ms", grace: "1m" } });
     const orphan = randomBytes(4000);
-    await r.storage.putBlob(sha256(orphan), (await import("node:stream")).Readable.from([orphan]));
+    await r.storage.putBlob(sha256(orphan), Readable.from([orphan]));
     await age(blobPath(sha256(orphan)), 5 * 60_000);
     const server = await spawnServe(r.storageDir, configPath);
     try {
@@ -134,13 +140,10 @@ describe("gc", () => {
 
 describe("gc racing a push", () => {
   it("a manifest whose blob GC removed between check and write is withdrawn, never published", async () => {
-    const { createApp } = await import("../../registry/app.js");
-    const { createDeps } = await import("../../registry/server.js");
-    const { LocalStorage } = await import("../../registry/storage/local.js");
     const inner = new LocalStorage(r.storageDir);
     const t = makeTemplate("debian-13-x86_64-gcrace", "1.0.0");
     const hex = sha256(t.blobs[0]!);
-    await inner.putBlob(hex, (await import("node:stream")).Readable.from([t.blobs[0]!]));
+    await inner.putBlob(hex, Readable.from([t.blobs[0]!]));
     // Storage whose create-if-absent first lets "GC" delete the blob: the worst interleaving.
     const racing = Object.create(inner) as typeof inner;
     racing.putObjectIfAbsent = async (key, data) => {
@@ -161,11 +164,10 @@ describe("gc racing a push", () => {
 
 describe("gc marks what it deletes, and a push that races it never leaves a manifest naming a missing blob", () => {
   async function orphan(name: string) {
-    const { LocalStorage } = await import("../../registry/storage/local.js");
     const inner = new LocalStorage(r.storageDir);
     const t = makeTemplate(name, "1.0.0");
     const hex = sha256(t.blobs[0]!);
-    await inner.putBlob(hex, (await import("node:stream")).Readable.from([t.blobs[0]!]));
+    await inner.putBlob(hex, Readable.from([t.blobs[0]!]));
     await age(blobPath(hex), 2 * HOUR); // old and unreferenced: GC's to delete
     return { inner, t, hex, manifestKey: `templates/${name}/versions/1.0.0.json` };
   }
@@ -240,10 +242,6 @@ describe("gc marks what it deletes, and a push that races it never leaves a mani
   });
 
   it("templar push uploads again a blob that GC took between its check and the manifest", async () => {
-    const { startRegistry } = await import("../../registry/server.js");
-    const { RegistryClient } = await import("../../registry/client/http.js");
-    const { loadLocalTemplate, pushTemplate: push } = await import("../../registry/client/push.js");
-    const { artifactFileName } = await import("../../common/manifest-files.js");
     const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcagain");
     // The registry's storage: GC deletes the blob just before the first manifest write.
     const racing = Object.create(inner) as typeof inner;
@@ -264,8 +262,7 @@ describe("gc marks what it deletes, and a push that races it never leaves a mani
     });
     try {
       const dir = join(r.dir, "gcagain");
-      await (await import("node:fs/promises")).mkdir(dir, { recursive: true });
-      const { writeFile } = await import("node:fs/promises");
+      await mkdir(dir, { recursive: true });
       await writeFile(join(dir, `${t.name}-1.0.0.manifest.json`), t.manifest);
       await writeFile(join(dir, artifactFileName(t.name, "1.0.0", "tar.zst")), t.blobs[0]!);
       const local = await loadLocalTemplate(join(dir, `${t.name}-1.0.0.manifest.json`));
