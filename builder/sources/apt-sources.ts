@@ -93,32 +93,29 @@ export function readHostAptSources(aptDir = "/etc/apt"): AptSource[] {
   return out;
 }
 
-/**
- * The host's main Debian archive: the first binary (`deb`) source over http(s) or file with a
- * plain suite (not `-security`, `-updates` or `-backports`, which live in other archives or
- * are overlays).
- */
-export function hostDebianMirror(aptDir = "/etc/apt"): string | undefined {
+/** The first binary (`deb`) source over http(s) or file with a suite `wanted` accepts: its URI. */
+function firstDebUri(aptDir: string, wanted: (suite: string) => boolean): string | undefined {
   for (const source of readHostAptSources(aptDir)) {
-    if (!source.types.includes("deb")) continue;
-    if (
-      !source.suites.some(
-        (s) => !/-(security|updates|backports|proposed-updates)$/.test(s) && !s.includes("/"),
-      )
-    )
-      continue;
+    if (!source.types.includes("deb") || !source.suites.some(wanted)) continue;
     const uri = source.uris.find((u) => /^(https?|file):\/\//.test(u));
     if (uri) return uri.replace(/\/+$/, "");
   }
   return undefined;
 }
 
-/** The host's Debian security archive: the first `deb` source over http(s) or file with a `<suite>-security` suite. */
+/**
+ * The host's main Debian archive: the first binary (`deb`) source over http(s) or file with a
+ * plain suite (not `-security`, `-updates` or `-backports`, which live in other archives or
+ * are overlays).
+ */
+export function hostDebianMirror(aptDir = "/etc/apt"): string | undefined {
+  return firstDebUri(
+    aptDir,
+    (s) => !/-(security|updates|backports|proposed-updates)$/.test(s) && !s.includes("/"),
+  );
+}
+
+/** The host's Debian security archive: the first such source with a `<suite>-security` suite. */
 export function hostDebianSecurityMirror(aptDir = "/etc/apt"): string | undefined {
-  for (const source of readHostAptSources(aptDir)) {
-    if (!source.types.includes("deb") || !source.suites.some((s) => s.endsWith("-security"))) continue;
-    const uri = source.uris.find((u) => /^(https?|file):\/\//.test(u));
-    if (uri) return uri.replace(/\/+$/, "");
-  }
-  return undefined;
+  return firstDebUri(aptDir, (s) => s.endsWith("-security"));
 }
