@@ -1,21 +1,12 @@
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256, writeConfig } from "../helpers/registry.js";
-import { type Rgw, rgwForTests } from "../helpers/rgw.js";
+import { closedPort, type Rgw, rgwForTests } from "../helpers/rgw.js";
 import { spawnS3Serve } from "../helpers/s3-registry.js";
 
 const rgw = await rgwForTests();
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 describe.skipIf(!rgw)("a registry whose S3 storage is unusable", () => {
   let dir: string;

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
 import { Readable } from "node:stream";
 import {
   CreateMultipartUploadCommand,
@@ -9,7 +8,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { S3Storage } from "../../registry/storage/s3.js";
 import { DigestMismatchError, UploadOffsetError } from "../../registry/storage/storage.js";
-import { rgwForTests } from "../helpers/rgw.js";
+import { closedPort, rgwForTests } from "../helpers/rgw.js";
 import { chunked, sha, storageConformance } from "./conformance.js";
 
 // One throwaway Ceph RGW for this file (scripts/rgw); the same suite as the local backend, unchanged.
@@ -153,13 +152,4 @@ async function readAll(stream: Readable | null): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const chunk of stream) parts.push(chunk as Buffer);
   return Buffer.concat(parts);
-}
-
-/** A loopback port nothing listens on (taken from the kernel, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((done) => server.close(done));
-  return port;
 }
