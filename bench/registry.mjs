@@ -334,6 +334,15 @@ async function publishVersions(url, token, digest, size, count) {
   }
 }
 
+/** SIGTERM, then waits for the exit (at once if it has already exited). */
+function stopChild(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once("exit", resolve);
+    child.kill("SIGTERM");
+  });
+}
+
 async function freePort() {
   const server = createServer();
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
@@ -368,12 +377,7 @@ async function startRegistry(storage, config) {
   return {
     url,
     pid: child.pid,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", resolve);
-        child.kill("SIGTERM");
-      }),
+    stop: () => stopChild(child),
   };
 }
 
@@ -516,12 +520,7 @@ async function startBare(file) {
   return {
     url: `http://127.0.0.1:${port}/`,
     pid: child.pid,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", resolve);
-        child.kill("SIGTERM");
-      }),
+    stop: () => stopChild(child),
   };
 }
 
