@@ -70,19 +70,13 @@ function templar(args: string[]): Promise<{ status: number | null; stderr: strin
   });
 }
 
+/** `templar build` of one recipe for x86_64 into `out`, with the shared package cache. */
+function templarBuild(recipe: string, out: string, ...more: string[]) {
+  return templar(["build", recipe, "--arch", "x86_64", "--out", out, "--cache", join(dir, "cache"), ...more]);
+}
+
 async function build(recipe: string, out: string) {
-  const r = await templar([
-    "build",
-    recipe,
-    "--arch",
-    "x86_64",
-    "--out",
-    out,
-    "--cache",
-    join(dir, "cache"),
-    "--formats",
-    "zst",
-  ]);
+  const r = await templarBuild(recipe, out, "--formats", "zst");
   if (r.status !== 0) throw new Error(`templar build failed (${r.status}): ${r.stderr}`);
   const manifestPath = spawnSync("sh", ["-c", `ls ${out}/*.manifest.json`], {
     encoding: "utf8",
@@ -190,16 +184,7 @@ describe.skipIf(!tools)("templar build from verified upstream root filesystems",
       },
     );
     const out = join(dir, "out-refused");
-    const r = await templar([
-      "build",
-      recipe,
-      "--arch",
-      "x86_64",
-      "--out",
-      out,
-      "--cache",
-      join(dir, "cache"),
-    ]);
+    const r = await templarBuild(recipe, out);
     expect(r.status).toBe(3);
     const errors = r.stderr.split("\n").filter((l) => l.startsWith("templar:"));
     expect(errors).toHaveLength(1);
