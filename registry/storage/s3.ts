@@ -16,6 +16,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { errorMessage } from "../../common/errors.js";
 import type { S3Options } from "./s3-config.js";
+import { openSocketGet } from "./s3-socket-get.js";
 import { S3Uploads } from "./s3-uploads.js";
 import { isNotFound, listKeys, s3Status } from "./s3-util.js";
 import {
@@ -56,13 +57,17 @@ export class S3Storage implements Storage {
   readonly client: S3Client;
   readonly bucket: string;
   readonly prefix: string;
+  /** Blob downloads over a bare socket (s3-socket-get.ts); only for http:// endpoints. */
+  readonly socketDownloads: boolean;
   private readonly uploads: S3Uploads;
 
   constructor(
     readonly options: S3Options,
     client?: S3Client,
+    tuning: { socketDownloads?: boolean } = {},
   ) {
     this.client = client ?? createS3Client(options);
+    this.socketDownloads = (tuning.socketDownloads ?? true) && /^http:/i.test(options.endpoint ?? "");
     this.bucket = options.bucket;
     this.prefix = options.prefix;
     this.uploads = new S3Uploads(this);
@@ -97,14 +102,19 @@ export class S3Storage implements Storage {
   }
 
   async readBlob(hex: string, range?: ByteRange): Promise<Readable | null> {
+    const input = {
+      Bucket: this.bucket,
+      Key: this.blobKey(hex),
+      ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+    };
+    if (this.socketDownloads) {
+      const url = await getSignedUrl(this.client, new GetObjectCommand(input), { expiresIn: 300 });
+      const body = await openSocketGet(new URL(url), range);
+      if (body) return body;
+      // An error status, an odd response or no connection: the SDK retries and reports it.
+    }
     try {
-      const out = await this.client.send(
-        new GetObjectCommand({
-          Bucket: this.bucket,
-          Key: this.blobKey(hex),
-          ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
-        }),
-      );
+      const out = await this.client.send(new GetObjectCommand(input));
       return out.Body as Readable;
     } catch (err) {
       if (isNotFound(err)) return null;

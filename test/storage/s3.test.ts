@@ -1,4 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import {
   CreateMultipartUploadCommand,
@@ -7,6 +10,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { S3Storage } from "../../registry/storage/s3.js";
+import { S3SocketBody } from "../../registry/storage/s3-socket-get.js";
 import { DigestMismatchError, UploadOffsetError } from "../../registry/storage/storage.js";
 import { closedPort, rgwForTests } from "../helpers/rgw.js";
 import { chunked, sha, storageConformance } from "./conformance.js";
@@ -20,6 +24,12 @@ if (rgw) {
   // (the registry tests use a bucket root).
   storageConformance("s3 on Ceph RGW", async () => {
     const storage = new S3Storage(rgw.options(await rgw.createBucket(), "some/prefix/"));
+    return { storage, cleanup: async () => storage.client.destroy() };
+  });
+  // Blob reads from https endpoints go through the SDK, not the bare socket (s3-socket-get.ts).
+  storageConformance("s3 on Ceph RGW, blob reads through the SDK", async () => {
+    const options = rgw.options(await rgw.createBucket(), "sdk/");
+    const storage = new S3Storage(options, undefined, { socketDownloads: false });
     return { storage, cleanup: async () => storage.client.destroy() };
   });
 
@@ -125,6 +135,54 @@ if (rgw) {
       expect(Buffer.from(await res.arrayBuffer()).equals(data.subarray(10, 20))).toBe(true);
       const tampered = await fetch(url!.replace(/X-Amz-Signature=[0-9a-f]/, "X-Amz-Signature=Z"));
       expect(tampered.status).toBe(403);
+    });
+
+    it("downloads blobs over a bare socket: the SDK's bytes, any range, sockets closed when clients leave", async () => {
+      const data = randomBytes(5 * 1024 * 1024 + 4321);
+      const hex = sha(data);
+      await s.putBlob(hex, chunked(data, 1024 * 1024));
+      const viaSdk = new S3Storage(rgw.options(bucket, "r/"), undefined, { socketDownloads: false });
+      expect(s.socketDownloads).toBe(true);
+      expect(await s.readBlob(hex)).toBeInstanceOf(S3SocketBody);
+      expect(await viaSdk.readBlob(hex)).not.toBeInstanceOf(S3SocketBody);
+      for (const range of [
+        undefined,
+        { start: 0, end: 0 },
+        { start: 4095, end: 262_144 },
+        { start: 1, end: data.length - 1 },
+      ]) {
+        const expected = range ? data.subarray(range.start, range.end + 1) : data;
+        expect((await readAll(await s.readBlob(hex, range))).equals(expected)).toBe(true);
+        expect((await readAll(await viaSdk.readBlob(hex, range))).equals(expected)).toBe(true);
+      }
+      viaSdk.client.destroy();
+      expect(await s.readBlob(sha(Buffer.from("absent")))).toBeNull(); // 404: the SDK's answer
+
+      // As the registry sends them: sendTo into the response. Abandoned downloads must close
+      // their S3 sockets; the ones after get every byte.
+      const server = http.createServer(async (_req, res) => {
+        const body = (await s.readBlob(hex)) as S3SocketBody;
+        res.writeHead(200, { "Content-Length": data.length });
+        body.sendTo(res, () => {}).catch(() => {});
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      const sockets = () => readdirSync("/proc/self/fd").length;
+      const before = sockets();
+      for (let i = 0; i < 20; i++) {
+        const controller = new AbortController();
+        const res = await fetch(base, { signal: controller.signal });
+        await res.body?.getReader().read();
+        controller.abort();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(sockets()).toBeLessThanOrEqual(before + 4);
+      const bodies = await Promise.all(
+        Array.from({ length: 6 }, () => fetch(base).then((r) => r.arrayBuffer())),
+      );
+      for (const body of bodies) expect(Buffer.from(body).equals(data)).toBe(true);
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     });
 
     it("says clearly what is wrong: secret, endpoint, bucket", async () => {
