@@ -19,11 +19,11 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
-import { createServer } from "node:net";
 import os, { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { startNginx } from "../dist/bench/nginx.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const TEMPLAR = join(root, "dist", "cli", "templar.js");
@@ -120,7 +120,9 @@ async function main() {
   registry = await startRegistry(storage, config);
   cleanups.push(() => registry.stop());
   pinServer(registry.pid);
-  const nginx = await startNginx(join(storage, "blobs", "sha256"));
+  // nginx as FACTS.md measured it: sendfile on, one worker, pinned like the registry.
+  const nginx = await startNginx(join(work, "nginx"), `root ${join(storage, "blobs", "sha256")};`);
+  pinServer(nginx.pid);
   cleanups.push(() => nginx.stop());
   const blobUrl = (base, d) => `${base}/v1/blobs/${d}`;
   const nginxUrl = (d) => `${nginx.url}/${d.slice(7)}`;
@@ -343,14 +345,6 @@ function stopChild(child) {
   });
 }
 
-async function freePort() {
-  const server = createServer();
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 async function startRegistry(storage, config) {
   // The request log goes to a file, as it would to journald: reading it here would cost this
   // process CPU that the load generator and the reference server need.
@@ -378,57 +372,6 @@ async function startRegistry(storage, config) {
     url,
     pid: child.pid,
     stop: () => stopChild(child),
-  };
-}
-
-/** nginx as FACTS.md measured it: sendfile on, one worker, user root, loopback only. */
-async function startNginx(docroot) {
-  const port = await freePort();
-  const dir = join(work, "nginx");
-  await mkdir(dir);
-  const conf = join(dir, "nginx.conf");
-  await writeFile(
-    conf,
-    `user root;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  default_type application/octet-stream;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port};
-    root ${docroot};
-  }
-}
-`,
-  );
-  const child = spawn("nginx", ["-c", conf, "-g", "daemon off;"], { stdio: "ignore" });
-  pinServer(child.pid);
-  for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/`).then(
-      () => true,
-      () => false,
-    );
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", resolve);
-        child.kill("SIGQUIT");
-      }),
   };
 }
 

@@ -3,8 +3,10 @@
  *   1. pull of a 200 MiB blob through `templar serve --storage s3://...` with curl, streamed (the
  *      default) and with --s3-redirect (curl -L), vs curl of a presigned URL of the same object
  *      straight from RGW                                              -> ratio of throughputs (target >= 0.8)
- *      Streaming costs the registry about as much CPU as RGW spends sending (receive + send), so
- *      on a busy machine the streamed ratio drops; the redirect does not touch the bytes.
+ *      When nginx is installed, the same curl through nginx's proxy_pass to RGW (buffered, one
+ *      worker) is measured too: what a native proxy gets between the same two sockets on this
+ *      machine, where RGW alone keeps more than one of the two cores busy. Any streaming proxy
+ *      adds a receive and a send per byte; the redirect does not touch the bytes.
  *   2. push of a 1 GiB blob through the registry (monolithic PUT with curl) vs a lib-storage
  *      Upload of the same file straight to RGW                        -> ratio of times (target <= 1.3)
  * Absolute figures depend on the S3 server (here: one memstore OSD on loopback, on a shared machine).
@@ -12,7 +14,7 @@
  * Run: npm run bench:s3   (builds, then node dist/bench/s3.js; needs curl and root or Ceph installed)
  * Env: BENCH_RUNS (default 3; best run counts), BENCH_PULL_MIB (200), BENCH_PUSH_MIB (1024).
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -26,6 +28,7 @@ import { S3Storage } from "../registry/storage/s3.js";
 import { writeConfig } from "../test/helpers/registry.js";
 import { startRgw } from "../test/helpers/rgw.js";
 import { spawnS3Serve } from "../test/helpers/s3-registry.js";
+import { type Nginx, startNginx } from "./nginx.js";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -77,13 +80,25 @@ async function main(): Promise<void> {
     console.log(`\npull ${formatBytes(pullBytes)} (curl to /dev/null, best of ${runs}, interleaved)`);
     // The same registry with --s3-redirect: one 307, then the bytes come straight from RGW.
     const redirecting = await spawnS3Serve(rgw, { bucket: rgw.bucket, configPath, args: ["--s3-redirect"] });
-    const times = { streamed: [] as number[], redirect: [] as number[], direct: [] as number[] };
+    const nginx = await startNginxProxy(join(dir, "nginx"), rgw.env.TEMPLAR_S3_ENDPOINT!);
+    const times = {
+      streamed: [] as number[],
+      redirect: [] as number[],
+      direct: [] as number[],
+      ...(nginx ? { "nginx proxy": [] as number[] } : {}),
+    };
     for (let i = 0; i < runs; i++) {
       times.streamed.push(await curl([`${serve.url}/v1/blobs/sha256:${pullHex}`]));
       times.redirect.push(await curl(["-L", `${redirecting.url}/v1/blobs/sha256:${pullHex}`]));
-      times.direct.push(await curl([await storage.presignBlob(pullHex)]));
+      const presigned = await storage.presignBlob(pullHex);
+      times.direct.push(await curl([presigned]));
+      if (nginx)
+        times["nginx proxy"]?.push(
+          await curl([nginx.url + new URL(presigned).pathname + new URL(presigned).search]),
+        );
     }
     await redirecting.stop();
+    await nginx?.stop();
     for (const [label, list] of Object.entries(times)) {
       console.log(`  ${label}: ${list.map((t) => `${t.toFixed(2)}s`).join(", ")}`);
     }
@@ -92,6 +107,7 @@ async function main(): Promise<void> {
     ) as [number, number, number];
     const pullRatio = direct / viaRegistry; // throughput ratio registry/direct
     const redirectRatio = direct / viaRedirect;
+    const viaNginx = times["nginx proxy"] ? Math.min(...times["nginx proxy"]) : null;
     progress.update(3, "pull measured");
 
     console.log(`\npush ${formatBytes(pushBytes)} (best of ${runs})`);
@@ -133,6 +149,10 @@ async function main(): Promise<void> {
         ` -> ratio ${pullRatio.toFixed(2)}x (target >= 0.8x) ${pullRatio >= 0.8 ? "OK" : "MISSED"}`,
       `  pull ${formatBytes(pullBytes)} via --s3-redirect: ${rate(pullBytes, viaRedirect)}` +
         ` -> ratio ${redirectRatio.toFixed(2)}x (target >= 0.8x) ${redirectRatio >= 0.8 ? "OK" : "MISSED"}`,
+      viaNginx
+        ? `  pull ${formatBytes(pullBytes)} via nginx proxy_pass (reference): ${rate(pullBytes, viaNginx)}` +
+          ` -> ratio ${(direct / viaNginx).toFixed(2)}x; registry/nginx ${(viaNginx / viaRegistry).toFixed(2)}x`
+        : "  (nginx not installed: no native-proxy reference)",
       `  push ${formatBytes(pushBytes)}: registry ${pushRegistry.toFixed(2)}s (${rate(pushBytes, pushRegistry)}),` +
         ` lib-storage ${pushLibStorage.toFixed(2)}s (${rate(pushBytes, pushLibStorage)})` +
         ` -> ratio ${pushRatio.toFixed(2)}x (target <= 1.3x) ${pushRatio <= 1.3 ? "OK" : "MISSED"}`,
@@ -144,6 +164,26 @@ async function main(): Promise<void> {
     await rgw.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** nginx proxying to RGW unchanged (the presigned URL's Host), or null without nginx. */
+async function startNginxProxy(dir: string, endpoint: string): Promise<Nginx | null> {
+  try {
+    execFileSync("nginx", ["-v"], { stdio: "ignore" });
+  } catch {
+    return null;
+  }
+  const upstream = new URL(endpoint);
+  return startNginx(
+    dir,
+    `location / {
+      proxy_pass http://${upstream.host};
+      proxy_http_version 1.1;
+      proxy_set_header Host ${upstream.host};
+      proxy_buffering on;
+      proxy_max_temp_file_size 0;
+    }`,
+  );
 }
 
 main().catch((err: unknown) => {
