@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { closeSync, constants, createWriteStream, openSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
-import type { Writable } from "node:stream";
+import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { UserError } from "../../common/errors.js";
 import type { CodecChoice } from "./codecs.js";
+import { GrowingFileHash } from "./growing-file-hash.js";
 
 /**
  * One compressor fed with the tar stream, writing to a temporary file. `write` calls `done` once
@@ -14,9 +16,13 @@ import type { CodecChoice } from "./codecs.js";
 export interface CompressSink {
   readonly label: string;
   readonly failed: Promise<never>;
+  /** Resolves once the compressor reads its input (a program: started on its fifo, or failed). */
+  readonly started: Promise<void>;
   write(chunk: Buffer, done: (err?: Error | null) => void): void;
   /** Ends the input and waits until the output file is complete. */
   finish(): Promise<void>;
+  /** After finish: sha256 and size of the output file (hashed while it was written). */
+  digest(): Promise<{ hex: string; size: number }>;
   /**
    * Stops the compressor and removes its output. Never throws. `graceMs`: first give a compressor
    * that is already ending (its input closed) that long to exit with its own status.
@@ -26,81 +32,13 @@ export interface CompressSink {
   failure(): Error | undefined;
 }
 
-class ProgramSink implements CompressSink {
-  private readonly child: ChildProcess;
-  private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  readonly failed: Promise<never>;
-  private stderr = "";
-  private error: Error | undefined;
-  private ending = false;
-
-  constructor(
-    readonly label: string,
-    path: string,
-    args: string[],
-    private readonly outPath: string,
-  ) {
-    // The compressor writes the file itself: its output never passes through this process.
-    const fd = openSync(outPath, "wx", 0o644);
-    try {
-      this.child = spawn(path, args, { stdio: ["pipe", fd, "pipe"] });
-    } finally {
-      closeSync(fd);
-    }
-    this.child.stderr!.on("data", (c: Buffer) => {
-      if (this.stderr.length < 4096) this.stderr += c.toString("utf8");
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.on("close", (code, signal) => resolve({ code, signal }));
-    });
-    this.failed = new Promise<never>((_, reject) => {
-      const fail = (err: Error) => {
-        this.error ??= err;
-        reject(this.error);
-      };
-      this.child.on("error", fail);
-      this.child.stdin!.on("error", fail);
-      this.exited.then(({ code, signal }) => {
-        if (!this.ending) fail(this.exitError(code, signal, "exited early"));
-      });
-    });
-    this.failed.catch(() => {});
-  }
-
-  private exitError(code: number | null, signal: string | null, what: string): Error {
-    const detail = this.stderr.trim().split("\n")[0] ?? "";
-    const how = signal ? `signal ${signal}` : `exit code ${code}`;
-    return new UserError(`${this.label} ${what} (${how})${detail ? `: ${detail}` : ""}`);
-  }
-
-  write(chunk: Buffer, done: (err?: Error | null) => void): void {
-    if (this.error) done(this.error);
-    else this.child.stdin!.write(chunk, done);
-  }
-
-  async finish(): Promise<void> {
-    if (this.error) throw this.error;
-    this.ending = true;
-    this.child.stdin!.end();
-    const { code, signal } = await this.exited;
-    if (code !== 0) throw this.error ?? this.exitError(code, signal, "failed");
-  }
-
-  failure(): Error | undefined {
-    return this.error;
-  }
-
-  async abort(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
-    await this.exited;
-    await rm(this.outPath, { force: true });
-  }
-}
-
 class TransformSink implements CompressSink {
   private readonly done: Promise<void>;
   readonly failed: Promise<never>;
+  readonly started = Promise.resolve();
   private error: Error | undefined;
+  private readonly hash = createHash("sha256");
+  private size = 0;
 
   constructor(
     readonly label: string,
@@ -108,7 +46,14 @@ class TransformSink implements CompressSink {
     private readonly outPath: string,
   ) {
     const out = createWriteStream(outPath, { flags: "wx", mode: 0o644 });
-    this.done = pipeline(transform, out);
+    const hashing = new Transform({
+      transform: (chunk: Buffer, _encoding, next) => {
+        this.hash.update(chunk);
+        this.size += chunk.length;
+        next(null, chunk);
+      },
+    });
+    this.done = pipeline(transform, hashing, out);
     this.failed = this.done.then(
       () => {
         throw new Error(`${label} ended early`);
@@ -131,6 +76,10 @@ class TransformSink implements CompressSink {
     await this.done;
   }
 
+  async digest(): Promise<{ hex: string; size: number }> {
+    return { hex: this.hash.digest("hex"), size: this.size };
+  }
+
   failure(): Error | undefined {
     return this.error;
   }
@@ -143,13 +92,13 @@ class TransformSink implements CompressSink {
 }
 
 /**
- * A compressor program reading a fifo that the tar reader thread writes into directly (blocking
- * writes, like `tar | zstd`). `write` is not used: data never passes through the main thread.
+ * A compressor program reading a fifo that the tar producer writes into with blocking writes
+ * (like `tar | zstd`). `write` is not used: the producer writes the fifo itself.
  */
 class FifoProgramSink implements CompressSink {
   readonly failed: Promise<never>;
   private child: ChildProcess | undefined;
-  private readonly started: Promise<void>;
+  readonly started: Promise<void>;
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private stderr = "";
   private error: Error | undefined;
@@ -157,6 +106,7 @@ class FifoProgramSink implements CompressSink {
   private opened = false;
   private killed = false;
   private ownFailure: Error | undefined;
+  private readonly outputHash: GrowingFileHash;
 
   constructor(
     readonly label: string,
@@ -166,6 +116,7 @@ class FifoProgramSink implements CompressSink {
     private readonly fifo: string,
   ) {
     const outFd = openSync(outPath, "wx", 0o644);
+    this.outputHash = new GrowingFileHash(outPath);
     let exitedResolve!: (v: { code: number | null; signal: NodeJS.Signals | null }) => void;
     this.exited = new Promise((resolve) => {
       exitedResolve = resolve;
@@ -178,7 +129,7 @@ class FifoProgramSink implements CompressSink {
       };
     });
     this.failed.catch(() => {});
-    // Opening a fifo for reading waits (in the libuv pool) for the writer: the reader thread.
+    // Opening a fifo for reading waits (in the libuv pool) for the writer: the tar producer.
     this.started = open(fifo, "r").then(
       (handle) => {
         this.opened = true;
@@ -224,7 +175,7 @@ class FifoProgramSink implements CompressSink {
     return this.ownFailure;
   }
 
-  /** Call once the reader thread has closed the fifo (end of input). */
+  /** Call once the producer has closed the fifo (end of input). */
   async finish(): Promise<void> {
     this.ending = true;
     await this.started;
@@ -233,8 +184,13 @@ class FifoProgramSink implements CompressSink {
     if (code !== 0) throw this.error ?? this.exitError(code, signal, "failed");
   }
 
+  digest(): Promise<{ hex: string; size: number }> {
+    return this.outputHash.digest();
+  }
+
   async abort(graceMs = 0): Promise<void> {
     this.ending = true;
+    this.outputHash.cancel();
     if (!this.opened) {
       // Release our pending open: a non-blocking writer makes it return (then EOF).
       try {
@@ -255,7 +211,7 @@ class FifoProgramSink implements CompressSink {
   }
 }
 
-/** Feeds a compressor program through `fifo` written by the reader thread (see FifoProgramSink). */
+/** Feeds a compressor program through `fifo` written by the tar producer (see FifoProgramSink). */
 export function openFifoSink(
   choice: CodecChoice & { kind: "program" },
   outPath: string,
@@ -264,8 +220,9 @@ export function openFifoSink(
   return new FifoProgramSink(choice.label, choice.path, choice.spec.args, outPath, fifo);
 }
 
+/** An in-process compressor (programs read fifos: openFifoSink). */
 export async function openCompressSink(choice: CodecChoice, outPath: string): Promise<CompressSink> {
-  if (choice.kind === "program") return new ProgramSink(choice.label, choice.path, choice.spec.args, outPath);
+  if (choice.kind === "program") throw new Error("internal: compressor programs read a fifo");
   const transform = (await choice.create()) as Writable & NodeJS.ReadableStream;
   return new TransformSink(choice.label, transform, outPath);
 }

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
-import { sha256File, toDigest } from "../../common/digest.js";
+import { toDigest } from "../../common/digest.js";
 import { UserError, usageError } from "../../common/errors.js";
 import type { Artifact, Manifest } from "../../common/manifest.js";
 import {
@@ -18,7 +18,7 @@ import {
 import { assertTemplateName, assertVersion } from "../../common/names.js";
 import { chooseCodec } from "./codecs.js";
 import { type CompressSink, openCompressSink, openFifoSink } from "./compress-sink.js";
-import { CompressorGoneError, canUseFifos, produceTar, type TarProduction } from "./tar-producer.js";
+import { CompressorGoneError, produceTar, type TarProduction } from "./tar-producer.js";
 import type { PackOptions, PackResult } from "./types.js";
 import { readTreeXattrs } from "./xattrs.js";
 
@@ -36,8 +36,8 @@ const activeFifos = new Set<string>();
  */
 export function removePartialOutputsSync(): void {
   for (const fifo of activeFifos) {
-    // A reader (compressor side, in the libuv pool) and the writer (the reader thread's blocking
-    // openSync) may each still wait for the other end: open both ends once to let them go.
+    // A reader (compressor side) and the writer (the tar producer), both opening in the libuv
+    // pool, may each still wait for the other end: open both ends once to let them go.
     for (const end of [constants.O_WRONLY, constants.O_RDONLY]) {
       try {
         closeSync(openSync(fifo, end | constants.O_NONBLOCK));
@@ -152,59 +152,46 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
   for (const t of targets) inProgress.add(t.tempPath);
   let fifoDir: string | undefined;
   try {
-    // Start-up latency counts (the reference is tar | zstd): getfattr, the compressors and the
-    // reader thread all start at once.
+    // Start-up latency counts (the reference is tar | zstd): getfattr runs while the fifos are
+    // made and the compressors start; the tree is read once the xattrs are known.
     const xattrs = readTreeXattrs(root);
     xattrs.catch(() => {});
-    const useFifos = canUseFifos() && choices.some((c) => c.kind === "program");
+    const useFifos = choices.some((c) => c.kind === "program");
     if (useFifos) fifoDir = mkdtempSync(join(tmpdir(), "templar-pack-"));
     const fifoOf = choices.map((c, i) =>
       fifoDir && c.kind === "program" ? join(fifoDir, `${i}.fifo`) : undefined,
     );
     const fifos = fifoOf.filter((f): f is string => f !== undefined);
     for (const f of fifos) activeFifos.add(f);
-    const fifosReady = makeFifos(fifos);
-    fifosReady.catch(() => {});
-    // Sinks the main thread feeds: in-process compressors, or programs when there is no worker.
-    const relayIndexes = choices.flatMap((_, i) => (fifoOf[i] ? [] : [i]));
-    let relaySinks: CompressSink[] | undefined;
-    let queued: [Buffer, () => void][] = [];
+    await makeFifos(fifos);
+    for (const [i, choice] of choices.entries()) {
+      const fifo = fifoOf[i];
+      if (fifo && choice.kind === "program") sinks.push(openFifoSink(choice, targets[i]!.tempPath, fifo));
+      else sinks.push(await openCompressSink(choice, targets[i]!.tempPath));
+    }
+    // Sinks fed chunk by chunk: the in-process compressors.
+    const relaySinks = sinks.filter((_, i) => !fifoOf[i]);
     let sinkError: Error | undefined;
-    const deliver = (chunk: Buffer, release: () => void) => {
-      let pending = relaySinks!.length;
-      for (const sink of relaySinks!) {
+    const deliver = (chunk: Buffer, _entries: number, release: () => void) => {
+      let pending = relaySinks.length;
+      for (const sink of relaySinks) {
         sink.write(chunk, (err) => {
           if (err) sinkError ??= err;
           if (--pending === 0) release();
         });
       }
     };
-    // The reader thread boots while the fifos are made and the compressors start.
     production = produceTar({
       root,
       mtimeClamp: sde,
       xattrs,
       fifos,
-      fifosReady,
+      // The producer's writes block: every compressor must be running before the first one.
+      compressorsStarted: Promise.all(sinks.map((sink) => sink.started)).then(() => {}),
       onProgress: options.onProgress,
-      onChunk:
-        relayIndexes.length === 0
-          ? undefined
-          : (chunk, _entries, release) => {
-              if (relaySinks) deliver(chunk, release);
-              else queued.push([chunk, release]);
-            },
+      onChunk: relaySinks.length === 0 ? undefined : deliver,
     });
     production.done.catch(() => {});
-    await fifosReady;
-    for (const [i, choice] of choices.entries()) {
-      const fifo = fifoOf[i];
-      if (fifo && choice.kind === "program") sinks.push(openFifoSink(choice, targets[i]!.tempPath, fifo));
-      else sinks.push(await openCompressSink(choice, targets[i]!.tempPath));
-    }
-    relaySinks = relayIndexes.map((i) => sinks[i]!);
-    for (const [chunk, release] of queued) deliver(chunk, release);
-    queued = [];
     const { entries, size, warnings, sha256 } = await Promise.race([
       production.done,
       ...sinks.map((s) => s.failed),
@@ -213,7 +200,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     await Promise.all(sinks.map((s) => s.finish()));
     const artifacts: Artifact[] = await Promise.all(
       formats.map(async (format, i) => {
-        const { hex, size: bytes } = await sha256File(targets[i]!.tempPath);
+        const { hex, size: bytes } = await sinks[i]!.digest();
         return { format, digest: toDigest(hex), size: bytes };
       }),
     );
@@ -238,7 +225,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     });
     return { manifest, manifestPath, files, warnings };
   } catch (err) {
-    // Compressors first: the reader thread may be blocked writing to one of them.
+    // Compressors first: the producer may be waiting for one of them (a fifo open, a chunk).
     const grace = err instanceof CompressorGoneError ? 2000 : 0;
     await Promise.all(sinks.map((s) => s.abort(grace)));
     await production?.cancel();

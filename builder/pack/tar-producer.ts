@@ -1,47 +1,33 @@
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
 import { UserError } from "../../common/errors.js";
 import { ChunkPool, runHashedTar, type TarRunResult } from "./tar-run.js";
 import type { XattrMap } from "./xattrs.js";
 
-/** What the tar worker is told (workerData). */
-export interface ProducerRequest {
-  root: string;
-  mtimeClamp: number | undefined;
-  chunkSize: number;
-  /** Chunks in flight at most: bounds memory and is the backpressure between reader and writers. */
-  poolSize: number;
-  /** Fifos the worker writes every chunk to (compressor programs read them). */
-  fifos: string[];
-  /** Whether chunks also go to the main thread (in-process compressors). */
-  relay: boolean;
-}
-
-export type ProducerMessage =
-  | { type: "chunk"; buffer: ArrayBuffer; length: number; entries: number }
-  | { type: "progress"; bytes: number; entries: number }
-  | { type: "done"; entries: number; size: number; warnings: string[]; sha256: string }
-  | { type: "error"; message: string; user: boolean; exitCode: number; compressorGone: boolean };
-
-/** The reader thread hit EPIPE: a compressor program died; its own error says why. */
+/** A compressor program stopped reading its fifo (EPIPE); its own exit status says why. */
 export class CompressorGoneError extends UserError {}
 
 export interface ProduceOptions {
   root: string;
   mtimeClamp: number | undefined;
-  /** The tree's extended attributes (readTreeXattrs), read by the caller while the worker starts. */
+  /** The tree's extended attributes (readTreeXattrs), read by the caller meanwhile. */
   xattrs: Promise<XattrMap>;
   /**
-   * Gets every chunk of the tar stream in order (for in-process compressors, and for programs
-   * when there is no worker). `release` must be called once nobody reads the chunk any more; the
-   * buffer is then reused for later chunks. Without it, chunks only go to `fifos`.
+   * Fifos that compressor programs read: every chunk is written to each with blocking writes,
+   * as `tar | zstd` does.
+   */
+  fifos?: string[];
+  /**
+   * Resolves once every compressor program has been started on its fifo. Writes block, so this
+   * thread must not write before: a full fifo would wait for a reader that the event loop, which
+   * this thread keeps busy, still has to start.
+   */
+  compressorsStarted?: Promise<void>;
+  /**
+   * Gets every chunk of the tar stream in order (in-process compressors). `release` must be
+   * called once nobody reads the chunk any more; the buffer is then reused for later chunks.
    */
   onChunk?: (chunk: Buffer, entries: number, release: () => void) => void;
-  /** Worker mode only: fifos the reader thread writes every chunk to, blocking (see canUseFifos). */
-  fifos?: string[];
-  /** Resolves once the fifos exist; the worker opens them only then. */
-  fifosReady?: Promise<void>;
   onProgress?: (bytes: number, entries: number) => void;
   chunkSize?: number;
   poolSize?: number;
@@ -55,128 +41,83 @@ export interface TarProduction {
   cancel(): Promise<void>;
 }
 
-const WORKER_URL = new URL("./tar-worker.js", import.meta.url);
+/** The event loop gets a turn at least this often (signals, child exits, progress). */
+const YIELD_MS = 50;
 
 /**
- * Produces the deterministic tar of a tree. The reading runs in a worker thread when the compiled
- * worker script is present (the normal case: dist/); code loaded from TypeScript sources (tests
- * importing the sources directly) runs the same writer on the main thread instead.
+ * Produces the deterministic tar of a tree on this thread: file reads, hashing and the writes into
+ * the compressors' fifos are synchronous, so a chunk goes from the page cache to a compressor
+ * without waiting for the event loop, and the pool of chunks stays one buffer (warm in cache)
+ * when only programs read it. Measured against the same writer in a worker thread (which it
+ * replaced): 0.10-0.14 s less wall time and 0.2 s less CPU for a Debian minbase; a worker costs
+ * ~55 ms to start and its own V8 heap, and the main thread had nothing else to do.
  */
 export function produceTar(options: ProduceOptions): TarProduction {
-  const request: ProducerRequest = {
-    root: options.root,
-    mtimeClamp: options.mtimeClamp,
-    chunkSize: options.chunkSize ?? 1 << 20,
-    poolSize: options.poolSize ?? 8,
-    fifos: options.fifos ?? [],
-    relay: options.onChunk !== undefined,
-  };
-  if (canUseFifos()) return produceInWorker(fileURLToPath(WORKER_URL), request, options);
-  if (request.fifos.length > 0) throw new Error("internal: fifos need the worker thread");
-  return produceInThread(request, options);
-}
-
-/** True when the compiled worker exists, so compressor programs can be fed through fifos. */
-export function canUseFifos(): boolean {
-  return existsSync(fileURLToPath(WORKER_URL));
-}
-
-/** Structured clone turns Buffers into Uint8Arrays; the worker turns them back. */
-export type XattrList = [string, [string, Uint8Array][]][];
-
-function produceInWorker(
-  workerFile: string,
-  request: ProducerRequest,
-  options: ProduceOptions,
-): TarProduction {
-  // A larger young generation: the walk makes many short-lived objects (stats, paths, headers).
-  const worker = new Worker(workerFile, {
-    workerData: request,
-    resourceLimits: { maxYoungGenerationSizeMb: 48 },
-  });
-  let finished = false;
-  let relayed = 0;
-  (options.fifosReady ?? Promise.resolve()).then(
-    () => {
-      if (!finished) worker.postMessage({ type: "fifos-ready" });
-    },
-    () => {},
-  );
-  options.xattrs.then(
-    (map) => {
-      if (!finished) worker.postMessage({ type: "xattrs", list: [...map] satisfies XattrList });
-    },
-    (err: Error) => {
-      finished = true;
-      void worker.terminate();
-      failEarly?.(err);
-    },
-  );
-  let failEarly: ((err: Error) => void) | undefined;
-  const done = new Promise<ProduceResult>((resolve, reject) => {
-    failEarly = reject;
-    worker.on("message", (message: ProducerMessage) => {
-      if (message.type === "chunk") {
-        const buffer = message.buffer;
-        relayed += message.length;
-        options.onProgress?.(relayed, message.entries);
-        options.onChunk?.(Buffer.from(buffer, 0, message.length), message.entries, () => {
-          if (!finished) worker.postMessage({ type: "return", buffer }, [buffer]);
-        });
-      } else if (message.type === "progress") {
-        options.onProgress?.(message.bytes, message.entries);
-      } else if (message.type === "done") {
-        finished = true;
-        void worker.terminate();
-        const { entries, size, warnings, sha256 } = message;
-        resolve({ entries, size, warnings, sha256 });
-      } else {
-        finished = true;
-        void worker.terminate();
-        if (message.compressorGone) reject(new CompressorGoneError(message.message));
-        else
-          reject(
-            message.user ? new UserError(message.message, message.exitCode) : new Error(message.message),
-          );
-      }
-    });
-    worker.on("error", (err) => {
-      finished = true;
-      reject(err);
-    });
-    worker.on("exit", () => {
-      if (!finished) reject(new Error("tar worker exited before it finished"));
-    });
-  });
-  return {
-    done,
-    async cancel() {
-      finished = true;
-      await worker.terminate();
-    },
-  };
-}
-
-function produceInThread(request: ProducerRequest, options: ProduceOptions): TarProduction {
-  const pool = new ChunkPool(request.chunkSize, request.poolSize);
+  const fifos = options.fifos ?? [];
+  const consume = options.onChunk;
+  if (!consume && fifos.length === 0) throw new Error("internal: no consumer for the tar stream");
+  const chunkSize = options.chunkSize ?? 1 << 20;
+  // Only in-process compressors keep chunks after emit; fifo writes are done when they return.
+  const pool = new ChunkPool(chunkSize, consume ? (options.poolSize ?? 8) : 1);
+  const handles: FileHandle[] = [];
+  let cancelled = false;
   const run = async (): Promise<ProduceResult> => {
-    const consume = options.onChunk;
-    if (!consume) throw new Error("internal: no consumer for the tar stream");
-    return runHashedTar({
-      root: request.root,
-      xattrs: await options.xattrs,
-      mtimeClamp: request.mtimeClamp,
-      pool,
-      emit: (chunk, bytes, entries) => {
-        options.onProgress?.(bytes, entries);
-        consume(chunk, entries, () => pool.release(chunk.buffer as ArrayBuffer));
-      },
-    });
+    // Each open waits (in the libuv pool) for the compressor side to open its end.
+    for (const handle of await Promise.all(fifos.map((f) => open(f, "w")))) handles.push(handle);
+    await options.compressorsStarted;
+    if (cancelled) throw new Error("cancelled");
+    const fds = handles.map((h) => h.fd);
+    let lastYield = performance.now();
+    try {
+      return await runHashedTar({
+        root: options.root,
+        xattrs: await options.xattrs,
+        mtimeClamp: options.mtimeClamp,
+        pool,
+        emit: (chunk, bytes, entries) => {
+          if (cancelled) throw new Error("cancelled");
+          for (const fd of fds) writeAll(fd, chunk);
+          options.onProgress?.(bytes, entries);
+          if (consume) consume(chunk, entries, () => pool.release(chunk.buffer as ArrayBuffer));
+          else pool.release(chunk.buffer as ArrayBuffer);
+          const now = performance.now();
+          if (now - lastYield < YIELD_MS) return undefined;
+          lastYield = now;
+          return new Promise<void>((resolve) => setImmediate(resolve));
+        },
+      });
+    } finally {
+      // End of input (or failure): the compressors see EOF.
+      await Promise.all(handles.splice(0).map((h) => h.close()));
+    }
   };
   return {
     done: run(),
     async cancel() {
+      cancelled = true;
       pool.cancel();
+      // Opens still waiting for a compressor that never came: a non-blocking reader lets them go.
+      for (const fifo of fifos) {
+        try {
+          closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
+        } catch {
+          // already gone
+        }
+      }
     },
   };
+}
+
+/** Writes all of `chunk` to a blocking fd; EPIPE means the compressor is gone. */
+function writeAll(fd: number, chunk: Buffer): void {
+  let off = 0;
+  while (off < chunk.length) {
+    try {
+      off += writeSync(fd, chunk, off, chunk.length - off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EPIPE")
+        throw new CompressorGoneError("a compressor stopped reading its input");
+      throw err;
+    }
+  }
 }

@@ -3,12 +3,6 @@ import { writeTar } from "./tar-writer.js";
 import type { XattrMap } from "./xattrs.js";
 
 /**
- * What the two tar producers share: the worker thread (tar-worker.ts) and the in-thread fallback
- * (produceInThread in tar-producer.ts) both run writeTar over a bounded pool of chunks, hash the
- * stream, and report the same result.
- */
-
-/**
  * At most `limit` chunks of `size` bytes; a chunk comes back with release() once every consumer
  * is done with it, and alloc() waits for one when all are out: that is the backpressure.
  */
@@ -64,13 +58,16 @@ export interface TarRunResult {
   sha256: string;
 }
 
-/** writeTar with the stream hashed; `emit` gets each chunk with the running totals. */
+/**
+ * writeTar with the stream hashed; `emit` gets each chunk with the running totals and may return
+ * a promise (backpressure, or a turn of the event loop).
+ */
 export async function runHashedTar(options: {
   root: string;
   xattrs: XattrMap;
   mtimeClamp: number | undefined;
   pool: ChunkPool;
-  emit: (chunk: Buffer, bytes: number, entries: number) => void;
+  emit: (chunk: Buffer, bytes: number, entries: number) => Promise<void> | undefined;
 }): Promise<TarRunResult> {
   const warnings: string[] = [];
   const hash = createHash("sha256");
@@ -89,8 +86,7 @@ export async function runHashedTar(options: {
     emit: (chunk) => {
       hash.update(chunk);
       bytes += chunk.length;
-      options.emit(chunk, bytes, entries);
-      return undefined;
+      return options.emit(chunk, bytes, entries);
     },
   });
   return { ...result, warnings, sha256: hash.digest("hex") };

@@ -89,7 +89,7 @@ describe.skipIf(!ready)("packing is deterministic", () => {
     expect(manifest.rootfs.entries).toBeGreaterThan(30);
   });
 
-  it("in-process compressors (sources, main thread) write the same tar as the programs (dist, worker)", async () => {
+  it("in-process compressors write the same tar as the programs (fifos)", async () => {
     const out = join(work, "inproc");
     const result = await packTemplate({
       rootfs: tree,
