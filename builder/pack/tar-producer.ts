@@ -71,7 +71,7 @@ export function produceTar(options: ProduceOptions): TarProduction {
     try {
       return await runHashedTar({
         root: options.root,
-        xattrs: await options.xattrs,
+        xattrs: options.xattrs,
         mtimeClamp: options.mtimeClamp,
         pool,
         emit: (chunk, bytes, entries) => {

@@ -64,7 +64,7 @@ export interface TarRunResult {
  */
 export async function runHashedTar(options: {
   root: string;
-  xattrs: XattrMap;
+  xattrs: XattrMap | Promise<XattrMap>;
   mtimeClamp: number | undefined;
   pool: ChunkPool;
   emit: (chunk: Buffer, bytes: number, entries: number) => Promise<void> | undefined;

@@ -15,7 +15,8 @@ import { xattrPaxRecords } from "./xattrs.js";
 export interface TarWriteOptions {
   /** Absolute root directory, no trailing slash. */
   root: string;
-  xattrs: XattrMap;
+  /** The tree's xattrs; while a promise of them is pending, the tree is walked ahead. */
+  xattrs: XattrMap | Promise<XattrMap>;
   /** Every mtime above this (seconds) is written as this. */
   mtimeClamp?: number;
   /**
@@ -85,6 +86,44 @@ function headerFor(entry: WalkEntry, xattrs: XattrMap, mtimeClamp: number | unde
     header.devminor = minor;
   }
   return header;
+}
+
+/** Entries walked ahead at most (their stats stay in memory until written). */
+const WALK_AHEAD_LIMIT = 100_000;
+
+/**
+ * Walks the tree (readdir, lstat) while getfattr still runs, in slices of about 2 ms so that
+ * its output is read meanwhile: those system calls are then done by the time the first header
+ * can be written. getfattr takes ~70 ms over a Debian minbase here, all of it waiting.
+ */
+async function walkWhilePending(walk: Iterator<WalkEntry>, pending: unknown): Promise<WalkEntry[]> {
+  const ahead: WalkEntry[] = [];
+  if (!(pending instanceof Promise)) return ahead;
+  let settled = false;
+  pending.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  await null; // an already settled promise: nothing to wait for
+  while (!settled && ahead.length < WALK_AHEAD_LIMIT) {
+    const sliceEnd = performance.now() + 2;
+    do {
+      const next = walk.next();
+      if (next.done) return ahead;
+      ahead.push(next.value);
+    } while (performance.now() < sliceEnd);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return ahead;
+}
+
+function* chain<T>(first: T[], rest: Iterator<T>): Generator<T> {
+  yield* first;
+  for (let next = rest.next(); !next.done; next = rest.next()) yield next.value;
 }
 
 /**
@@ -158,8 +197,11 @@ export async function writeTar(options: TarWriteOptions): Promise<TarWriteResult
     }
   };
 
-  for (const entry of walkTree(options.root, options.warn)) {
-    const header = headerFor(entry, options.xattrs, options.mtimeClamp);
+  const walk = walkTree(options.root, options.warn);
+  const ahead = await walkWhilePending(walk, options.xattrs);
+  const xattrs = await options.xattrs;
+  for (const entry of chain(ahead, walk)) {
+    const header = headerFor(entry, xattrs, options.mtimeClamp);
     // pos is always block aligned and chunks are whole blocks, so one header block always fits.
     if (encodeHeaderInto(header, chunk, pos)) {
       pos += BLOCK;
