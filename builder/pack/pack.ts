@@ -154,7 +154,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
   try {
     // Start-up latency counts (the reference is tar | zstd): getfattr runs while the fifos are
     // made and the compressors start; the tree is read once the xattrs are known.
-    const xattrs = readTreeXattrs(root);
+    const xattrs = options.xattrs ?? readTreeXattrs(root);
     xattrs.catch(() => {});
     const useFifos = choices.some((c) => c.kind === "program");
     if (useFifos) fifoDir = mkdtempSync(join(tmpdir(), "templar-pack-"));

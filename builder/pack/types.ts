@@ -1,4 +1,5 @@
 import type { Format, Manifest } from "../../common/manifest.js";
+import type { XattrMap } from "./xattrs.js";
 
 /** What `packTemplate` needs: the builder and `templar pack` both call it. */
 export interface PackOptions {
@@ -18,6 +19,8 @@ export interface PackOptions {
   onProgress?: (tarBytes: number, entries: number) => void;
   /** Force the in-process compressors even when zstd/pigz/xz are installed (tests cover both paths). */
   inProcessOnly?: boolean;
+  /** readTreeXattrs(resolve(rootfs)) when the caller started it early; else the packer runs it. */
+  xattrs?: Promise<XattrMap>;
 }
 
 export interface PackResult {
