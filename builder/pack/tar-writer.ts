@@ -89,7 +89,7 @@ function headerFor(entry: WalkEntry, xattrs: XattrMap, mtimeClamp: number | unde
 }
 
 /** Entries walked ahead at most (their stats stay in memory until written). */
-const WALK_AHEAD_LIMIT = 100_000;
+const WALK_AHEAD_LIMIT = 50_000;
 
 /**
  * Walks the tree (readdir, lstat) while getfattr still runs, in slices of about 2 ms so that
