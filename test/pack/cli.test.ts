@@ -1,6 +1,14 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -118,7 +126,7 @@ describe.skipIf(!ready)("templar pack and inspect from the command line", () => 
   it("reports a compressor that fails half-way, and leaves nothing behind", () => {
     const fake = join(work, "fake-bin");
     mkdirSync(fake);
-    // A zstd that reads a little, then fails: the reader thread meets EPIPE, the error names zstd.
+    // A zstd that reads a little, then fails: the producer meets EPIPE, the error names zstd.
     writeFileSync(
       join(fake, "zstd"),
       "#!/bin/sh\nhead -c 100000 > /dev/null\necho 'zstd: simulated failure' >&2\nexit 1\n",
@@ -130,6 +138,23 @@ describe.skipIf(!ready)("templar pack and inspect from the command line", () => 
     const r = runCli(["pack", tree, ...base(out)], { env: { PATH: `${fake}:${process.env.PATH}` } });
     expectOneLineError(r, /^templar: zstd exited early \(exit code 1\): zstd: simulated failure$/);
     expect(readdirSync(out)).toEqual([]);
+  });
+
+  it("feeds a compressor program and an in-process one in the same pass", () => {
+    // Only zstd on PATH (and the tools pack needs): gzip is compressed by node:zlib, zstd reads a fifo.
+    const bin = join(work, "only-zstd-bin");
+    mkdirSync(bin);
+    for (const tool of ["zstd", "mkfifo", "getfattr"]) {
+      const found = spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
+      symlinkSync(found, join(bin, tool));
+    }
+    const out = join(work, "o-mixed");
+    const r = runCli(["pack", tree, ...base(out), "--formats", "zst,gz"], { env: { PATH: bin } });
+    expect(r.code, r.stderr).toBe(0);
+    const check = runCli(["inspect", join(out, `${NAME}-1.0.0.manifest.json`)]);
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/^tar\.zst .*verified$/m);
+    expect(check.stdout).toMatch(/^tar\.gz .*verified$/m);
   });
 
   describe("inspect", () => {
