@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, constants, createWriteStream, openSync } from "node:fs";
+import { closeSync, createWriteStream, openSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { UserError } from "../../common/errors.js";
 import type { CodecChoice } from "./codecs.js";
+import { releasePendingOpens } from "./fifo.js";
 import { GrowingFileHash } from "./growing-file-hash.js";
 
 /**
@@ -191,14 +192,7 @@ class FifoProgramSink implements CompressSink {
   async abort(graceMs = 0): Promise<void> {
     this.ending = true;
     this.outputHash.cancel();
-    if (!this.opened) {
-      // Release our pending open: a non-blocking writer makes it return (then EOF).
-      try {
-        closeSync(openSync(this.fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-      } catch {
-        // the open already failed or finished
-      }
-    }
+    if (!this.opened) releasePendingOpens(this.fifo, "reader");
     await this.started.catch(() => {});
     if (graceMs > 0) await Promise.race([this.exited, new Promise((r) => setTimeout(r, graceMs).unref())]);
     const child = this.child;

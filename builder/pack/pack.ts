@@ -1,9 +1,7 @@
-import { execFile } from "node:child_process";
-import { closeSync, constants, mkdtempSync, openSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve, sep } from "node:path";
-import { promisify } from "node:util";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
 import { toDigest } from "../../common/digest.js";
 import { UserError, usageError } from "../../common/errors.js";
@@ -18,6 +16,7 @@ import {
 import { assertTemplateName, assertVersion } from "../../common/names.js";
 import { chooseCodec } from "./codecs.js";
 import { type CompressSink, openCompressSink, openFifoSink } from "./compress-sink.js";
+import { makeFifos, releasePendingOpens } from "./fifo.js";
 import { CompressorGoneError, produceTar, type TarProduction } from "./tar-producer.js";
 import type { PackOptions, PackResult } from "./types.js";
 import { readTreeXattrs } from "./xattrs.js";
@@ -35,17 +34,8 @@ const activeFifos = new Set<string>();
  * releases fifo opens still pending in the libuv pool, which would otherwise block the exit.
  */
 export function removePartialOutputsSync(): void {
-  for (const fifo of activeFifos) {
-    // A reader (compressor side) and the writer (the tar producer), both opening in the libuv
-    // pool, may each still wait for the other end: open both ends once to let them go.
-    for (const end of [constants.O_WRONLY, constants.O_RDONLY]) {
-      try {
-        closeSync(openSync(fifo, end | constants.O_NONBLOCK));
-      } catch {
-        // nobody waits on this end
-      }
-    }
-  }
+  // A reader (compressor side) and the writer (the tar producer) may each still wait.
+  for (const fifo of activeFifos) releasePendingOpens(fifo, "both");
   for (const path of inProgress) rmSync(path, { force: true });
   for (const fifo of activeFifos) rmSync(dirname(fifo), { recursive: true, force: true });
   inProgress.clear();
@@ -79,16 +69,6 @@ async function checkRootfs(rootfs: string): Promise<string> {
   }
   if (!info.isDirectory()) throw new UserError(`rootfs ${rootfs} is not a directory`);
   return root;
-}
-
-/** Node has no mkfifo(3); coreutils' mkfifo is everywhere tar is. One run makes them all. */
-async function makeFifos(paths: string[]): Promise<void> {
-  if (paths.length === 0) return;
-  try {
-    await promisify(execFile)("mkfifo", ["-m", "600", ...paths]);
-  } catch (err) {
-    throw new UserError(`cannot make a fifo in ${tmpdir()}: ${(err as Error).message.split("\n")[0]}`);
-  }
 }
 
 /** Orders manifest keys as DESIGN.md shows them, whatever order the caller's fields come in. */

@@ -1,7 +1,9 @@
-import { closeSync, constants, openSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { writeSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { UserError } from "../../common/errors.js";
-import { ChunkPool, runHashedTar, type TarRunResult } from "./tar-run.js";
+import { releasePendingOpens } from "./fifo.js";
+import { writeTar } from "./tar-writer.js";
 import type { XattrMap } from "./xattrs.js";
 
 /** A compressor program stopped reading its fifo (EPIPE); its own exit status says why. */
@@ -33,7 +35,13 @@ export interface ProduceOptions {
   poolSize?: number;
 }
 
-export type ProduceResult = TarRunResult;
+export interface ProduceResult {
+  entries: number;
+  size: number;
+  warnings: string[];
+  /** sha256 of the whole tar stream (hex). */
+  sha256: string;
+}
 
 export interface TarProduction {
   done: Promise<ProduceResult>;
@@ -59,23 +67,34 @@ export function produceTar(options: ProduceOptions): TarProduction {
   const chunkSize = options.chunkSize ?? 1 << 20;
   // Only in-process compressors keep chunks after emit; fifo writes are done when they return.
   const pool = new ChunkPool(chunkSize, consume ? (options.poolSize ?? 8) : 1);
-  const handles: FileHandle[] = [];
   let cancelled = false;
   const run = async (): Promise<ProduceResult> => {
-    // Each open waits (in the libuv pool) for the compressor side to open its end.
-    for (const handle of await Promise.all(fifos.map((f) => open(f, "w")))) handles.push(handle);
-    await options.compressorsStarted;
-    if (cancelled) throw new Error("cancelled");
-    const fds = handles.map((h) => h.fd);
-    let lastYield = performance.now();
+    const handles: FileHandle[] = [];
     try {
-      return await runHashedTar({
+      // Each open waits (in the libuv pool) for the compressor side to open its end.
+      for (const handle of await Promise.all(fifos.map((f) => open(f, "w")))) handles.push(handle);
+      await options.compressorsStarted;
+      if (cancelled) throw new Error("cancelled");
+      const fds = handles.map((h) => h.fd);
+      const warnings: string[] = [];
+      const hash = createHash("sha256");
+      let bytes = 0;
+      let entries = 0;
+      let lastYield = performance.now();
+      const result = await writeTar({
         root: options.root,
         xattrs: options.xattrs,
         mtimeClamp: options.mtimeClamp,
-        pool,
-        emit: (chunk, bytes, entries) => {
+        chunkSize,
+        allocChunk: () => pool.alloc(),
+        warn: (line) => warnings.push(line),
+        onEntry: (n) => {
+          entries = n;
+        },
+        emit: (chunk) => {
           if (cancelled) throw new Error("cancelled");
+          hash.update(chunk);
+          bytes += chunk.length;
           for (const fd of fds) writeAll(fd, chunk);
           options.onProgress?.(bytes, entries);
           if (consume) consume(chunk, entries, () => pool.release(chunk.buffer as ArrayBuffer));
@@ -86,6 +105,7 @@ export function produceTar(options: ProduceOptions): TarProduction {
           return new Promise<void>((resolve) => setImmediate(resolve));
         },
       });
+      return { ...result, warnings, sha256: hash.digest("hex") };
     } finally {
       // End of input (or failure): the compressors see EOF.
       await Promise.all(handles.splice(0).map((h) => h.close()));
@@ -96,16 +116,58 @@ export function produceTar(options: ProduceOptions): TarProduction {
     async cancel() {
       cancelled = true;
       pool.cancel();
-      // Opens still waiting for a compressor that never came: a non-blocking reader lets them go.
-      for (const fifo of fifos) {
-        try {
-          closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
-        } catch {
-          // already gone
-        }
-      }
+      // Opens still waiting for a compressor that never came.
+      for (const fifo of fifos) releasePendingOpens(fifo, "writer");
     },
   };
+}
+
+/**
+ * At most `limit` chunks of `size` bytes; a chunk comes back with release() once every consumer
+ * is done with it, and alloc() waits for one when all are out: that is the backpressure.
+ */
+class ChunkPool {
+  private readonly free: ArrayBuffer[] = [];
+  private allocated = 0;
+  private waiter: (() => void) | undefined;
+  private cancelled = false;
+
+  constructor(
+    readonly size: number,
+    private readonly limit: number,
+  ) {}
+
+  async alloc(): Promise<Buffer> {
+    for (;;) {
+      if (this.cancelled) throw new Error("cancelled");
+      const buffer = this.free.pop();
+      if (buffer) return Buffer.from(buffer);
+      if (this.allocated < this.limit) {
+        this.allocated++;
+        return Buffer.from(new ArrayBuffer(this.size));
+      }
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+      });
+    }
+  }
+
+  release(buffer: ArrayBuffer): void {
+    this.free.push(buffer);
+    this.wake();
+  }
+
+  /** Makes a waiting and every later alloc() throw. */
+  cancel(): void {
+    this.cancelled = true;
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
+  }
 }
 
 /** Writes all of `chunk` to a blocking fd; EPIPE means the compressor is gone. */
