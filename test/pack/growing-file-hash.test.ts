@@ -12,10 +12,13 @@ import { GrowingFileHash } from "../../builder/pack/growing-file-hash.js";
 const dir = mkdtempSync(join(tmpdir(), "templar-growing-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A separate process appending random bursts to `path`, with pauses longer than the poll. */
+/**
+ * A separate process appending random bursts to `path`, with pauses longer than the poll before
+ * each: the last burst lands just before the writer exits, so digest() must read it itself.
+ */
 function slowWriter(path: string, bursts: number): Promise<void> {
   const fd = openSync(path, "wx");
-  const script = `for i in $(seq ${bursts}); do head -c $((i * 70000)) /dev/urandom; sleep 0.03; done`;
+  const script = `for i in $(seq ${bursts}); do sleep 0.03; head -c $((i * 70000)) /dev/urandom; done`;
   const child = spawn("sh", ["-c", script], { stdio: ["ignore", fd, "inherit"] });
   closeSync(fd);
   return new Promise((resolve, reject) => {
