@@ -2,7 +2,6 @@ import { accessSync, constants } from "node:fs";
 import { createRequire } from "node:module";
 import { delimiter, join } from "node:path";
 import type { Transform } from "node:stream";
-import { createGunzip, createGzip } from "node:zlib";
 import { UserError } from "../../common/errors.js";
 import type { Format } from "../../common/manifest.js";
 
@@ -68,8 +67,9 @@ export const CODECS: Record<Format, CodecRow> = {
       { command: "pigz", args: ["-d", "-c"] },
       { command: "gzip", args: ["-d", "-c"] },
     ],
-    inProcessCompress: async () => createGzip({ level: 6 }),
-    inProcessDecompress: async () => createGunzip(),
+    // node:zlib loads only when used: `templar pack` start-up is benchmarked.
+    inProcessCompress: async () => (await import("node:zlib")).createGzip({ level: 6 }),
+    inProcessDecompress: async () => (await import("node:zlib")).createGunzip(),
     packageHint: "pigz or gzip",
     magic: Buffer.from([0x1f, 0x8b]),
   },

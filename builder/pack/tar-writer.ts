@@ -127,6 +127,154 @@ function* chain<T>(first: T[], rest: Iterator<T>): Generator<T> {
 }
 
 /**
+ * The output side of the writer: the chunk being filled and how it is handed on. `flush` returns a
+ * promise only when a receiver applies backpressure or no free chunk is left; otherwise the whole
+ * entry is written without a turn of the event loop (a promise per entry costs more than the
+ * header itself).
+ */
+class TarOutput {
+  chunk: Buffer;
+  pos = 0;
+  size = 0;
+
+  constructor(
+    first: Buffer,
+    private readonly options: TarWriteOptions,
+    private readonly chunkSize: number,
+  ) {
+    this.chunk = first;
+  }
+
+  room(): number {
+    return this.chunk.length - this.pos;
+  }
+
+  /** Emits the filled part of the chunk and takes the next one (none after the last). */
+  flush(last = false): Promise<void> | undefined {
+    if (this.pos === 0) return undefined;
+    const out = this.chunk.subarray(0, this.pos);
+    this.size += this.pos;
+    this.pos = 0;
+    const wait = this.options.emit(out);
+    if (last) return wait;
+    if (wait) return wait.then(() => this.nextChunk());
+    return this.nextChunk();
+  }
+
+  private nextChunk(): Promise<void> | undefined {
+    const next = this.options.allocChunk ? this.options.allocChunk() : Buffer.allocUnsafe(this.chunkSize);
+    if (next instanceof Promise) {
+      return next.then((chunk) => {
+        this.chunk = chunk;
+      });
+    }
+    this.chunk = next;
+    return undefined;
+  }
+
+  /** Flushes when the chunk is full. */
+  flushIfFull(): Promise<void> | undefined {
+    return this.pos === this.chunk.length ? this.flush() : undefined;
+  }
+
+  async put(bytes: Buffer): Promise<void> {
+    let off = 0;
+    while (off < bytes.length) {
+      const n = Math.min(bytes.length - off, this.room());
+      bytes.copy(this.chunk, this.pos, off, off + n);
+      this.pos += n;
+      off += n;
+      await this.flushIfFull();
+    }
+  }
+
+  async zeros(count: number): Promise<void> {
+    let left = count;
+    while (left > 0) {
+      const n = Math.min(left, this.room());
+      this.chunk.fill(0, this.pos, this.pos + n);
+      this.pos += n;
+      left -= n;
+      await this.flushIfFull();
+    }
+  }
+
+  /** File data across chunk boundaries (the fast path handles data that fits the chunk). */
+  async copyFile(entry: WalkEntry, length: number): Promise<void> {
+    const fd = openForRead(entry);
+    try {
+      let left = length;
+      let position = 0;
+      while (left > 0) {
+        const got = readSome(fd, entry, this.chunk, this.pos, Math.min(left, this.room()), position);
+        this.pos += got;
+        left -= got;
+        position += got;
+        await this.flushIfFull();
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+function readSome(
+  fd: number,
+  entry: WalkEntry,
+  into: Buffer,
+  at: number,
+  want: number,
+  position: number,
+): number {
+  let got: number;
+  try {
+    got = readSync(fd, into, at, want, position);
+  } catch (err) {
+    throw readFailure(err, entry);
+  }
+  if (got === 0) throw new UserError(`${entry.tarPath.toString("utf8")} shrank while it was being packed`);
+  return got;
+}
+
+/** Reads a whole file of `length` bytes into `into` at `at` (the caller made room). */
+function readWhole(entry: WalkEntry, length: number, into: Buffer, at: number): void {
+  // Empty files are opened too, so an unreadable file is reported whatever its size.
+  const fd = openForRead(entry);
+  try {
+    for (let done = 0; done < length; ) done += readSome(fd, entry, into, at + done, length - done, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Header and data of one entry: synchronous unless the chunk fills up (then see writeEntrySlow). */
+function writeEntry(out: TarOutput, entry: WalkEntry, header: TarHeader): Promise<void> | undefined {
+  // pos is always block aligned and a full chunk is flushed at once, so one header block fits.
+  if (!encodeHeaderInto(header, out.chunk, out.pos)) return writeEntrySlow(out, entry, header, false);
+  out.pos += BLOCK;
+  if (header.type !== "file") return out.flushIfFull();
+  const padding = paddingFor(header.size);
+  if (header.size + padding > out.room()) return writeEntrySlow(out, entry, header, true);
+  readWhole(entry, header.size, out.chunk, out.pos);
+  out.chunk.fill(0, out.pos + header.size, out.pos + header.size + padding);
+  out.pos += header.size + padding;
+  return out.flushIfFull();
+}
+
+async function writeEntrySlow(
+  out: TarOutput,
+  entry: WalkEntry,
+  header: TarHeader,
+  headerWritten: boolean,
+): Promise<void> {
+  if (!headerWritten) await out.put(encodeHeader(header));
+  else await out.flushIfFull();
+  if (header.type !== "file") return;
+  await out.copyFile(entry, header.size);
+  await out.zeros(paddingFor(header.size));
+}
+
+/**
  * Writes the deterministic tar of `root` through `emit`. File data is read straight into the
  * output chunk (no intermediate copies); the event loop gets a turn only when a receiver asks for
  * backpressure, so compressor pipes drain while the next chunk is filled.
@@ -134,92 +282,24 @@ function* chain<T>(first: T[], rest: Iterator<T>): Generator<T> {
 export async function writeTar(options: TarWriteOptions): Promise<TarWriteResult> {
   const chunkSize = options.chunkSize ?? 1 << 20;
   if (chunkSize % BLOCK !== 0) throw new Error("internal: chunk size must be a whole number of blocks");
-  let chunk = options.allocChunk ? await options.allocChunk() : Buffer.allocUnsafe(chunkSize);
-  let pos = 0;
-  let size = 0;
-  let entries = 0;
-
-  const flush = async (last = false): Promise<void> => {
-    if (pos === 0) return;
-    const out = chunk.subarray(0, pos);
-    size += pos;
-    pos = 0;
-    const wait = options.emit(out);
-    if (wait) await wait;
-    if (!last) chunk = options.allocChunk ? await options.allocChunk() : Buffer.allocUnsafe(chunkSize);
-  };
-
-  const put = async (bytes: Buffer): Promise<void> => {
-    let off = 0;
-    while (off < bytes.length) {
-      const n = Math.min(bytes.length - off, chunk.length - pos);
-      bytes.copy(chunk, pos, off, off + n);
-      pos += n;
-      off += n;
-      if (pos === chunk.length) await flush();
-    }
-  };
-
-  const zeros = async (count: number): Promise<void> => {
-    let left = count;
-    while (left > 0) {
-      const n = Math.min(left, chunk.length - pos);
-      chunk.fill(0, pos, pos + n);
-      pos += n;
-      left -= n;
-      if (pos === chunk.length) await flush();
-    }
-  };
-
-  const copyFile = async (entry: WalkEntry, length: number): Promise<void> => {
-    const fd = openForRead(entry);
-    try {
-      let left = length;
-      let position = 0;
-      while (left > 0) {
-        const want = Math.min(left, chunk.length - pos);
-        let got: number;
-        try {
-          got = readSync(fd, chunk, pos, want, position);
-        } catch (err) {
-          throw readFailure(err, entry);
-        }
-        if (got === 0) {
-          throw new UserError(`${entry.tarPath.toString("utf8")} shrank while it was being packed`);
-        }
-        pos += got;
-        left -= got;
-        position += got;
-        if (pos === chunk.length) await flush();
-      }
-    } finally {
-      closeSync(fd);
-    }
-  };
-
+  const out = new TarOutput(
+    options.allocChunk ? await options.allocChunk() : Buffer.allocUnsafe(chunkSize),
+    options,
+    chunkSize,
+  );
   const walk = walkTree(options.root, options.warn);
   const ahead = await walkWhilePending(walk, options.xattrs);
   const xattrs = await options.xattrs;
+  let entries = 0;
   for (const entry of chain(ahead, walk)) {
-    const header = headerFor(entry, xattrs, options.mtimeClamp);
-    // pos is always block aligned and chunks are whole blocks, so one header block always fits.
-    if (encodeHeaderInto(header, chunk, pos)) {
-      pos += BLOCK;
-      if (pos === chunk.length) await flush();
-    } else {
-      await put(encodeHeader(header));
-    }
-    if (header.type === "file") {
-      // Empty files are opened too, so an unreadable file is reported whatever its size.
-      await copyFile(entry, header.size);
-      await zeros(paddingFor(header.size));
-    }
+    const wait = writeEntry(out, entry, headerFor(entry, xattrs, options.mtimeClamp));
+    if (wait) await wait;
     entries++;
     if (options.onEntry && (entries & 63) === 0) options.onEntry(entries);
   }
-  await put(END_OF_ARCHIVE);
-  await flush(true);
+  await out.put(END_OF_ARCHIVE);
+  await out.flush(true);
   options.onEntry?.(entries);
-  if (size % BLOCK !== 0) throw new Error("internal: tar size is not a whole number of blocks");
-  return { entries, size };
+  if (out.size % BLOCK !== 0) throw new Error("internal: tar size is not a whole number of blocks");
+  return { entries, size: out.size };
 }

@@ -3,6 +3,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packTemplate } from "../../builder/pack/pack.js";
+import { writeTar } from "../../builder/pack/tar-writer.js";
+import { readTreeXattrs } from "../../builder/pack/xattrs.js";
 import { parseManifest } from "../../common/manifest.js";
 import { haveTools, isRoot } from "../helpers/require-tool.js";
 import { makeFixtureTree, SDE } from "./fixture.js";
@@ -121,6 +123,48 @@ describe.skipIf(!ready)("packing is deterministic", () => {
       inProcessOnly: true,
     });
     expect(again.manifest.artifacts).toEqual(result.manifest.artifacts);
+  });
+
+  it("writes the same tar whatever the chunk size and however the receiver holds chunks back", async () => {
+    const xattrs = await readTreeXattrs(tree);
+    const write = async (mode: "whole" | "sync" | "backpressure" | "pool") => {
+      const parts: Buffer[] = [];
+      const chunkSize = mode === "whole" ? 1 << 24 : 1024;
+      let free = 2;
+      const result = await writeTar({
+        root: tree,
+        xattrs,
+        mtimeClamp: SDE,
+        chunkSize,
+        warn: () => {},
+        emit: (chunk) => {
+          parts.push(Buffer.from(chunk));
+          if (mode === "pool") free++;
+          return mode === "backpressure" ? new Promise((resolve) => setImmediate(resolve)) : undefined;
+        },
+        // "pool": a chunk only after an emit gave one back, now or after a turn of the event loop.
+        allocChunk:
+          mode === "pool"
+            ? () => {
+                if (free-- > 1) return Buffer.alloc(chunkSize);
+                return new Promise((resolve) => setImmediate(() => resolve(Buffer.alloc(chunkSize))));
+              }
+            : undefined,
+      });
+      return { tar: Buffer.concat(parts), result, chunks: parts.length };
+    };
+    // One chunk holds the whole tar: no boundary at all.
+    const whole = await write("whole");
+    expect(whole.chunks).toBe(1);
+    expect(whole.result.size).toBe(whole.tar.length);
+    // 1 KiB chunks: PAX headers, file data and padding all cross chunk boundaries, and headers
+    // land exactly at a chunk's end; every branch of the writer's slow path runs.
+    for (const mode of ["sync", "backpressure", "pool"] as const) {
+      const { tar, result, chunks } = await write(mode);
+      expect(chunks, mode).toBe(whole.tar.length / 1024);
+      expect(sha256Of(tar), mode).toBe(sha256Of(whole.tar));
+      expect(result, mode).toEqual(whole.result);
+    }
   });
 
   it("refuses tar.xz without the xz program, naming it, and leaves nothing behind", async () => {
