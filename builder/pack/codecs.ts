@@ -13,6 +13,11 @@ import type { Format } from "../../common/manifest.js";
 export interface ProgramSpec {
   command: string;
   args: string[];
+  /**
+   * Reads whole jobs (MiBs) of input ahead of its compressing threads, so a producer that is
+   * slow to wake up costs it nothing: the packer may then lower its own priority (tar-producer).
+   */
+  readsAhead?: boolean;
 }
 
 interface CodecRow {
@@ -50,7 +55,8 @@ function loadZstd(): Promise<ZstdStreams> {
 
 export const CODECS: Record<Format, CodecRow> = {
   "tar.zst": {
-    compress: [{ command: "zstd", args: ["-3", "-T0", "-q", "-c"] }],
+    // 8 MiB jobs at -3: readsAhead.
+    compress: [{ command: "zstd", args: ["-3", "-T0", "-q", "-c"], readsAhead: true }],
     decompress: [{ command: "zstd", args: ["-d", "-q", "-c"] }],
     inProcessCompress: async () => new (await loadZstd()).ZstdCompressTransform(3),
     inProcessDecompress: async () => new (await loadZstd()).ZstdDecompressTransform(),

@@ -168,6 +168,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
       fifos,
       // The producer's writes block: every compressor must be running before the first one.
       compressorsStarted: Promise.all(sinks.map((sink) => sink.started)).then(() => {}),
+      yieldToCompressors: choices.every((c) => c.kind === "program" && c.spec.readsAhead),
       onProgress: options.onProgress,
       onChunk: relaySinks.length === 0 ? undefined : deliver,
     });

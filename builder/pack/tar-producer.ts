@@ -27,6 +27,11 @@ export interface ProduceOptions {
    */
   compressorsStarted?: Promise<void>;
   /**
+   * Every compressor is a program that reads ahead (ProgramSpec.readsAhead): this thread then
+   * writes at a lower priority (lowerThreadPriority).
+   */
+  yieldToCompressors?: boolean;
+  /**
    * Gets every chunk of the tar stream in order (in-process compressors). `release` must be
    * called once nobody reads the chunk any more; the buffer is then reused for later chunks.
    */
@@ -78,7 +83,7 @@ export function produceTar(options: ProduceOptions): TarProduction {
       await options.compressorsStarted;
       if (cancelled) throw new Error("cancelled");
       // After the spawns: a child would inherit the lower priority.
-      if (fifos.length > 0) restorePriority = lowerThreadPriority();
+      if (options.yieldToCompressors) restorePriority = lowerThreadPriority();
       const fds = handles.map((h) => h.fd);
       const warnings: string[] = [];
       const hash = createHash("sha256");
@@ -131,12 +136,13 @@ export function produceTar(options: ProduceOptions): TarProduction {
 const PRODUCER_NICENESS = 10;
 
 /**
- * The compressor programs are the bottleneck (zstd -T0 keeps every core busy), and this thread
- * needs more CPU than GNU tar would (hashing, V8), so on a machine with few cores the two compete.
- * At a lower priority this thread runs when a compressor waits for input, which it then supplies
- * (`tar | zstd` on 2 cores measured 3-8% faster this way). Linux sets niceness per thread, so only
- * this one is lowered: V8's and libuv's threads keep theirs. Returns how to undo it; an
- * unprivileged process cannot raise a priority again, so its thread then stays lower.
+ * zstd is the bottleneck (-T0 keeps every core busy), and this thread needs more CPU than GNU tar
+ * would (hashing, V8), so on a machine with few cores the two compete. At a lower priority this
+ * thread runs when zstd waits for input, which zstd has read jobs ahead for: `pack --formats zst`
+ * measured 3-8% faster on 2 cores. Not for pigz: it keeps only a few 128 KiB blocks in flight, and
+ * a producer that wakes up late starves it (gz took 14% longer, zst+gz 45%). Linux sets niceness
+ * per thread, so only this one is lowered. Returns how to undo it; an unprivileged process cannot
+ * raise a priority again, so its thread then stays lower.
  */
 function lowerThreadPriority(): () => void {
   let before: number;

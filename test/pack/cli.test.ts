@@ -157,6 +157,49 @@ describe.skipIf(!ready)("templar pack and inspect from the command line", () => 
     expect(check.stdout).toMatch(/^tar\.gz .*verified$/m);
   });
 
+  it("writes at a lower priority than zstd, which reads ahead, but not than pigz", () => {
+    // Stand-ins that read 64 KiB, note their parent's (the packer's main thread) niceness and
+    // their own while the packer waits on the full fifo, then hand everything to the real program.
+    const bin = join(work, "noting-bin");
+    mkdirSync(bin);
+    for (const tool of ["zstd", "pigz", "mkfifo", "getfattr"]) {
+      const found = spawnSync("sh", ["-c", `command -v ${tool} || command -v gzip`], {
+        encoding: "utf8",
+      }).stdout.trim();
+      if (tool === "mkfifo" || tool === "getfattr") {
+        symlinkSync(found, join(bin, tool));
+        continue;
+      }
+      const log = join(work, `${tool}.nice`);
+      writeFileSync(
+        join(bin, tool),
+        `#!/bin/sh\nPATH=/usr/bin:/bin\nhead -c 65536 > "${log}.head"\n` +
+          `echo "$(cut -d' ' -f19 /proc/$PPID/stat) $(cut -d' ' -f19 /proc/$$/stat)" > "${log}"\n` +
+          `cat "${log}.head" - | "${found}" "$@"\n`,
+        { mode: 0o755 },
+      );
+    }
+    const big = join(work, "big-tree");
+    mkdirSync(big);
+    writeFileSync(join(big, "data"), randomBytes(3 << 20));
+    const niceness = (tool: string) =>
+      readFileSync(join(work, `${tool}.nice`), "utf8")
+        .trim()
+        .split(" ")
+        .map(Number);
+    for (const [format, tool] of [
+      ["zst", "zstd"],
+      ["gz", "pigz"],
+    ] as const) {
+      const out = join(work, `o-nice-${format}`);
+      const r = runCli(["pack", big, ...base(out), "--formats", format], { env: { PATH: bin } });
+      expect(r.code, r.stderr).toBe(0);
+      const [packer, compressor] = niceness(tool);
+      expect(packer, format).toBe(format === "zst" ? Math.min(19, compressor! + 10) : compressor);
+      expect(runCli(["inspect", join(out, `${NAME}-1.0.0.manifest.json`)]).code).toBe(0);
+    }
+  });
+
   describe("inspect", () => {
     let out: string;
     beforeAll(() => {

@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { getPriority } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packTemplate } from "../../builder/pack/pack.js";
@@ -123,6 +124,20 @@ describe.skipIf(!ready)("packing is deterministic", () => {
       inProcessOnly: true,
     });
     expect(again.manifest.artifacts).toEqual(result.manifest.artifacts);
+  });
+
+  it("gives the packing thread its priority back once zstd has all the input", async () => {
+    const before = getPriority();
+    const result = await packTemplate({
+      rootfs: tree,
+      outDir: join(work, "priority"),
+      name: "debian-13-x86_64-test",
+      version: "1.0.0",
+      formats: ["tar.zst"],
+      sourceDateEpoch: SDE,
+    });
+    expect(result.manifest.artifacts).toHaveLength(1);
+    expect(getPriority()).toBe(before);
   });
 
   it("writes the same tar whatever the chunk size and however the receiver holds chunks back", async () => {
