@@ -156,7 +156,7 @@ function lowerThreadPriority(): () => void {
     try {
       setPriority(0, before);
     } catch {
-      // EACCES without CAP_SYS_NICE: the rest of this process is lower, which it may be.
+      // EACCES without CAP_SYS_NICE: this thread stays lower (`templar pack` exits right after).
     }
   };
 }
