@@ -179,7 +179,7 @@ describe.skipIf(!ready)("templar pack and inspect from the command line", () => 
         { mode: 0o755 },
       );
     }
-    const big = join(work, "big-tree");
+    const big = join(work, "priority-tree");
     mkdirSync(big);
     writeFileSync(join(big, "data"), randomBytes(3 << 20));
     const niceness = (tool: string) =>
