@@ -126,6 +126,10 @@ function* chain<T>(first: T[], rest: Iterator<T>): Generator<T> {
   for (let next = rest.next(); !next.done; next = rest.next()) yield next.value;
 }
 
+function allocChunk(options: TarWriteOptions, chunkSize: number): Buffer | Promise<Buffer> {
+  return options.allocChunk ? options.allocChunk() : Buffer.allocUnsafe(chunkSize);
+}
+
 /**
  * The output side of the writer: the chunk being filled and how it is handed on. `flush` returns a
  * promise only when a receiver applies backpressure or no free chunk is left; otherwise the whole
@@ -162,7 +166,7 @@ class TarOutput {
   }
 
   private nextChunk(): Promise<void> | undefined {
-    const next = this.options.allocChunk ? this.options.allocChunk() : Buffer.allocUnsafe(this.chunkSize);
+    const next = allocChunk(this.options, this.chunkSize);
     if (next instanceof Promise) {
       return next.then((chunk) => {
         this.chunk = chunk;
@@ -282,11 +286,7 @@ async function writeEntrySlow(
 export async function writeTar(options: TarWriteOptions): Promise<TarWriteResult> {
   const chunkSize = options.chunkSize ?? 1 << 20;
   if (chunkSize % BLOCK !== 0) throw new Error("internal: chunk size must be a whole number of blocks");
-  const out = new TarOutput(
-    options.allocChunk ? await options.allocChunk() : Buffer.allocUnsafe(chunkSize),
-    options,
-    chunkSize,
-  );
+  const out = new TarOutput(await allocChunk(options, chunkSize), options, chunkSize);
   const walk = walkTree(options.root, options.warn);
   const ahead = await walkWhilePending(walk, options.xattrs);
   const xattrs = await options.xattrs;
