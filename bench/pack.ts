@@ -6,9 +6,12 @@
  * Written in TypeScript and compiled with the rest (Node 20 cannot run .ts). The rootfs is made
  * once with `mmdebstrap --variant=minbase bookworm` and cached under /var/tmp/templar-bench/; the
  * mirror comes from --mirror, $TEMPLAR_DEBIAN_MIRROR or the host's apt sources. Both sides run
- * alternately in the same process run; the median wall time of each is compared. With
- * /usr/bin/time installed (Debian package `time`) it also prints CPU seconds of each process tree
- * (a figure that other load on the machine disturbs less than wall time) and the peak RSS.
+ * alternately in the same process run, the reference first in each pair. The ratio is the median
+ * of the per-pair ratios (each templar run over the reference run just before it): the speed of
+ * the VM this was tuned on drifted by up to 25% within one bench run, which a ratio of the two
+ * medians takes in and a pair does not; that ratio is printed too. With /usr/bin/time installed
+ * (Debian package `time`) it also prints CPU seconds of each process tree (a figure that other
+ * load on the machine disturbs less than wall time) and the peak RSS.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
@@ -83,9 +86,20 @@ function timed(argv: string[], cwd?: string, env?: NodeJS.ProcessEnv): Run {
   return { seconds, cpu: user! + sys!, rssMB: rss! / 1024 };
 }
 
-function median(values: number[]): number {
+function quantile(values: number[], q: number): number {
   const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return s[Math.min(s.length - 1, Math.floor(s.length * q))]!;
+}
+
+function median(values: number[]): number {
+  return quantile(values, 0.5);
+}
+
+/** "1.38x (middle half 1.33-1.48x)": the median and quartiles of per-pair ratios. */
+function pairedRatio(ours: number[], ref: number[]): string {
+  const ratios = ours.map((o, i) => o / ref[i]!);
+  const q = (p: number) => quantile(ratios, p).toFixed(2);
+  return `${q(0.5)}x (middle half ${q(0.25)}-${q(0.75)}x)`;
 }
 
 function main(): void {
@@ -97,7 +111,7 @@ function main(): void {
       only: { type: "string" }, // "zst" or "zst,gz": run one case
     },
   });
-  const reps = Number(values.reps ?? 5);
+  const reps = Number(values.reps ?? 11);
   const rootfs = values.rootfs ? resolve(values.rootfs) : ensureRootfs(values.mirror);
   const du = execFileSync("du", ["-sb", rootfs], { encoding: "utf8" }).split("\t")[0];
   const files = execFileSync("sh", ["-c", `find "${rootfs}" | wc -l`], { encoding: "utf8" }).trim();
@@ -151,18 +165,18 @@ function main(): void {
           ),
         );
       }
-      const r = median(ref.map((x) => x.seconds));
-      const o = median(ours.map((x) => x.seconds));
+      const seconds = (runs: Run[]) => runs.map((x) => x.seconds);
+      const r = median(seconds(ref));
+      const o = median(seconds(ours));
       console.log(
-        `--formats ${c.label.padEnd(7)} wall: templar ${o.toFixed(2)} s, reference ${r.toFixed(2)} s, ratio ${(o / r).toFixed(2)}x (target <= 1.5x)`,
+        `--formats ${c.label.padEnd(7)} wall: ratio ${pairedRatio(seconds(ours), seconds(ref))} (target <= 1.5x); medians: templar ${o.toFixed(2)} s, reference ${r.toFixed(2)} s, ratio ${(o / r).toFixed(2)}x`,
       );
       if (haveTime) {
-        const oc = median(ours.map((x) => x.cpu!));
-        const rc = median(ref.map((x) => x.cpu!));
+        const cpu = (runs: Run[]) => runs.map((x) => x.cpu!);
         // /usr/bin/time's %M is the largest single process of the tree: node, or a compressor.
         const rss = Math.max(...ours.map((x) => x.rssMB!));
         console.log(
-          `                  cpu:  templar ${oc.toFixed(2)} s, reference ${rc.toFixed(2)} s, ratio ${(oc / rc).toFixed(2)}x; templar peak RSS ${rss.toFixed(0)} MB (target < 200 MB)`,
+          `                  cpu:  ratio ${pairedRatio(cpu(ours), cpu(ref))}; medians: templar ${median(cpu(ours)).toFixed(2)} s, reference ${median(cpu(ref)).toFixed(2)} s; templar peak RSS ${rss.toFixed(0)} MB (target < 200 MB)`,
         );
       }
       console.log(
