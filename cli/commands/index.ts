@@ -39,6 +39,10 @@ export const commands: Record<string, CommandEntry> = {
     summary: "remove local templates the registry no longer has",
     load: async () => (await import("./prune.js")).command,
   },
+  mirror: {
+    summary: "copy templates from a registry to a registry, directory or bucket",
+    load: async () => (await import("./mirror.js")).command,
+  },
   token: {
     summary: "create a registry token (token create --scope ...)",
     load: async () => (await import("./token.js")).command,
