@@ -11,7 +11,9 @@ import { loadLocalTemplate, pushTemplate } from "./push.js";
  * A mirror into another registry through its API, as `templar push` does it: a version is laid
  * out as `templar pack` writes it (manifest, artifacts, `.asc` files) and pushed with the same
  * code, so resumable uploads, the push policy and immutability apply unchanged. The token needs
- * `push` and `pull` on the destination (pull to see what it has).
+ * `push` and `pull` on the destination (pull to see what it has). Every artifact of a version the
+ * destination lacks is downloaded, also one it already has as a blob of another version: push
+ * then uploads only what is missing.
  */
 export class RegistryMirrorTarget implements MirrorTarget {
   constructor(
