@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * Registry benchmarks against reference tools, in one run, on loopback (issue 5):
  *   1. one 1 GiB blob download, registry vs nginx (sendfile, one worker), curl as the client
@@ -7,14 +6,14 @@
  *   4. manifest resolution by semver range under load vs a bare node:http server sending fixed JSON
  *   5. `templar pull` of the 1 GiB artifact vs curl + sha256sum of the same blob (client side)
  *
- * Run (as root, nginx and curl installed):  npm run build && node bench/registry.mjs
+ * Run (as root, nginx and curl installed):  npm run bench:registry (npm run build && node dist/bench/registry.js)
  * Options: --big-mib 1024 --small-mib 200 --concurrent 32 --seconds 5 --connections 16 --repeat 5
  * (each comparison alternates between ours and the reference, `repeat` times; the downloads
  * compare medians, the rest the best run)
  * Prints each figure and its ratio to the reference with the target. Temporary files go under
  * os.tmpdir() and are removed at the end.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
@@ -23,10 +22,10 @@ import os, { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { startNginx } from "../dist/bench/nginx.js";
+import { startNginx } from "./nginx.js";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const TEMPLAR = join(root, "dist", "cli", "templar.js");
+// Compiled to dist/bench/registry.js; the CLI is dist/cli/templar.js beside it.
+const TEMPLAR = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "templar.js");
 const { values: opts } = parseArgs({
   options: {
     "big-mib": { type: "string", default: "1024" },
@@ -49,13 +48,21 @@ const MiB = 1024 * 1024;
 // loop) on core 0 (taskset), so a comparison is not decided by how the scheduler shares the
 // cores with whatever else runs. nginx runs one worker, the registry one event loop.
 const pin = os.cpus().length >= 2 && hasTool("taskset");
-const onClientCore = (cmd, args) => (pin ? ["taskset", ["-c", "0", cmd, ...args]] : [cmd, args]);
-const pinServer = (pid) => {
+const onClientCore = (cmd: string, args: string[]): [string, string[]] =>
+  pin ? ["taskset", ["-c", "0", cmd, ...args]] : [cmd, args];
+const pinServer = (pid: number) => {
   if (pin) execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
 };
-const results = [];
+interface Result {
+  what: string;
+  value: string;
+  ratio?: number;
+  target: string;
+  ok: boolean;
+}
+const results: Result[] = [];
 const work = await mkdtemp(join(tmpdir(), "templar-bench-"));
-const cleanups = [];
+const cleanups: (() => Promise<unknown>)[] = [];
 try {
   await main();
 } finally {
@@ -63,7 +70,7 @@ try {
   await rm(work, { recursive: true, force: true });
 }
 
-async function main() {
+async function main(): Promise<void> {
   const bigMiB = Number(opts["big-mib"]);
   const smallMiB = Number(opts["small-mib"]);
   const concurrent = Number(opts.concurrent);
@@ -85,7 +92,7 @@ async function main() {
   )
     .trim()
     .split("\n")
-    .pop();
+    .pop()!;
 
   // 3. push vs sha256sum + cp (the file is in the page cache for both).
   let registry = await startRegistry(storage, config);
@@ -124,20 +131,21 @@ async function main() {
   const nginx = await startNginx(join(work, "nginx"), `root ${join(storage, "blobs", "sha256")};`);
   pinServer(nginx.pid);
   cleanups.push(() => nginx.stop());
-  const blobUrl = (base, d) => `${base}/v1/blobs/${d}`;
-  const nginxUrl = (d) => `${nginx.url}/${d.slice(7)}`;
+  const blobUrl = (base: string, d: string) => `${base}/v1/blobs/${d}`;
+  const nginxUrl = (d: string) => `${nginx.url}/${d.slice(7)}`;
 
   // 1. one big download; runs alternate between the two servers and the medians count: on this
   // shared VM a single nginx run varies from 1.7 to 3.3 GB/s, so a best-of compares outliers.
-  const regTimes = [];
-  const nginxTimes = [];
+  const regTimes: number[] = [];
+  const nginxTimes: number[] = [];
   for (let i = 0; i < repeat; i++) {
     regTimes.push(curlTime(blobUrl(registry.url, big.digest)));
     nginxTimes.push(curlTime(nginxUrl(big.digest)));
   }
   const oneReg = median(regTimes);
   const oneNginx = median(nginxTimes);
-  const mibps = (times, mib) => times.map((t) => ((mib * MiB) / t / MiB).toFixed(0)).join(" ");
+  const mibps = (times: number[], mib: number) =>
+    times.map((t) => ((mib * MiB) / t / MiB).toFixed(0)).join(" ");
   log(`download runs (MiB/s): registry ${mibps(regTimes, bigMiB)} | nginx ${mibps(nginxTimes, bigMiB)}`);
   const regRate = (bigMiB * MiB) / oneReg;
   const nginxRate = (bigMiB * MiB) / oneNginx;
@@ -152,8 +160,8 @@ async function main() {
 
   // 2. concurrent downloads of the small blob.
   const rss = sampleRss(registry.pid);
-  const concRegTimes = [];
-  const concNginxTimes = [];
+  const concRegTimes: number[] = [];
+  const concNginxTimes: number[] = [];
   for (let i = 0; i < Math.max(1, repeat - 2); i++) {
     concRegTimes.push(await concurrentCurl(blobUrl(registry.url, small.digest), concurrent));
     concNginxTimes.push(await concurrentCurl(nginxUrl(small.digest), concurrent));
@@ -267,12 +275,19 @@ async function main() {
   }
 }
 
-function log(line) {
+function log(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
 }
 
-function record(what, ours, reference, unit, target, ok) {
-  const fmt = (n) => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
+function record(
+  what: string,
+  ours: number,
+  reference: number,
+  unit: string,
+  target: string,
+  ok: boolean,
+): void {
+  const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
   results.push({
     what,
     value: `${fmt(ours)} ${unit} vs ${fmt(reference)} ${unit}`,
@@ -283,27 +298,34 @@ function record(what, ours, reference, unit, target, ok) {
   log(`${what}: ${fmt(ours)} ${unit} vs ${fmt(reference)} ${unit} (${(ours / reference).toFixed(2)}x)`);
 }
 
-function time(fn) {
+function time(fn: () => unknown): number {
   const start = process.hrtime.bigint();
   fn();
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
 /** Random bytes as a fake tar.gz artifact with a manifest, as `templar pack` would leave them. */
-async function template(name, version, mib) {
+interface BenchTemplate {
+  dir: string;
+  file: string;
+  digest: string;
+  size: number;
+}
+
+async function template(name: string, version: string, mib: number): Promise<BenchTemplate> {
   const dir = join(work, name);
   await mkdir(dir);
   const file = join(dir, `${name}-${version}.tar.gz`);
   execFileSync("sh", ["-c", `head -c ${mib * MiB} /dev/urandom > '${file}'`]);
   const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB })) hash.update(chunk);
+  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
   const digest = `sha256:${hash.digest("hex")}`;
   const size = mib * MiB;
   await writeFile(join(dir, `${name}-${version}.manifest.json`), manifestJson(name, version, digest, size));
   return { dir, file, digest, size };
 }
 
-function manifestJson(name, version, digest, size) {
+function manifestJson(name: string, version: string, digest: string, size: number): string {
   const manifest = {
     schemaVersion: 1,
     name,
@@ -324,7 +346,7 @@ function manifestJson(name, version, digest, size) {
 }
 
 /** 200 versions of one template (1.0.0 ... 1.19.9) naming the small blob, for range resolution. */
-async function publishVersions(url, token, digest, size, count) {
+async function publishVersions(url: string, token: string, digest: string, size: number, count: number) {
   for (let i = 0; i < count; i++) {
     const version = `1.${Math.floor(i / 10)}.${i % 10}`;
     const res = await fetch(`${url}/v1/templates/bench-range-x86_64/${version}`, {
@@ -337,15 +359,21 @@ async function publishVersions(url, token, digest, size, count) {
 }
 
 /** SIGTERM, then waits for the exit (at once if it has already exited). */
-function stopChild(child) {
+function stopChild(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null) return resolve();
-    child.once("exit", resolve);
+    child.once("exit", () => resolve());
     child.kill("SIGTERM");
   });
 }
 
-async function startRegistry(storage, config) {
+interface Server {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+async function startRegistry(storage: string, config: string): Promise<Server> {
   // The request log goes to a file, as it would to journald: reading it here would cost this
   // process CPU that the load generator and the reference server need.
   const logFile = join(work, `registry-${Date.now()}.log`);
@@ -360,35 +388,35 @@ async function startRegistry(storage, config) {
   child.on("exit", () => {
     exited = true;
   });
-  let url = null;
+  let url: string | null = null;
   for (let i = 0; i < 300 && !url; i++) {
     if (exited) throw new Error("templar serve exited early");
     await new Promise((r) => setTimeout(r, 50));
     const line = (await readFile(logFile, "utf8")).split("\n").find((l) => l.includes('"listening"'));
-    if (line) url = JSON.parse(line).url.replace(/\/$/, "");
+    if (line) url = (JSON.parse(line) as { url: string }).url.replace(/\/$/, "");
   }
   if (!url) throw new Error("templar serve did not start");
   return {
     url,
-    pid: child.pid,
+    pid: child.pid!,
     stop: () => stopChild(child),
   };
 }
 
 /** Seconds curl takes to fetch `url` to /dev/null. */
-function curlTime(url) {
+function curlTime(url: string): number {
   const [cmd, args] = onClientCore("curl", ["-sS", "-f", "-o", "/dev/null", "-w", "%{time_total}", url]);
   return Number(execFileSync(cmd, args, { encoding: "utf8" }));
 }
 
 /** Wall seconds for `n` curls fetching `url` at once. */
-async function concurrentCurl(url, n) {
+async function concurrentCurl(url: string, n: number): Promise<number> {
   const start = process.hrtime.bigint();
   await Promise.all(
     Array.from(
       { length: n },
       () =>
-        new Promise((resolve, reject) => {
+        new Promise<void>((resolve, reject) => {
           const [cmd, args] = onClientCore("curl", ["-sS", "-f", "-o", "/dev/null", url]);
           const child = spawn(cmd, args, { stdio: "ignore" });
           child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`curl exited ${code}`))));
@@ -398,13 +426,13 @@ async function concurrentCurl(url, n) {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-function median(values) {
+function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 /** Samples VmRSS every 50 ms and reads VmHWM at the end; returns kB. */
-function sampleRss(pid) {
+function sampleRss(pid: number): { stop(): number } {
   let max = 0;
   const read = async () => {
     const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
@@ -423,23 +451,27 @@ function sampleRss(pid) {
 }
 
 /** Requests per second the child load loop reaches against `url`. */
-async function load(url) {
-  const args = ["--load", url, "--seconds", opts.seconds, "--connections", opts.connections];
+async function load(url: string): Promise<number> {
+  const args = ["--load", url, "--seconds", opts.seconds!, "--connections", opts.connections!];
   const command = [process.execPath, fileURLToPath(import.meta.url), ...args];
   const child = pin
     ? spawn("taskset", ["-c", "0", ...command], { stdio: ["ignore", "pipe", "inherit"] })
-    : spawn(command[0], command.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
+    : spawn(command[0]!, command.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
-  child.stdout.on("data", (d) => {
+  child.stdout!.on("data", (d: Buffer) => {
     out += d;
   });
   await new Promise((resolve) => child.on("exit", resolve));
-  const { requests, seconds, errors } = JSON.parse(out);
+  const { requests, seconds, errors } = JSON.parse(out) as {
+    requests: number;
+    seconds: number;
+    errors: number;
+  };
   if (errors > 0) throw new Error(`${errors} failed requests against ${url}`);
   return requests / seconds;
 }
 
-function hasTool(tool) {
+function hasTool(tool: string): boolean {
   try {
     execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
     return true;
@@ -449,7 +481,7 @@ function hasTool(tool) {
 }
 
 /** A bare node:http server answering every request with the same JSON file. */
-async function startBare(file) {
+async function startBare(file: string): Promise<Server> {
   const code = `
     const body = require("fs").readFileSync(${JSON.stringify(file)});
     require("http").createServer((req, res) => {
@@ -457,24 +489,24 @@ async function startBare(file) {
       res.end(body);
     }).listen(0, "127.0.0.1", function () { console.log(this.address().port); });`;
   const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise((resolve) =>
-    child.stdout.once("data", (d) => resolve(Number(String(d).trim()))),
+  const port = await new Promise<number>((resolve) =>
+    child.stdout!.once("data", (d: Buffer) => resolve(Number(String(d).trim()))),
   );
   return {
     url: `http://127.0.0.1:${port}/`,
-    pid: child.pid,
+    pid: child.pid!,
     stop: () => stopChild(child),
   };
 }
 
 /** Keep-alive GETs on `connections` sockets for `seconds`, counting complete 200 answers. */
-async function loadLoop(url, seconds, connections) {
+async function loadLoop(url: string, seconds: number, connections: number): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
   const deadline = Date.now() + seconds * 1000;
   let requests = 0;
   let errors = 0;
   const one = () =>
-    new Promise((resolve) => {
+    new Promise<void>((resolve) => {
       http
         .get(url, { agent }, (res) => {
           res.on("data", () => {});
