@@ -7,12 +7,13 @@ import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { UserError } from "../../common/errors.js";
 import { debianArch } from "../../common/names.js";
-import { isolated } from "../chroot.js";
+import { isolated, runInRoot } from "../chroot.js";
 import type { BuildContext } from "../context.js";
 import { buildEnv, runTool } from "../exec.js";
 import { formatPlace } from "../recipe/schema.js";
 import { hostDebianMirror } from "./apt-sources.js";
 import {
+  type DebianSuiteSource,
   defaultPockets,
   POCKETS,
   releaseFileOf,
@@ -33,7 +34,7 @@ import { defineSource, type SourceResult } from "./source.js";
  * new root's /var/cache/apt/archives (apt then skips those downloads), `--skip=download/empty`
  * allows the non-empty directory, `--skip=essential/unlink` keeps the essential set there, and a
  * customize hook copies new files back (temp name + rename) and counts them. debootstrap: its
- * own `--cache-dir`. Trust: files enter the cache only after apt/debootstrap verified them; the
+ * own `--cache-dir`, and the same directory as apt's archives when the pockets update. Trust: files enter the cache only after apt/debootstrap verified them; the
  * cache directory is root-only (0700).
  */
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, "expected a Debian package name");
@@ -124,12 +125,6 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
   }
   if (!have(tool)) throw new UserError(`${where}: source: neither mmdebstrap nor debootstrap is installed`);
   const pockets = config.pockets ?? defaultPockets(config.suite);
-  if (tool === "debootstrap" && pockets.length > 0) {
-    throw new UserError(
-      `${where}: source: debootstrap installs from one suite only, so the ${pockets.join(" and ")} ` +
-        "pockets (security fixes) would be missing: install mmdebstrap, or set pockets: [] to build without them",
-    );
-  }
   const sources = suiteSources(mirror, config.suite, pockets, () =>
     securityMirror(mirror, ctx.aptDir, where),
   );
@@ -217,6 +212,7 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
       args.push(config.suite, ctx.root, mirror);
       const [cmd, argv] = isolated(args);
       await runTool(cmd, argv, { what: "debootstrap", env, signal: ctx.signal, onLine: ctx.log });
+      if (sources.length > 1) await upgradeFromPockets(ctx, sources, config.components, keyring, cache);
       const added = (await readdir(cache)).filter((f) => f.endsWith(".deb") && !before.has(f));
       let bytes = 0;
       for (const f of added) bytes += (await stat(join(cache, f))).size;
@@ -252,6 +248,55 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
   } finally {
     await rm(state, { recursive: true, force: true });
   }
+}
+
+/**
+ * debootstrap installs from one suite only: the update pockets come afterwards from apt inside the
+ * root (what mmdebstrap does in one go). apt trusts only the recipe's keyring for this (signed-by,
+ * bound read-only into the root), downloads into the package cache (bound in as apt's archives),
+ * and the root keeps plain `deb` lines for every source, as mmdebstrap writes them.
+ */
+async function upgradeFromPockets(
+  ctx: BuildContext,
+  sources: DebianSuiteSource[],
+  components: string[],
+  keyring: string,
+  cache: string,
+): Promise<void> {
+  const keyInRoot = "/tmp/templar-archive-keyring.gpg";
+  const listInRoot = "/tmp/templar-sources.list";
+  const signed = sources.map(
+    (s) => `deb [signed-by=${keyInRoot}] ${s.mirror} ${s.suite} ${components.join(" ")}`,
+  );
+  await writeFile(join(ctx.root, keyInRoot), "");
+  await writeFile(join(ctx.root, listInRoot), `${signed.join("\n")}\n`);
+  await mkdir(join(cache, "partial"), { recursive: true, mode: 0o700 });
+  const apt = [
+    "apt-get -q",
+    `-o Dir::Etc::SourceList=${listInRoot} -o Dir::Etc::SourceParts=/nonexistent`,
+    "-o Acquire::Retries=3 -o Acquire::Languages=none -o APT::Sandbox::User=root",
+  ].join(" ");
+  try {
+    await runInRoot(
+      ctx.root,
+      `${apt} update && ${apt} -y -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-unsafe-io dist-upgrade`,
+      {
+        what: "apt-get (update pockets)",
+        env: buildEnv({ DEBIAN_FRONTEND: "noninteractive" }),
+        signal: ctx.signal,
+        onLine: ctx.log,
+        denyServices: true,
+        binds: [
+          { source: keyring, target: keyInRoot, readOnly: true },
+          { source: cache, target: "/var/cache/apt/archives" },
+        ],
+      },
+    );
+  } finally {
+    await rm(join(ctx.root, keyInRoot), { force: true });
+    await rm(join(ctx.root, listInRoot), { force: true });
+  }
+  await writeFile(join(ctx.root, "etc/apt/sources.list"), `${sourceLines(sources, components).join("\n")}\n`);
 }
 
 /**

@@ -325,25 +325,54 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
     LONG,
   );
 
-  it("refuses to build without the security pocket silently when only debootstrap is asked for", async () => {
-    const saved = process.env.TEMPLAR_BOOTSTRAP_TOOL;
-    process.env.TEMPLAR_BOOTSTRAP_TOOL = "debootstrap";
-    try {
-      const err = await buildTemplate(await recipeFor(MINIMAL), {
-        outDir: join(work, "out-debootstrap"),
-        cacheDir: cache,
-        mirror,
-      }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(UserError);
-      expect((err as Error).message).toMatch(
-        /^recipes\/debian\/13-minimal\.yaml:10:3: source: debootstrap installs from one suite only, so the updates and security pockets .* install mmdebstrap, or set pockets: \[\]/,
-      );
-      expect(await readdir(join(work, "out-debootstrap")).catch(() => [])).toEqual([]);
-    } finally {
-      if (saved === undefined) delete process.env.TEMPLAR_BOOTSTRAP_TOOL;
-      else process.env.TEMPLAR_BOOTSTRAP_TOOL = saved;
-    }
-  });
+  it(
+    "builds with debootstrap too, updating from the pockets afterwards to what mmdebstrap installs",
+    async () => {
+      const saved = process.env.TEMPLAR_BOOTSTRAP_TOOL;
+      process.env.TEMPLAR_BOOTSTRAP_TOOL = "debootstrap";
+      try {
+        const built = await buildTemplate(await recipeFor(MINIMAL), {
+          outDir: join(work, "out-debootstrap"),
+          cacheDir: cache,
+          formats: ["tar.zst"],
+          mirror,
+          sourceDateEpoch: SDE,
+        });
+        const manifest = parseManifest(await readFile(built.manifestPath));
+        expect(manifest.source).toMatchObject({ method: "debootstrap", pockets: ["updates", "security"] });
+        expect(String(manifest.source!.tool)).toMatch(/^debootstrap/);
+        // apt in the root read all three suites, each verified against the recipe's keyring.
+        expect(manifest.source!.inputs!.map((i) => i.uri.replace(/^.*\/dists\//, ""))).toEqual([
+          "trixie/InRelease",
+          "trixie-updates/InRelease",
+          "trixie-security/InRelease",
+        ]);
+        // Every package both tools installed has the same version: the pockets' newer ones won.
+        const mm = new Map(
+          parseManifest(await readFile(first.manifestPath)).packages!.map((p) => [p.name, p.version]),
+        );
+        const both = manifest.packages!.filter((p) => mm.has(p.name));
+        expect(both.length).toBeGreaterThan(50);
+        expect(both.filter((p) => mm.get(p.name) !== p.version)).toEqual([]);
+        const root = join(work, "extracted-debootstrap");
+        await mkdir(root);
+        const tar = spawnSync("tar", ["--zstd", "-xpf", built.files["tar.zst"]!, "-C", root, "./etc/apt"]);
+        expect(tar.status, tar.stderr?.toString()).toBe(0);
+        const sources = await readFile(join(root, "etc/apt/sources.list"), "utf8");
+        expect(sources).toMatch(/^deb \S+ trixie-security main$/m);
+        expect(sources).not.toContain("signed-by"); // the build's temporary trust stays out
+        const members = spawnSync("tar", ["--zstd", "-tf", built.files["tar.zst"]!], { encoding: "utf8" });
+        expect(members.stdout.split("\n").filter((m) => /templar-(sources|archive-keyring)/.test(m))).toEqual(
+          [],
+        );
+        expect(leftoverMounts(work)).toEqual([]);
+      } finally {
+        if (saved === undefined) delete process.env.TEMPLAR_BOOTSTRAP_TOOL;
+        else process.env.TEMPLAR_BOOTSTRAP_TOOL = saved;
+      }
+    },
+    LONG,
+  );
 
   it("says clearly when no mirror is configured, naming the recipe's source", async () => {
     const emptyApt = join(work, "apt");
