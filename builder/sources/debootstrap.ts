@@ -34,8 +34,9 @@ import { defineSource, type SourceResult } from "./source.js";
  * new root's /var/cache/apt/archives (apt then skips those downloads), `--skip=download/empty`
  * allows the non-empty directory, `--skip=essential/unlink` keeps the essential set there, and a
  * customize hook copies new files back (temp name + rename) and counts them. debootstrap: its
- * own `--cache-dir`, and the same directory as apt's archives when the pockets update. Trust: files enter the cache only after apt/debootstrap verified them; the
- * cache directory is root-only (0700).
+ * own `--cache-dir`, and the same directory as apt's archives when the pockets update. Trust:
+ * files enter the cache only after apt/debootstrap verified them; the cache directory is
+ * root-only (0700).
  */
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, "expected a Debian package name");
 
