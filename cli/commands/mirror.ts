@@ -6,7 +6,7 @@ import { ExitCode, usageError } from "../../common/errors.js";
 import { createProgress } from "../../common/progress.js";
 import type { RegistryClient } from "../../registry/client/http.js";
 import { type MirrorTarget, mirror } from "../../registry/client/mirror.js";
-import { parseCommandArgs } from "../args.js";
+import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
@@ -36,6 +36,7 @@ does (TEMPLAR_S3_ENDPOINT, TEMPLAR_S3_REGION, TEMPLAR_S3_FORCE_PATH_STYLE, AWS_*
 
 async function openTarget(
   destination: string,
+  /** --token; registryClient falls back to TEMPLAR_TOKEN. */
   token: string | undefined,
   workDir: string,
 ): Promise<MirrorTarget> {
@@ -79,7 +80,8 @@ export const command: Command = {
     const keep = parseKeep(values.keep);
     const source = registryClient("mirror", {
       registry: from,
-      token: values["source-token"] ?? process.env.TEMPLAR_SOURCE_TOKEN ?? "",
+      // Not TEMPLAR_TOKEN: that one is for the destination.
+      token: flagOrEnv(values["source-token"], "TEMPLAR_SOURCE_TOKEN", ""),
     });
     // Downloads wait here until stored; removed at the end and on an interrupt (the destination
     // holds only whole versions either way).
@@ -94,16 +96,12 @@ export const command: Command = {
       });
     }
     try {
-      return await mirrorAndReport(
-        source,
-        await openTarget(to, values.token ?? process.env.TEMPLAR_TOKEN, workDir),
-        {
-          workDir,
-          filter: values.filter,
-          keep,
-          json: values.json ?? false,
-        },
-      );
+      return await mirrorAndReport(source, await openTarget(to, values.token, workDir), {
+        workDir,
+        filter: values.filter,
+        keep,
+        json: values.json ?? false,
+      });
     } finally {
       await rm(workDir, { recursive: true, force: true });
     }
