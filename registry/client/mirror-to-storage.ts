@@ -2,7 +2,7 @@ import { createReadStream } from "node:fs";
 import { parseDigest } from "../../common/digest.js";
 import { UserError } from "../../common/errors.js";
 import { keys } from "../keys.js";
-import type { Storage } from "../storage/storage.js";
+import { putImmutable, type Storage } from "../storage/storage.js";
 import type { FetchBlob, MirrorTarget, SourceVersion } from "./mirror.js";
 
 /**
@@ -32,13 +32,11 @@ export class StorageMirrorTarget implements MirrorTarget {
     }
     await this.addSignatures(source);
     const { name, version, bytes } = source;
-    if (!(await this.storage.putObjectIfAbsent(keys.manifest(name, version), bytes))) {
-      // Someone else published it meanwhile: fine if it is the same version.
-      const now = await this.manifest(name, version);
-      if (!now?.equals(bytes))
-        throw new UserError(
-          `mirror ${name}@${version}: ${this.display} got other content for this version meanwhile`,
-        );
+    // "same": someone else published this very version meanwhile, which is fine.
+    if ((await putImmutable(this.storage, keys.manifest(name, version), bytes)) === "other") {
+      throw new UserError(
+        `mirror ${name}@${version}: ${this.display} got other content for this version meanwhile`,
+      );
     }
     return copied;
   }
@@ -51,9 +49,8 @@ export class StorageMirrorTarget implements MirrorTarget {
     ]);
     if (source.signature) wanted.push([keys.signature(name, version), source.signature]);
     for (const [key, sig] of wanted) {
-      if (await this.storage.putObjectIfAbsent(key, sig)) continue;
-      // Signatures are create-if-absent as in the registry: a different one is never replaced.
-      if (!(await this.storage.getObject(key))?.equals(sig))
+      // Signatures are immutable as in the registry: a different one is never replaced.
+      if ((await putImmutable(this.storage, key, sig)) === "other")
         throw new UserError(`mirror ${name}@${version}: ${this.display} has another signature in ${key}`);
     }
   }

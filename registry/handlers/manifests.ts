@@ -5,6 +5,7 @@ import { assertRefSafe, type Ctx, deps, nameParam, need, versionParam } from "..
 import { ApiError, badRequest, notFound } from "../errors.js";
 import { blobMarkedForGc } from "../gc.js";
 import { keys } from "../keys.js";
+import { putImmutable } from "../storage/storage.js";
 import { enforceManifestPolicy } from "../trust.js";
 import { etagMatches } from "./blobs.js";
 
@@ -61,16 +62,15 @@ export async function putManifest(c: Ctx): Promise<Response> {
   const digest = `sha256:${sha256Hex(bytes)}`;
   c.header("ETag", `"${digest}"`);
   c.header("Location", `/v1/templates/${name}/${version}`);
-  const created = await storage.putObjectIfAbsent(key, bytes);
-  if (!created) {
-    const existing = await storage.getObject(key);
-    if (!existing?.equals(bytes)) {
-      throw new ApiError(
-        409,
-        "VERSION_EXISTS",
-        `${name}@${version} already exists with other content; versions are immutable`,
-      );
-    }
+  const outcome = await putImmutable(storage, key, bytes);
+  if (outcome === "other") {
+    throw new ApiError(
+      409,
+      "VERSION_EXISTS",
+      `${name}@${version} already exists with other content; versions are immutable`,
+    );
+  }
+  if (outcome === "same") {
     if (signature) await storeSignature(c, name, version, signature);
     return c.json({ name, version, digest, created: false }, 200);
   }
@@ -116,13 +116,11 @@ export async function putSignature(c: Ctx): Promise<Response> {
 /** Signatures are create-if-absent too: a version's signature cannot be swapped afterwards. */
 async function storeSignature(c: Ctx, name: string, version: string, sig: Buffer): Promise<boolean> {
   const { storage, index } = deps(c);
-  const key = keys.signature(name, version);
-  if (await storage.putObjectIfAbsent(key, sig)) {
-    index.invalidate(name);
-    return true;
-  }
-  if ((await storage.getObject(key))?.equals(sig)) return false;
-  throw new ApiError(409, "SIGNATURE_EXISTS", `${name}@${version} already has another signature`);
+  const outcome = await putImmutable(storage, keys.signature(name, version), sig);
+  if (outcome === "other")
+    throw new ApiError(409, "SIGNATURE_EXISTS", `${name}@${version} already has another signature`);
+  if (outcome === "created") index.invalidate(name);
+  return outcome === "created";
 }
 
 function signatureHeader(c: Ctx): Buffer | null {

@@ -4,6 +4,7 @@ import { readLimited } from "../body.js";
 import { type Ctx, deps, nameParam, need, versionParam } from "../context.js";
 import { ApiError, badRequest, notFound } from "../errors.js";
 import { keys } from "../keys.js";
+import { putImmutable } from "../storage/storage.js";
 import { enforceArtifactPolicy } from "../trust.js";
 import { checkArmour, MAX_SIGNATURE_BYTES } from "./manifests.js";
 
@@ -56,13 +57,13 @@ export async function putArtifactSignature(c: Ctx): Promise<Response> {
     },
     `${name}@${version} ${format} signature`,
   );
-  const key = keys.artifactSignature(name, version, format);
-  if (await storage.putObjectIfAbsent(key, sig)) return c.json({ name, version, format, signed: true }, 201);
-  if ((await storage.getObject(key))?.equals(sig))
-    return c.json({ name, version, format, signed: true }, 200);
-  throw new ApiError(
-    409,
-    "SIGNATURE_EXISTS",
-    `the ${format} artifact of ${name}@${version} already has another signature`,
-  );
+  const outcome = await putImmutable(storage, keys.artifactSignature(name, version, format), sig);
+  if (outcome === "other") {
+    throw new ApiError(
+      409,
+      "SIGNATURE_EXISTS",
+      `the ${format} artifact of ${name}@${version} already has another signature`,
+    );
+  }
+  return c.json({ name, version, format, signed: true }, outcome === "created" ? 201 : 200);
 }

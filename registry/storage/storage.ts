@@ -37,6 +37,20 @@ export interface UploadState {
   started: Date;
 }
 
+/**
+ * Writes an immutable object (a manifest, a signature) once: "created" when this call wrote it,
+ * "same" when the key already held these exact bytes (a repeated push or mirror run), "other"
+ * when it holds different bytes, which are left as they are.
+ */
+export async function putImmutable(
+  storage: Storage,
+  key: string,
+  data: Buffer,
+): Promise<"created" | "same" | "other"> {
+  if (await storage.putObjectIfAbsent(key, data)) return "created";
+  return (await storage.getObject(key))?.equals(data) ? "same" : "other";
+}
+
 export class DigestMismatchError extends Error {
   constructor(
     readonly expected: string,
