@@ -1,6 +1,6 @@
 import { ExitCode, errorMessage, UserError } from "../../common/errors.js";
 import { hostSettings } from "../../registry/client/host-config.js";
-import { RegistryClient } from "../../registry/client/http.js";
+import { RegistryClient, templatePath } from "../../registry/client/http.js";
 import { localTemplates, removeLocal } from "../../registry/client/local-templates.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
@@ -39,7 +39,7 @@ export const command: Command = {
         token: settings.token,
       });
       try {
-        const response = await client.request("GET", `v1/templates/${encodeURIComponent(origin.name)}`, {
+        const response = await client.request("GET", templatePath(origin.name), {
           what: `prune ${origin.name}`,
           idempotent: true,
           accept: [404],

@@ -33,6 +33,11 @@ export interface RequestOptions {
   what?: string;
 }
 
+/** `v1/templates/<part>/<part>...`, each part URL-encoded (names, versions, tags, ranges). */
+export function templatePath(...parts: string[]): string {
+  return `v1/templates/${parts.map(encodeURIComponent).join("/")}`;
+}
+
 /** An error answer from the registry; `status` and `code` let callers react to specific cases. */
 export class RegistryError extends UserError {
   constructor(

@@ -7,7 +7,7 @@ import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/m
 import { isTag, isVersion, templateNameProblem } from "../../common/names.js";
 import { globMatch } from "../auth.js";
 import { downloadBlob } from "./download.js";
-import type { RegistryClient } from "./http.js";
+import { type RegistryClient, templatePath } from "./http.js";
 
 /**
  * `templar mirror`: copies templates from a registry to another registry, a directory or a bucket
@@ -81,9 +81,6 @@ interface Listing {
   tags: Record<string, string>;
   versions: { version: string }[];
 }
-
-/** `v1/templates/<part>/<part>...`, each part URL-encoded. */
-export const templatePath = (...parts: string[]) => `v1/templates/${parts.map(encodeURIComponent).join("/")}`;
 
 async function catalog(source: RegistryClient): Promise<string[]> {
   const body = (await source.getJson("v1/templates", "mirror: catalog")) as {

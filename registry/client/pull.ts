@@ -7,7 +7,7 @@ import { ExitCode, UserError } from "../../common/errors.js";
 import { type Format, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
 import { type CachePaths, cachePaths, lockCacheFile, readOrigin, removeStalePartials } from "./cache.js";
 import { DigestMismatch, DownloadInterrupted, downloadBlob } from "./download.js";
-import type { RegistryClient } from "./http.js";
+import { type RegistryClient, templatePath } from "./http.js";
 import { manifestPath, type TemplateRef } from "./ref.js";
 
 export interface PullOptions {
@@ -187,7 +187,7 @@ async function pullLocked(
 
 /** The manifest's detached signature, when the registry has one (kept for later verification). */
 async function fetchSignature(client: RegistryClient, name: string, version: string): Promise<Buffer | null> {
-  const path = `v1/templates/${encodeURIComponent(name)}/${encodeURIComponent(version)}/signature`;
+  const path = templatePath(name, version, "signature");
   const reply = await client.request("GET", path, {
     what: `${name}@${version}`,
     idempotent: true,

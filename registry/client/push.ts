@@ -8,7 +8,7 @@ import {
   type Manifest,
   parseManifest,
 } from "../../common/manifest.js";
-import { type RegistryClient, RegistryError } from "./http.js";
+import { type RegistryClient, RegistryError, templatePath } from "./http.js";
 import { uploadBlob } from "./upload.js";
 
 /** One manifest found on disk with the artifact files next to it. */
@@ -97,7 +97,7 @@ export async function pushTemplate(
 ): Promise<PushResult> {
   const { manifest, bytes } = local;
   const what = `push ${manifest.name}@${manifest.version}`;
-  const versionPath = `v1/templates/${encodeURIComponent(manifest.name)}/${encodeURIComponent(manifest.version)}`;
+  const versionPath = templatePath(manifest.name, manifest.version);
   const result: PushResult = {
     name: manifest.name,
     version: manifest.version,

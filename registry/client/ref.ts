@@ -1,6 +1,7 @@
 import semver from "semver";
 import { usageError } from "../../common/errors.js";
 import { isTag, isVersion, templateNameProblem } from "../../common/names.js";
+import { templatePath } from "./http.js";
 
 /**
  * A template reference as DESIGN.md defines it: `name`, `name@<version>`, `name@<tag>` or
@@ -30,5 +31,5 @@ export function parseRef(text: string): TemplateRef {
 
 /** The API path of a reference's manifest: /v1/templates/{name}/{ref}. */
 export function manifestPath(ref: TemplateRef): string {
-  return `v1/templates/${encodeURIComponent(ref.name)}/${encodeURIComponent(ref.ref)}`;
+  return templatePath(ref.name, ref.ref);
 }
