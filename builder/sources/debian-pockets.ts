@@ -64,9 +64,13 @@ export function suiteSources(
   return sources;
 }
 
-/** `deb <mirror> <suite> <components>` lines, as mmdebstrap takes them after the target. */
-export function sourceLines(sources: DebianSuiteSource[], components: string[]): string[] {
-  return sources.map((s) => `deb ${s.mirror} ${s.suite} ${components.join(" ")}`);
+/**
+ * `deb <mirror> <suite> <components>` lines, as mmdebstrap takes them after the target; with
+ * `signedBy`, apt trusts only that keyring for them (`deb [signed-by=<file>] ...`).
+ */
+export function sourceLines(sources: DebianSuiteSource[], components: string[], signedBy?: string): string[] {
+  const options = signedBy ? `[signed-by=${signedBy}] ` : "";
+  return sources.map((s) => `deb ${options}${s.mirror} ${s.suite} ${components.join(" ")}`);
 }
 
 /**

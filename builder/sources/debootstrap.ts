@@ -266,11 +266,8 @@ async function upgradeFromPockets(
 ): Promise<void> {
   const keyInRoot = "/tmp/templar-archive-keyring.gpg";
   const listInRoot = "/tmp/templar-sources.list";
-  const signed = sources.map(
-    (s) => `deb [signed-by=${keyInRoot}] ${s.mirror} ${s.suite} ${components.join(" ")}`,
-  );
   await writeFile(join(ctx.root, keyInRoot), "");
-  await writeFile(join(ctx.root, listInRoot), `${signed.join("\n")}\n`);
+  await writeFile(join(ctx.root, listInRoot), `${sourceLines(sources, components, keyInRoot).join("\n")}\n`);
   await mkdir(join(cache, "partial"), { recursive: true, mode: 0o700 });
   const apt = [
     "apt-get -q",
