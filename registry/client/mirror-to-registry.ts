@@ -40,7 +40,7 @@ export class RegistryMirrorTarget implements MirrorTarget {
     return reply.buffer(MAX_MANIFEST_BYTES + 1);
   }
 
-  async publish(source: SourceVersion, fetch: FetchBlob): Promise<number> {
+  async publish(source: SourceVersion, fetchBlob: FetchBlob): Promise<number> {
     const { name, version, manifest } = source;
     const dir = await mkdtemp(join(this.workDir, "push-"));
     try {
@@ -49,7 +49,7 @@ export class RegistryMirrorTarget implements MirrorTarget {
       if (source.signature) await writeFile(`${manifestFile}.asc`, source.signature);
       for (const artifact of manifest.artifacts) {
         const file = join(dir, artifactFileName(name, version, artifact.format));
-        await rename(await fetch(parseDigest(artifact.digest)!, artifact.size), file);
+        await rename(await fetchBlob(parseDigest(artifact.digest)!, artifact.size), file);
         const sig = source.artifactSignatures.get(artifact.format);
         if (sig) await writeFile(`${file}.asc`, sig);
       }

@@ -21,12 +21,12 @@ export class StorageMirrorTarget implements MirrorTarget {
     return this.storage.getObject(keys.manifest(name, version));
   }
 
-  async publish(source: SourceVersion, fetch: FetchBlob): Promise<number> {
+  async publish(source: SourceVersion, fetchBlob: FetchBlob): Promise<number> {
     let copied = 0;
     for (const artifact of source.manifest.artifacts) {
       const hex = parseDigest(artifact.digest)!;
       if (await this.storage.statBlob(hex)) continue;
-      const file = await fetch(hex, artifact.size);
+      const file = await fetchBlob(hex, artifact.size);
       await this.storage.putBlob(hex, createReadStream(file));
       copied++;
     }

@@ -40,10 +40,10 @@ export interface MirrorTarget {
   /** The manifest bytes the destination has for this version, or null. */
   manifest(name: string, version: string): Promise<Buffer | null>;
   /**
-   * Publishes a version the destination lacks: the blobs it does not have yet (through `fetch`),
+   * Publishes a version the destination lacks: the blobs it does not have yet (through `fetchBlob`),
    * then the signatures and the manifest. Returns the number of blobs copied.
    */
-  publish(source: SourceVersion, fetch: FetchBlob): Promise<number>;
+  publish(source: SourceVersion, fetchBlob: FetchBlob): Promise<number>;
   /** Adds signatures the destination lacks to a version it already has. */
   addSignatures(source: SourceVersion): Promise<void>;
   setTag(name: string, tag: string, version: string): Promise<void>;
@@ -173,7 +173,7 @@ export async function mirror(
   let fetched = 0;
   // Downloads of the version in progress: deleted once it is published (or failed).
   const files: string[] = [];
-  const fetch: FetchBlob = async (hex, size) => {
+  const fetchBlob: FetchBlob = async (hex, size) => {
     const file = join(work, hex);
     files.push(file);
     const before = fetched;
@@ -196,7 +196,7 @@ export async function mirror(
     const wanted = list.versions.slice(0, options.keep ?? list.versions.length).reverse();
     const available = new Set<string>();
     for (const { version } of wanted) {
-      const done = await copyVersion(source, target, name, version, fetch);
+      const done = await copyVersion(source, target, name, version, fetchBlob);
       result.versions.push(done);
       options.onVersion?.(done);
       if (done.status !== "failed") available.add(version);
@@ -215,7 +215,7 @@ async function copyVersion(
   target: MirrorTarget,
   name: string,
   version: string,
-  fetch: FetchBlob,
+  fetchBlob: FetchBlob,
 ): Promise<VersionResult> {
   const base = { name, version, blobs: 0 };
   try {
@@ -231,7 +231,7 @@ async function copyVersion(
         `mirror ${name}@${version}: ${target.display} has this version with other content (versions are immutable)`,
       );
     }
-    return { ...base, status: "copied", blobs: await target.publish(from, fetch) };
+    return { ...base, status: "copied", blobs: await target.publish(from, fetchBlob) };
   } catch (err) {
     if (!(err instanceof UserError)) throw err;
     const message = errorMessage(err);
