@@ -113,7 +113,9 @@ export function* walkTree(root: string, warn: (line: string) => void): Generator
       } catch (err) {
         throw fsFailure(err, "read symlink", tarBase);
       }
-      yield { abs, tarPath: tarBase, stat, type, linkpath: target };
+      // Copied: a Buffer made in C++ (readlink's) has another hidden class than one made in JS,
+      // and the header encoder, compiled for the first kind, was thrown away and compiled again.
+      yield { abs, tarPath: tarBase, stat, type, linkpath: Buffer.from(target) };
       continue;
     }
     yield { abs, tarPath: tarBase, stat, type };
