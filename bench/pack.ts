@@ -11,7 +11,9 @@
  * the VM this was tuned on drifted by up to 25% within one bench run, which a ratio of the two
  * medians takes in and a pair does not; that ratio is printed too. With /usr/bin/time installed
  * (Debian package `time`) it also prints CPU seconds of each process tree (a figure that other
- * load on the machine disturbs less than wall time) and the peak RSS.
+ * load on the machine disturbs less than wall time) and the peak RSS. For `--formats zst` a third
+ * pipeline runs between the two, `tar | sha256 relay in Node | zstd` (bench/sha256-relay.ts): the
+ * floor for any packer that hashes the stream in Node, which templar is also compared with.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
@@ -21,6 +23,7 @@ import { parseArgs } from "node:util";
 
 const CACHE = "/var/tmp/templar-bench";
 const CLI = resolve(import.meta.dirname, "../cli/templar.js");
+const RELAY = resolve(import.meta.dirname, "sha256-relay.js");
 
 function aptMirror(): string | undefined {
   const dir = "/etc/apt/sources.list.d";
@@ -127,6 +130,8 @@ function main(): void {
     {
       label: "zst",
       reference: `${tar} | zstd -T0 -3 -q > "${out}/ref.tar.zst"`,
+      // The least a packer in Node that records the tar's sha256 does (bench/sha256-relay.ts).
+      floor: `${tar} | "${process.execPath}" "${RELAY}" 2>/dev/null | zstd -T0 -3 -q > "${out}/floor.tar.zst"`,
       ours: ["--formats", "zst"],
     },
     {
@@ -134,16 +139,19 @@ function main(): void {
       // A fifo, not >(...): bash does not wait for a process substitution, so its time would be lost.
       reference: `mkfifo "${out}/fifo" && { zstd -T0 -3 -q < "${out}/fifo" > "${out}/ref.tar.zst" & ${tar} | tee "${out}/fifo" | ${gz} > "${out}/ref.tar.gz"; wait; }`,
       ours: ["--formats", "zst,gz"],
+      floor: undefined,
     },
   ];
   try {
     for (const c of cases.filter((x) => values.only === undefined || x.label === values.only)) {
       const ref: Run[] = [];
+      const floor: Run[] = [];
       const ours: Run[] = [];
       for (let i = 0; i < reps; i++) {
         rmSync(out, { recursive: true, force: true });
         mkdirSync(out, { recursive: true });
         ref.push(timed(["bash", "-c", c.reference], rootfs));
+        if (c.floor) floor.push(timed(["bash", "-c", c.floor], rootfs, templarEnv));
         ours.push(
           timed(
             [
@@ -179,11 +187,19 @@ function main(): void {
           `                  cpu:  ratio ${pairedRatio(cpu(ours), cpu(ref))}; medians: templar ${median(cpu(ours)).toFixed(2)} s, reference ${median(cpu(ref)).toFixed(2)} s; templar peak RSS ${rss.toFixed(0)} MB (target < 200 MB)`,
         );
       }
+      if (floor.length > 0) {
+        console.log(
+          `                  floor (tar | sha256 relay in Node | zstd): ${median(seconds(floor)).toFixed(2)} s, ${pairedRatio(seconds(floor), seconds(ref))} of the reference; templar ${pairedRatio(seconds(ours), seconds(floor))} of the floor`,
+        );
+      }
+      const list = (runs: Run[]) => runs.map((x) => x.seconds.toFixed(2)).join(" ");
       console.log(
-        `  runs: templar ${ours.map((x) => x.seconds.toFixed(2)).join(" ")} | reference ${ref.map((x) => x.seconds.toFixed(2)).join(" ")}`,
+        `  runs: templar ${list(ours)} | reference ${list(ref)}${floor.length > 0 ? ` | floor ${list(floor)}` : ""}`,
       );
     }
-    console.log(`reference: ${cases.map((c) => c.reference.replaceAll(`"${out}/`, '"')).join("   ;   ")}`);
+    const shown = (command: string) => command.replaceAll(`"${out}/`, '"').replaceAll(`"${RELAY}"`, RELAY);
+    console.log(`reference: ${cases.map((c) => shown(c.reference)).join("   ;   ")}`);
+    console.log(`floor: ${shown(cases[0]!.floor!)}`);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
