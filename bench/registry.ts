@@ -13,19 +13,30 @@
  * Prints each figure and its ratio to the reference with the target. Temporary files go under
  * os.tmpdir() and are removed at the end.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
-import http from "node:http";
-import os, { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startNginx } from "./nginx.js";
+import {
+  concurrentCurl,
+  curlTime,
+  hasTool,
+  load,
+  median,
+  pin,
+  pinServer,
+  type Server,
+  sampleRss,
+  startBare,
+  stopChild,
+} from "./registry-tools.js";
 
 // Compiled to dist/bench/registry.js; the CLI is dist/cli/templar.js beside it.
-const TEMPLAR = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "templar.js");
+const TEMPLAR = join(import.meta.dirname, "..", "cli", "templar.js");
 const { values: opts } = parseArgs({
   options: {
     "big-mib": { type: "string", default: "1024" },
@@ -34,25 +45,10 @@ const { values: opts } = parseArgs({
     seconds: { type: "string", default: "5" },
     connections: { type: "string", default: "16" },
     repeat: { type: "string", default: "5" },
-    load: { type: "string" }, // internal: run the load loop against this URL and print JSON
   },
 });
 
-if (opts.load) {
-  await loadLoop(opts.load, Number(opts.seconds), Number(opts.connections));
-  process.exit(0);
-}
-
 const MiB = 1024 * 1024;
-// On two or more cores, servers under test run on core 1 and their clients (curl, the load
-// loop) on core 0 (taskset), so a comparison is not decided by how the scheduler shares the
-// cores with whatever else runs. nginx runs one worker, the registry one event loop.
-const pin = os.cpus().length >= 2 && hasTool("taskset");
-const onClientCore = (cmd: string, args: string[]): [string, string[]] =>
-  pin ? ["taskset", ["-c", "0", cmd, ...args]] : [cmd, args];
-const pinServer = (pid: number) => {
-  if (pin) execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
-};
 interface Result {
   what: string;
   value: string;
@@ -75,6 +71,8 @@ async function main(): Promise<void> {
   const smallMiB = Number(opts["small-mib"]);
   const concurrent = Number(opts.concurrent);
   const repeat = Math.max(1, Number(opts.repeat));
+  const seconds = Number(opts.seconds);
+  const connections = Number(opts.connections);
   for (const tool of ["curl", "nginx", "sha256sum", "cp"]) {
     if (!hasTool(tool)) throw new Error(`bench needs ${tool} (apt-get install nginx curl)`);
   }
@@ -242,18 +240,19 @@ async function main(): Promise<void> {
   await writeFile(manifestFile, Buffer.from(manifestBytes));
   const bare = await startBare(manifestFile);
   cleanups.push(() => bare.stop());
-  if (pin) {
-    for (const pid of [registry.pid, bare.pid])
-      execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
-  }
+  for (const pid of [registry.pid, bare.pid]) pinServer(pid);
   let rangeRps = 0;
   let bareRps = 0;
   for (let i = 0; i < Math.max(3, repeat); i++) {
     rangeRps = Math.max(
       rangeRps,
-      await load(`${registry.url}/v1/templates/bench-range-x86_64/${encodeURIComponent("^1")}`),
+      await load(
+        `${registry.url}/v1/templates/bench-range-x86_64/${encodeURIComponent("^1")}`,
+        seconds,
+        connections,
+      ),
     );
-    bareRps = Math.max(bareRps, await load(bare.url));
+    bareRps = Math.max(bareRps, await load(bare.url, seconds, connections));
   }
   record(
     "manifest by range (^1 over 200 versions) vs bare node:http fixed JSON",
@@ -267,7 +266,7 @@ async function main(): Promise<void> {
   const load1 = (await readFile("/proc/loadavg", "utf8")).split(" ")[0];
   const pinning = pin ? "servers pinned to core 1, clients to core 0" : "not pinned";
   process.stdout.write(
-    `\nresults (${pinning}; load average ${load1} on ${os.cpus().length} cores at the end)\n`,
+    `\nresults (${pinning}; load average ${load1} on ${cpus().length} cores at the end)\n`,
   );
   for (const r of results) {
     const ratio = r.ratio === undefined ? "" : ` ratio ${r.ratio.toFixed(2)}x`;
@@ -358,21 +357,6 @@ async function publishVersions(url: string, token: string, digest: string, size:
   }
 }
 
-/** SIGTERM, then waits for the exit (at once if it has already exited). */
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once("exit", () => resolve());
-    child.kill("SIGTERM");
-  });
-}
-
-interface Server {
-  url: string;
-  pid: number;
-  stop(): Promise<void>;
-}
-
 async function startRegistry(storage: string, config: string): Promise<Server> {
   // The request log goes to a file, as it would to journald: reading it here would cost this
   // process CPU that the load generator and the reference server need.
@@ -401,132 +385,4 @@ async function startRegistry(storage: string, config: string): Promise<Server> {
     pid: child.pid!,
     stop: () => stopChild(child),
   };
-}
-
-/** Seconds curl takes to fetch `url` to /dev/null. */
-function curlTime(url: string): number {
-  const [cmd, args] = onClientCore("curl", ["-sS", "-f", "-o", "/dev/null", "-w", "%{time_total}", url]);
-  return Number(execFileSync(cmd, args, { encoding: "utf8" }));
-}
-
-/** Wall seconds for `n` curls fetching `url` at once. */
-async function concurrentCurl(url: string, n: number): Promise<number> {
-  const start = process.hrtime.bigint();
-  await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<void>((resolve, reject) => {
-          const [cmd, args] = onClientCore("curl", ["-sS", "-f", "-o", "/dev/null", url]);
-          const child = spawn(cmd, args, { stdio: "ignore" });
-          child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`curl exited ${code}`))));
-        }),
-    ),
-  );
-  return Number(process.hrtime.bigint() - start) / 1e9;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-/** Samples VmRSS every 50 ms and reads VmHWM at the end; returns kB. */
-function sampleRss(pid: number): { stop(): number } {
-  let max = 0;
-  const read = async () => {
-    const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-    const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    max = Math.max(max, rss, hwm);
-  };
-  const timer = setInterval(read, 50);
-  return {
-    stop() {
-      clearInterval(timer);
-      const status = execFileSync("cat", [`/proc/${pid}/status`], { encoding: "utf8" });
-      return Math.max(max, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0));
-    },
-  };
-}
-
-/** Requests per second the child load loop reaches against `url`. */
-async function load(url: string): Promise<number> {
-  const args = ["--load", url, "--seconds", opts.seconds!, "--connections", opts.connections!];
-  const command = [process.execPath, fileURLToPath(import.meta.url), ...args];
-  const child = pin
-    ? spawn("taskset", ["-c", "0", ...command], { stdio: ["ignore", "pipe", "inherit"] })
-    : spawn(command[0]!, command.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => {
-    out += d;
-  });
-  await new Promise((resolve) => child.on("exit", resolve));
-  const { requests, seconds, errors } = JSON.parse(out) as {
-    requests: number;
-    seconds: number;
-    errors: number;
-  };
-  if (errors > 0) throw new Error(`${errors} failed requests against ${url}`);
-  return requests / seconds;
-}
-
-function hasTool(tool: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A bare node:http server answering every request with the same JSON file. */
-async function startBare(file: string): Promise<Server> {
-  const code = `
-    const body = require("fs").readFileSync(${JSON.stringify(file)});
-    require("http").createServer((req, res) => {
-      res.writeHead(200, { "content-type": "application/json", "content-length": body.length });
-      res.end(body);
-    }).listen(0, "127.0.0.1", function () { console.log(this.address().port); });`;
-  const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve) =>
-    child.stdout!.once("data", (d: Buffer) => resolve(Number(String(d).trim()))),
-  );
-  return {
-    url: `http://127.0.0.1:${port}/`,
-    pid: child.pid!,
-    stop: () => stopChild(child),
-  };
-}
-
-/** Keep-alive GETs on `connections` sockets for `seconds`, counting complete 200 answers. */
-async function loadLoop(url: string, seconds: number, connections: number): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
-  const deadline = Date.now() + seconds * 1000;
-  let requests = 0;
-  let errors = 0;
-  const one = () =>
-    new Promise<void>((resolve) => {
-      http
-        .get(url, { agent }, (res) => {
-          res.on("data", () => {});
-          res.on("end", () => {
-            if (res.statusCode === 200) requests++;
-            else errors++;
-            resolve();
-          });
-        })
-        .on("error", () => {
-          errors++;
-          resolve();
-        });
-    });
-  const started = Date.now();
-  await Promise.all(
-    Array.from({ length: connections }, async () => {
-      while (Date.now() < deadline) await one();
-    }),
-  );
-  process.stdout.write(JSON.stringify({ requests, errors, seconds: (Date.now() - started) / 1000 }));
-  agent.destroy();
 }
