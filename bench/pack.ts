@@ -9,7 +9,8 @@
  * alternately in the same process run, the reference first in each pair. The ratio is the median
  * of the per-pair ratios (each templar run over the reference run just before it): the speed of
  * the VM this was tuned on drifted by up to 25% within one bench run, which a ratio of the two
- * medians takes in and a pair does not; that ratio is printed too. With /usr/bin/time installed
+ * medians takes in and a pair does not; that ratio is printed too. 21 pairs by default: with 11,
+ * the median of one run still moved between 1.37x and 1.54x from run to run. With /usr/bin/time installed
  * (Debian package `time`) it also prints CPU seconds of each process tree (a figure that other
  * load on the machine disturbs less than wall time) and the peak RSS. For `--formats zst` a third
  * pipeline runs between the two, `tar | sha256 relay in Node | zstd` (bench/sha256-relay.ts): the
@@ -114,7 +115,7 @@ function main(): void {
       only: { type: "string" }, // "zst" or "zst,gz": run one case
     },
   });
-  const reps = Number(values.reps ?? 11);
+  const reps = Number(values.reps ?? 21);
   const rootfs = values.rootfs ? resolve(values.rootfs) : ensureRootfs(values.mirror);
   const du = execFileSync("du", ["-sb", rootfs], { encoding: "utf8" }).split("\t")[0];
   const files = execFileSync("sh", ["-c", `find "${rootfs}" | wc -l`], { encoding: "utf8" }).trim();
