@@ -10,11 +10,12 @@
  * of the per-pair ratios (each templar run over the reference run just before it): the speed of
  * the VM this was tuned on drifted by up to 25% within one bench run, which a ratio of the two
  * medians takes in and a pair does not; that ratio is printed too. 21 pairs by default: with 11,
- * the median of one run still moved between 1.37x and 1.54x from run to run. With /usr/bin/time installed
- * (Debian package `time`) it also prints CPU seconds of each process tree (a figure that other
- * load on the machine disturbs less than wall time) and the peak RSS. For `--formats zst` a third
- * pipeline runs between the two, `tar | sha256 relay in Node | zstd` (bench/sha256-relay.ts): the
- * floor for any packer that hashes the stream in Node, which templar is also compared with.
+ * the median of one run still moved between 1.37x and 1.54x from run to run. With
+ * /usr/bin/time installed (Debian package `time`) it also prints CPU seconds of each process tree
+ * (a figure that other load on the machine disturbs less than wall time) and the peak RSS. For
+ * `--formats zst` a third pipeline runs between the two, `tar | sha256 relay in Node | zstd`
+ * (bench/sha256-relay.ts): the floor for any packer that hashes the stream in Node, which templar
+ * is also compared with.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
@@ -53,6 +54,16 @@ function ensureRootfs(mirror: string | undefined): string {
   });
   renameSync(tmp, dir);
   return dir;
+}
+
+interface BenchCase {
+  label: string;
+  /** Shell command of the reference tools. */
+  reference: string;
+  /** Shell command of the floor pipeline (only for zst). */
+  floor?: string;
+  /** Arguments of `templar pack` after the rootfs. */
+  ours: string[];
 }
 
 interface Run {
@@ -127,7 +138,7 @@ function main(): void {
     console.log(`note: templar runs without NODE_EXTRA_CA_CERTS (${extraCaCerts}), see templarEnv`);
   const out = join(tmpdir(), `templar-bench-${process.pid}`);
   const tar = "tar --sort=name --numeric-owner -cf - .";
-  const cases = [
+  const cases: BenchCase[] = [
     {
       label: "zst",
       reference: `${tar} | zstd -T0 -3 -q > "${out}/ref.tar.zst"`,
@@ -140,7 +151,6 @@ function main(): void {
       // A fifo, not >(...): bash does not wait for a process substitution, so its time would be lost.
       reference: `mkfifo "${out}/fifo" && { zstd -T0 -3 -q < "${out}/fifo" > "${out}/ref.tar.zst" & ${tar} | tee "${out}/fifo" | ${gz} > "${out}/ref.tar.gz"; wait; }`,
       ours: ["--formats", "zst,gz"],
-      floor: undefined,
     },
   ];
   try {
@@ -200,7 +210,7 @@ function main(): void {
     }
     const shown = (command: string) => command.replaceAll(`"${out}/`, '"').replaceAll(`"${RELAY}"`, RELAY);
     console.log(`reference: ${cases.map((c) => shown(c.reference)).join("   ;   ")}`);
-    console.log(`floor: ${shown(cases[0]!.floor!)}`);
+    for (const c of cases) if (c.floor) console.log(`floor: ${shown(c.floor)}`);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
