@@ -197,6 +197,16 @@ export class RegistryClient {
     }
   }
 
+  /** GET of a small document that may be absent (a manifest, a signature): null on 404. */
+  async getOptional(path: string, what: string, limit: number): Promise<Buffer | null> {
+    const reply = await this.request("GET", path, { what, idempotent: true, accept: [404] });
+    if (reply.status === 404) {
+      reply.discard();
+      return null;
+    }
+    return reply.buffer(limit);
+  }
+
   /** Builds "registry said 409 version_exists: <message>" from an error answer. */
   async errorFrom(response: Reply, what = ""): Promise<RegistryError> {
     let code = statusCode(response.status);

@@ -28,16 +28,7 @@ export class RegistryMirrorTarget implements MirrorTarget {
 
   async manifest(name: string, version: string): Promise<Buffer | null> {
     const what = `mirror ${name}@${version} to ${this.display}`;
-    const reply = await this.client.request("GET", templatePath(name, version), {
-      what,
-      idempotent: true,
-      accept: [404],
-    });
-    if (reply.status === 404) {
-      reply.discard();
-      return null;
-    }
-    return reply.buffer(MAX_MANIFEST_BYTES + 1);
+    return this.client.getOptional(templatePath(name, version), what, MAX_MANIFEST_BYTES + 1);
   }
 
   async publish(source: SourceVersion, fetchBlob: FetchBlob): Promise<number> {

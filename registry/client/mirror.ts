@@ -77,6 +77,9 @@ export interface MirrorResult {
   tags: { name: string; tag: string; version: string }[];
 }
 
+/** Bytes read of a signature at most (armoured signatures are a few KiB). */
+const SIGNATURE_LIMIT = 64 * 1024;
+
 interface Listing {
   tags: Record<string, string>;
   versions: { version: string }[];
@@ -111,16 +114,6 @@ async function listing(source: RegistryClient, name: string): Promise<Listing> {
   return { tags: body.tags, versions: body.versions };
 }
 
-/** A signature, or null when the source answers 404 (not signed). */
-async function optional(source: RegistryClient, apiPath: string, what: string): Promise<Buffer | null> {
-  const reply = await source.request("GET", apiPath, { what, idempotent: true, accept: [404] });
-  if (reply.status === 404) {
-    reply.discard();
-    return null;
-  }
-  return reply.buffer(64 * 1024);
-}
-
 async function fetchVersion(source: RegistryClient, name: string, version: string): Promise<SourceVersion> {
   const what = `mirror ${name}@${version}`;
   const reply = await source.request("GET", templatePath(name, version), { what, idempotent: true });
@@ -133,10 +126,12 @@ async function fetchVersion(source: RegistryClient, name: string, version: strin
   const manifest = parseManifest(bytes, what);
   if (manifest.name !== name || manifest.version !== version)
     throw new UserError(`${what}: the source served the manifest of ${manifest.name}@${manifest.version}`);
-  const signature = await optional(source, templatePath(name, version, "signature"), what);
+  // Signatures: null when the source answers 404 (not signed).
+  const signature = await source.getOptional(templatePath(name, version, "signature"), what, SIGNATURE_LIMIT);
   const artifactSignatures = new Map<string, Buffer>();
   for (const artifact of manifest.artifacts) {
-    const sig = await optional(source, templatePath(name, version, "signature", artifact.format), what);
+    const path = templatePath(name, version, "signature", artifact.format);
+    const sig = await source.getOptional(path, what, SIGNATURE_LIMIT);
     if (sig) artifactSignatures.set(artifact.format, sig);
   }
   return { name, version, bytes, manifest, signature, artifactSignatures };

@@ -187,15 +187,5 @@ async function pullLocked(
 
 /** The manifest's detached signature, when the registry has one (kept for later verification). */
 async function fetchSignature(client: RegistryClient, name: string, version: string): Promise<Buffer | null> {
-  const path = templatePath(name, version, "signature");
-  const reply = await client.request("GET", path, {
-    what: `${name}@${version}`,
-    idempotent: true,
-    accept: [404],
-  });
-  if (reply.status === 404) {
-    reply.discard();
-    return null;
-  }
-  return reply.buffer(64 * 1024);
+  return client.getOptional(templatePath(name, version, "signature"), `${name}@${version}`, 64 * 1024);
 }
