@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDigest } from "../../common/digest.js";
-import { generateKey, type Keys, type Packed, packRootfs } from "../compat/fixture.js";
+import { generateKey, type Keys, type Packed, packRootfs, pullSigned } from "../compat/fixture.js";
 import { createToken, type RegistryProcess, startRegistry, templar } from "../helpers/registry-process.js";
 import { haveTools } from "../helpers/require-tool.js";
 
@@ -101,16 +101,7 @@ describe.skipIf(!ready)("templar mirror", () => {
     // A host pulls from the mirror and the maintainer's signature verifies there.
     const mirror = await serve(dest, "mirror-dir");
     const cache = join(dir, "cache");
-    const pulled = await templar([
-      "pull",
-      "mirror-a-x86_64@stable",
-      "--registry",
-      mirror.url,
-      "--dest",
-      cache,
-      "--keyring",
-      key.public,
-    ]);
+    const pulled = await pullSigned(mirror.url, "mirror-a-x86_64@stable", cache, key.public);
     expect(pulled.code, pulled.stderr).toBe(0);
     const gz = await readFile(join(cache, "mirror-a-x86_64.tar.gz"));
     expect(gz.equals(await readFile(packed.get("mirror-a-x86_64@1.0.0")!.file("tar.gz")))).toBe(true);

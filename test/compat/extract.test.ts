@@ -2,13 +2,13 @@ import { spawnSync } from "node:child_process";
 import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { templar } from "../helpers/registry-process.js";
 import { haveTools } from "../helpers/require-tool.js";
 import {
   type CompatRegistry,
   generateKey,
   type Keys,
   packRootfs,
+  pullSigned,
   push,
   startCompatRegistry,
 } from "./fixture.js";
@@ -42,16 +42,7 @@ describe.skipIf(!ready)("hosts extract what templar pull writes", () => {
 
   it("OpenVZ: vzctl's decompress + tar --numeric-owner -Sp -x", async () => {
     const cache = join(reg.dir, "vz-cache");
-    const r = await templar([
-      "pull",
-      name,
-      "--registry",
-      reg.url,
-      "--dest",
-      cache,
-      "--keyring",
-      maintainer.public,
-    ]);
+    const r = await pullSigned(reg.url, name, cache, maintainer.public);
     expect(r.code, r.stderr).toBe(0);
     const file = join(cache, `${name}.tar.gz`);
     // vzctl picks the decompressor by magic bytes: gzip is 1f 8b.
@@ -69,17 +60,7 @@ describe.skipIf(!ready)("hosts extract what templar pull writes", () => {
 
   it("Proxmox: pct's listing checks and its tar command on the tar.zst", async () => {
     const cache = join(reg.dir, "pve-cache");
-    const r = await templar([
-      "pull",
-      name,
-      "--proxmox",
-      "--registry",
-      reg.url,
-      "--dest",
-      cache,
-      "--keyring",
-      maintainer.public,
-    ]);
+    const r = await pullSigned(reg.url, name, cache, maintainer.public, "--proxmox");
     expect(r.code, r.stderr).toBe(0);
     const file = join(cache, `${name}_13.1.0_amd64.tar.zst`);
     // pct: list the archive; it must contain sbin and at least 10 members.

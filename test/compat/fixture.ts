@@ -101,6 +101,17 @@ export async function push(reg: CompatRegistry, outDir: string) {
   return r;
 }
 
+/** `templar pull <ref> --registry <url> --dest <dest> --keyring <keyring> [more...]`: a verifying host. */
+export function pullSigned(
+  registryUrl: string,
+  ref: string,
+  dest: string,
+  keyring: string,
+  ...more: string[]
+) {
+  return templar(["pull", ref, "--registry", registryUrl, "--dest", dest, "--keyring", keyring, ...more]);
+}
+
 /** A throwaway GNUPGHOME for stock gpg / gpgv runs. */
 export async function gpgHome(dir: string): Promise<(...args: string[]) => SpawnSyncReturns<string>> {
   const home = join(dir, `gnupg-${Math.random().toString(36).slice(2)}`);

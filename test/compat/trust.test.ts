@@ -14,6 +14,7 @@ import {
   type Keys,
   type Packed,
   packRootfs,
+  pullSigned,
   push,
   startCompatRegistry,
 } from "./fixture.js";
@@ -40,7 +41,7 @@ describe.skipIf(!ready)("trust: signatures from pack to pull", () => {
   let n = 0;
   const dest = () => join(reg.dir, `cache-${++n}`);
   const pull = (ref: string, d: string, ...more: string[]) =>
-    templar(["pull", ref, "--registry", reg.url, "--dest", d, "--keyring", maintainer.public, ...more]);
+    pullSigned(reg.url, ref, d, maintainer.public, ...more);
 
   beforeAll(async () => {
     reg = await startCompatRegistry();
@@ -186,16 +187,7 @@ describe.skipIf(!ready)("trust: signatures from pack to pull", () => {
 
   it("says which keyring is missing", async () => {
     const d = dest();
-    const r = await templar([
-      "pull",
-      "debian-13-x86_64-signed",
-      "--registry",
-      reg.url,
-      "--dest",
-      d,
-      "--keyring",
-      join(reg.dir, "nope.asc"),
-    ]);
+    const r = await pullSigned(reg.url, "debian-13-x86_64-signed", d, join(reg.dir, "nope.asc"));
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/keyring .*nope\.asc: no such file/);
     expect(await visible(d)).toEqual([]);

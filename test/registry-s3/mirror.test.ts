@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateKey, type Keys, type Packed, packRootfs } from "../compat/fixture.js";
+import { generateKey, type Keys, type Packed, packRootfs, pullSigned } from "../compat/fixture.js";
 import { createToken, type RegistryProcess, startRegistry, templar } from "../helpers/registry-process.js";
 import { type Rgw, rgwForTests } from "../helpers/rgw.js";
 import { type S3Serve, spawnS3Serve } from "../helpers/s3-registry.js";
@@ -55,16 +55,7 @@ describe.skipIf(!rgw)("templar mirror into an S3 bucket", () => {
     await writeFile(config, "gc:\n  interval: 0\n");
     serve = await spawnS3Serve(r, { bucket, configPath: config });
     const cache = join(dir, "cache");
-    const pulled = await templar([
-      "pull",
-      "bucket-x86_64",
-      "--registry",
-      serve.url,
-      "--dest",
-      cache,
-      "--keyring",
-      key.public,
-    ]);
+    const pulled = await pullSigned(serve.url, "bucket-x86_64", cache, key.public);
     expect(pulled.code, pulled.stderr).toBe(0);
     const gz = await readFile(join(cache, "bucket-x86_64.tar.gz"));
     expect(gz.equals(await readFile(packed.file("tar.gz")))).toBe(true);
