@@ -32,7 +32,7 @@ async function ownedUpload(c: Ctx): Promise<UploadState> {
   if (!UPLOAD_ID.test(id)) throw unknown(JSON.stringify(id));
   const state = await deps(c).storage.uploadState(id);
   // An upload without a recorded owner (opened before owners were kept) belongs to nobody.
-  if (!state || !state.owner || state.owner !== uploadOwner(c.get("principal"))) throw unknown(id);
+  if (!state?.owner || state.owner !== uploadOwner(c.get("principal"))) throw unknown(id);
   return state;
 }
 
