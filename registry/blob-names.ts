@@ -49,7 +49,8 @@ export class BlobNames {
     const held = this.current;
     if (held) {
       const age = arrived - held.startedAt;
-      if (age >= this.ttlMs()) this.fresh(arrived).catch(() => {}); // refresh in the background
+      // Past the TTL: refresh in the background (unless a build is under way already).
+      if (age >= this.ttlMs() && !this.building) this.fresh(arrived).catch(() => {});
       if (age < 5 * this.ttlMs() && (held.names.get(hex) ?? []).some(inScope)) return true;
     }
     const map = await this.fresh(arrived);
