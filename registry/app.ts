@@ -3,8 +3,8 @@ import { routePath } from "hono/route";
 import { authenticate } from "./auth.js";
 import { getListing, getPrecreatedFile } from "./compat/precreated.js";
 import { getAplinfo, getAplinfoGz, getAplinfoSignature, getProxmoxFile } from "./compat/proxmox.js";
-import type { RegistryDeps, RegistryEnv } from "./context.js";
-import { errorBody, toErrorResponse } from "./errors.js";
+import { need, type RegistryDeps, type RegistryEnv } from "./context.js";
+import { ApiError, errorBody, toErrorResponse } from "./errors.js";
 import { getBlob, putBlob } from "./handlers/blobs.js";
 import { healthz, metrics, readyz } from "./handlers/health.js";
 import { deleteVersion, getManifest, getSignature, putManifest, putSignature } from "./handlers/manifests.js";
@@ -28,6 +28,14 @@ export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
     await next();
   };
   for (const path of ["/v1/*", "/precreated/*", "/aplinfo.dat*", "/proxmox/*"]) app.use(path, principal);
+  // Everything the host tools fetch is a pull: the same 401 as /v1 without a token when anonymous
+  // pull is off (the listing and aplinfo.dat would otherwise answer an empty 200), before any
+  // file name is looked at. Each file's own name is checked again by its handler.
+  const compatPull = async (c: import("hono").Context<RegistryEnv>, next: () => Promise<void>) => {
+    need(c, "pull", null);
+    await next();
+  };
+  for (const path of ["/precreated/*", "/aplinfo.dat*", "/proxmox/*"]) app.use(path, compatPull);
 
   app.get("/v1/templates", getCatalog);
   app.get("/v1/templates/:name", getTemplate);
@@ -73,7 +81,15 @@ export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
   app.get("/templates/*", pages.notFound);
 
   app.notFound((c) => c.json(errorBody("NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`), 404));
-  app.onError((err, c) => toErrorResponse(c, err));
+  app.onError((err, c) => {
+    const aborted = clientAbort(c, err);
+    if (aborted) {
+      // Nobody is left to answer: log it as the client's doing, not as a server error.
+      c.set("aborted" as never, aborted as never);
+      return new Response(null, { status: CLIENT_CLOSED });
+    }
+    return toErrorResponse(c, err);
+  });
   return app;
 }
 
@@ -95,7 +111,7 @@ function requestLog(deps: RegistryDeps) {
     const entry: Record<string, unknown> = {
       time: new Date().toISOString(),
       method,
-      path: c.req.path,
+      path: loggedPath(c.req.path),
       route,
       status,
       ms: Math.round((performance.now() - started) * 10) / 10,
@@ -103,8 +119,35 @@ function requestLog(deps: RegistryDeps) {
       client: principal?.kind === "token" ? `token:${principal.id}` : "anonymous",
       remote: c.env?.incoming?.socket?.remoteAddress,
     };
+    const aborted = c.get("aborted" as never) as string | undefined;
+    if (aborted) entry.aborted = aborted;
     const detail = c.get("errorDetail" as never) as string | undefined;
     if (detail) entry.error = detail.split("\n").slice(0, 3).join(" | ");
     deps.log(entry);
   };
+}
+
+/** nginx's status for "client closed the request": logged and counted, never sent. */
+const CLIENT_CLOSED = 499;
+
+/**
+ * Why the request failed because its client went away (the connection closed before the body
+ * ended: a cut network, a killed client), or null for any other failure. An ApiError is the
+ * handler's own answer (a 413 that stopped reading a huge body closes the connection too).
+ */
+function clientAbort(c: import("hono").Context<RegistryEnv>, err: unknown): string | null {
+  if (err instanceof ApiError) return null;
+  const incoming = c.env?.incoming;
+  if (!incoming || incoming.complete || !(incoming.destroyed || incoming.socket?.destroyed)) return null;
+  const declared = incoming.headers["content-length"];
+  return `client closed the connection before the request body ended${declared ? ` (${declared} bytes announced)` : ""}`;
+}
+
+/**
+ * The path as logged. Upload ids show only their first characters: with its owner's token an
+ * id is all it takes to write to that upload, and logs travel further than the registry.
+ */
+export function loggedPath(path: string): string {
+  const m = /^\/v1\/uploads\/([^/]{7,})(.*)$/.exec(path);
+  return m ? `/v1/uploads/${m[1]!.slice(0, 6)}...${m[2]}` : path;
 }

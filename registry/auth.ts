@@ -64,6 +64,34 @@ export function allowed(
   return false;
 }
 
+/**
+ * Whether `principal` may pull every name (admin, `pull:*`, `push:*`, or anonymous with
+ * anonymous pull on): such callers read any blob without looking up which templates name it.
+ */
+export function pullsEverything(principal: Principal, config: RegistryConfig): boolean {
+  if (principal.kind === "anonymous") return config.anonymousPull;
+  return principal.scopes.some((scope) => {
+    if (scope === "admin") return true;
+    const [verb, glob] = scope.split(":", 2) as [string, string];
+    return (verb === "pull" || verb === "push") && /^\*+$/.test(glob);
+  });
+}
+
+/** Throws 401 unless the caller presented a valid token (any scope): `metrics: token`. */
+export function requireToken(principal: Principal, what: string): void {
+  if (principal.kind === "anonymous") throw unauthorized(`a token is needed to ${what}`);
+}
+
+/**
+ * Who opened a resumable upload, as stored beside it: a hash of the token's public id, never
+ * the token. Only equality matters, so the bucket need not carry ids that name config entries.
+ * Anonymous callers never push, so they own nothing.
+ */
+export function uploadOwner(principal: Principal): string | null {
+  if (principal.kind === "anonymous") return null;
+  return createHash("sha256").update(`templar upload owner\0${principal.id}`, "utf8").digest("hex");
+}
+
 /** Throws 401 (no valid credentials) or 403 (valid token, wrong scope) unless allowed. */
 export function authorize(
   principal: Principal,

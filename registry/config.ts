@@ -9,7 +9,10 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  * The registry's config file (YAML; `templar serve --config FILE`, default
  * ./templar-registry.yaml or $TEMPLAR_CONFIG). Every field is optional:
  *
- *   anonymousPull: true        # GET without a token; false requires a pull token
+ *   anonymousPull: true        # GET without a token; false requires a pull token (API, pages,
+ *                              # /precreated, /aplinfo.dat, /proxmox)
+ *   metrics: public            # /metrics for anyone; `token`: any valid token (counters and stored
+ *                              # totals, never template names); /healthz and /readyz stay open
  *   cacheTtl: 2s               # how long a process may reuse a name's version list
  *   gc:
  *     grace: 1h                # blobs younger than this are never collected
@@ -52,6 +55,7 @@ export const TokenEntrySchema = z.object({
 
 export const RegistryConfigSchema = z.strictObject({
   anonymousPull: z.boolean().default(true),
+  metrics: z.enum(["public", "token"]).default("public"),
   cacheTtl: duration.default("2s"),
   gc: z
     .strictObject({

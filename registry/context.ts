@@ -1,7 +1,8 @@
 import type { HttpBindings } from "@hono/node-server";
 import type { Context } from "hono";
 import { isTag, isVersion, templateNameProblem } from "../common/names.js";
-import { type Action, authorize, type Principal } from "./auth.js";
+import { type Action, allowed, authorize, type Principal, pullsEverything } from "./auth.js";
+import type { BlobNames } from "./blob-names.js";
 import type { ConfigWatcher, RegistryConfig } from "./config.js";
 import { badRequest } from "./errors.js";
 import type { Metrics } from "./metrics.js";
@@ -15,6 +16,8 @@ export interface RegistryDeps {
   config: ConfigWatcher;
   index: VersionIndex;
   summaries: SummaryCache;
+  /** Which templates name each blob: name-scoped blob reads (blob-names.ts). */
+  blobNames: BlobNames;
   metrics: Metrics;
   /** One JSON line per call (stdout in `templar serve`). */
   log: (entry: Record<string, unknown>) => void;
@@ -34,6 +37,18 @@ export function deps(c: Ctx): RegistryDeps {
 /** Checks the caller may do `action` on `name` (null: on any template, e.g. blobs). */
 export function need(c: Ctx, action: Action, name: string | null): void {
   authorize(c.get("principal"), action, name, c.get("config"));
+}
+
+/**
+ * Whether the caller may read blob `hex` (already known to exist): callers that may pull every
+ * name may; a name-scoped token only when a template within its scope names the blob (push
+ * scopes count: a push token reads what it may push).
+ */
+export async function mayReadBlob(c: Ctx, hex: string): Promise<boolean> {
+  const principal = c.get("principal");
+  const config = c.get("config");
+  if (pullsEverything(principal, config)) return true;
+  return deps(c).blobNames.namedWithin(hex, (name) => allowed(principal, "pull", name, config));
 }
 
 export function nameParam(c: Ctx): string {

@@ -2,6 +2,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { UserError } from "../common/errors.js";
 import { createApp } from "./app.js";
+import { BlobNames } from "./blob-names.js";
 import { ConfigWatcher, parseDuration } from "./config.js";
 import type { RegistryDeps } from "./context.js";
 import { Metrics } from "./metrics.js";
@@ -21,11 +22,13 @@ export async function createDeps(options: RegistryOptions): Promise<RegistryDeps
   const log = options.log ?? ((entry) => process.stdout.write(`${JSON.stringify(entry)}\n`));
   const config = await ConfigWatcher.open(options.configPath);
   const index = new VersionIndex(options.storage, parseDuration(config.current.cacheTtl, "cacheTtl"));
+  const summaries = new SummaryCache(options.storage);
   return {
     storage: options.storage,
     config,
     index,
-    summaries: new SummaryCache(options.storage),
+    summaries,
+    blobNames: new BlobNames(options.storage, summaries, () => index.ttlMs),
     metrics: new Metrics(options.storage),
     log,
   };

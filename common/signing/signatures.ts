@@ -31,6 +31,21 @@ export async function signFile(key: PrivateKey, path: string): Promise<string> {
   return streamToString(armored as unknown as ReadableStream<string> | string);
 }
 
+/**
+ * Why `data` is not an ASCII-armoured OpenPGP signature (null when it is one): parsed by
+ * openpgp.js, so a block with the right BEGIN/END lines around garbage is refused too.
+ */
+export async function armouredSignatureProblem(data: Uint8Array): Promise<string | null> {
+  const text = Buffer.from(data).toString("utf8");
+  if (!text.includes("-----BEGIN PGP SIGNATURE-----")) return "no -----BEGIN PGP SIGNATURE----- line";
+  try {
+    const signature = await openpgp.readSignature({ armoredSignature: text });
+    return signature.packets.length > 0 ? null : "it holds no signature packet";
+  } catch (err) {
+    return (err as Error).message.split("\n")[0]!;
+  }
+}
+
 export interface VerifiedSignature {
   fingerprint: string;
 }

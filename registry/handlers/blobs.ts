@@ -1,6 +1,6 @@
 import { isSha256Hex } from "../../common/digest.js";
 import { countedBody, sendStream } from "../body.js";
-import { type Ctx, deps, need } from "../context.js";
+import { type Ctx, deps, mayReadBlob, need } from "../context.js";
 import { ApiError, badRequest, notFound } from "../errors.js";
 import type { ByteRange } from "../storage/storage.js";
 
@@ -12,13 +12,18 @@ export function digestParam(c: Ctx): string {
   return hex;
 }
 
-/** HEAD/GET /v1/blobs/sha256:{hex}: ranges, ETag and conditional requests, streamed from storage. */
+/**
+ * HEAD/GET /v1/blobs/sha256:{hex}: ranges, ETag and conditional requests, streamed from storage.
+ * A name-scoped token reads only blobs that a template within its scope names; any other blob
+ * answers the same 404 as one that does not exist (mayReadBlob).
+ */
 export async function getBlob(c: Ctx): Promise<Response> {
   need(c, "pull", null);
   const hex = digestParam(c);
   const { storage, metrics } = deps(c);
   const info = await storage.statBlob(hex);
-  if (!info) throw notFound("BLOB_UNKNOWN", `blob sha256:${hex} does not exist`);
+  if (!info || !(await mayReadBlob(c, hex)))
+    throw notFound("BLOB_UNKNOWN", `blob sha256:${hex} does not exist`);
   const etag = `"sha256:${hex}"`;
   c.header("ETag", etag);
   c.header("Accept-Ranges", "bytes");

@@ -1,3 +1,4 @@
+import { authenticate, requireToken } from "../auth.js";
 import { type Ctx, deps } from "../context.js";
 import { errorBody } from "../errors.js";
 
@@ -15,7 +16,17 @@ export async function readyz(c: Ctx): Promise<Response> {
   }
 }
 
+/**
+ * Prometheus scrapes. With `metrics: token` in the config any valid token may read them (its
+ * scope does not matter: the counters name routes, not templates); else anyone may.
+ */
 export async function metrics(c: Ctx): Promise<Response> {
+  const config = await deps(c).config.get();
+  if (config.metrics === "token") {
+    const principal = authenticate(c.req.header("authorization"), config);
+    c.set("principal", principal); // so the request log names the token
+    requireToken(principal, "read metrics");
+  }
   c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
   return c.body(await deps(c).metrics.render());
 }

@@ -1,5 +1,6 @@
 import { parseDigest, sha256Hex } from "../../common/digest.js";
 import { FORMATS, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
+import { armouredSignatureProblem } from "../../common/signing/signatures.js";
 import { readLimited } from "../body.js";
 import { assertRefSafe, type Ctx, deps, nameParam, need, versionParam } from "../context.js";
 import { ApiError, badRequest, notFound } from "../errors.js";
@@ -41,7 +42,7 @@ export async function putManifest(c: Ctx): Promise<Response> {
   const version = versionParam(c);
   need(c, "push", name);
   const { storage, index, metrics } = deps(c);
-  const signature = signatureHeader(c);
+  const signature = await signatureHeader(c);
   const bytes = await readLimited(c, MAX_MANIFEST_BYTES, "manifest");
   let manifest: Manifest;
   try {
@@ -105,7 +106,7 @@ export async function putSignature(c: Ctx): Promise<Response> {
   const version = versionParam(c);
   need(c, "push", name);
   const sig = await readLimited(c, MAX_SIGNATURE_BYTES, "signature");
-  checkArmour(sig);
+  await checkArmour(sig);
   const manifest = await deps(c).storage.getObject(keys.manifest(name, version));
   if (!manifest) throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist`);
   await enforceManifestPolicy(c, manifest, sig);
@@ -123,20 +124,27 @@ async function storeSignature(c: Ctx, name: string, version: string, sig: Buffer
   return outcome === "created";
 }
 
-function signatureHeader(c: Ctx): Buffer | null {
+async function signatureHeader(c: Ctx): Promise<Buffer | null> {
   const header = c.req.header("x-template-signature");
   if (header === undefined) return null;
   const sig = Buffer.from(header, "base64");
   if (sig.length > MAX_SIGNATURE_BYTES)
     throw new ApiError(413, "TOO_LARGE", "signature is larger than 64 KiB");
-  checkArmour(sig);
+  await checkArmour(sig);
   return sig;
 }
 
-export function checkArmour(sig: Buffer): void {
-  const text = sig.toString("utf8");
-  if (!text.includes("-----BEGIN PGP SIGNATURE-----") || !text.includes("-----END PGP SIGNATURE-----")) {
-    throw badRequest("SIGNATURE_INVALID", "signature must be an ASCII-armoured OpenPGP detached signature");
+/**
+ * Every signature is parsed at push, policy or not: hosts verify what they fetch, and a stored
+ * signature can never be replaced (create-if-absent), so garbage accepted once would stay.
+ */
+export async function checkArmour(sig: Buffer): Promise<void> {
+  const problem = await armouredSignatureProblem(sig);
+  if (problem) {
+    throw badRequest(
+      "SIGNATURE_INVALID",
+      `signature must be an ASCII-armoured OpenPGP detached signature (${problem})`,
+    );
   }
 }
 
@@ -177,7 +185,7 @@ export async function deleteVersion(c: Ctx): Promise<Response> {
   const name = nameParam(c);
   const version = versionParam(c);
   need(c, "delete", name);
-  const { storage, index } = deps(c);
+  const { storage, index, blobNames } = deps(c);
   if (!(await storage.statObject(keys.manifest(name, version)))) {
     throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist`);
   }
@@ -189,5 +197,6 @@ export async function deleteVersion(c: Ctx): Promise<Response> {
   for (const format of FORMATS) await storage.deleteObject(keys.artifactSignature(name, version, format));
   await storage.deleteObject(keys.manifest(name, version));
   index.invalidate(name);
+  blobNames.invalidate();
   return c.body(null, 204);
 }

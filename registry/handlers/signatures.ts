@@ -41,7 +41,7 @@ export async function putArtifactSignature(c: Ctx): Promise<Response> {
   need(c, "push", name);
   const { storage } = deps(c);
   const sig = await readLimited(c, MAX_SIGNATURE_BYTES, "signature");
-  checkArmour(sig);
+  await checkArmour(sig);
   const bytes = await storage.getObject(keys.manifest(name, version));
   if (!bytes) throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist; push its manifest first`);
   const artifact = parseManifest(bytes).artifacts.find((a) => a.format === format);

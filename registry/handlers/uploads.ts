@@ -1,4 +1,5 @@
 import { parseDigest } from "../../common/digest.js";
+import { uploadOwner } from "../auth.js";
 import { countedBody } from "../body.js";
 import { type Ctx, deps, need } from "../context.js";
 import { badRequest, notFound } from "../errors.js";
@@ -9,13 +10,30 @@ import type { UploadState } from "../storage/storage.js";
  * or none to append at the current offset), GET tells the offset to resume from, PUT
  * `?digest=sha256:<hex>` completes (with an optional last chunk), DELETE abandons. The state
  * lives in storage, so each request may reach another replica.
+ *
+ * An upload belongs to the token that opened it (its owner is stored with it): any other token
+ * gets the same 404 as for an id that never existed, so an id seen elsewhere (a proxy's log,
+ * say) lets nobody else append to, complete, read or abort it. Anonymous callers get 401 before
+ * any lookup, whatever the id.
  */
 const UPLOAD_ID = /^[A-Za-z0-9._~-]{1,200}$/;
 
-function uploadId(c: Ctx): string {
+function unknown(id: string) {
+  return notFound(
+    "UPLOAD_UNKNOWN",
+    `upload ${id} not found (completed, aborted, expired or opened by another token)`,
+  );
+}
+
+/** Checks push scope, then that the upload exists and the caller opened it; its state. */
+async function ownedUpload(c: Ctx): Promise<UploadState> {
+  need(c, "push", null);
   const id = c.req.param("id") ?? "";
-  if (!UPLOAD_ID.test(id)) throw notFound("UPLOAD_UNKNOWN", `upload ${JSON.stringify(id)} not found`);
-  return id;
+  if (!UPLOAD_ID.test(id)) throw unknown(JSON.stringify(id));
+  const state = await deps(c).storage.uploadState(id);
+  // An upload without a recorded owner (opened before owners were kept) belongs to nobody.
+  if (!state?.owner || state.owner !== uploadOwner(c.get("principal"))) throw unknown(id);
+  return state;
 }
 
 function describe(c: Ctx, state: UploadState, status: 200 | 202): Response {
@@ -27,36 +45,33 @@ function describe(c: Ctx, state: UploadState, status: 200 | 202): Response {
 
 export async function createUpload(c: Ctx): Promise<Response> {
   need(c, "push", null);
-  const state = await deps(c).storage.createUpload();
+  const owner = uploadOwner(c.get("principal"));
+  const state = await deps(c).storage.createUpload(owner ?? undefined);
   return describe(c, state, 202);
 }
 
 export async function uploadStatus(c: Ctx): Promise<Response> {
-  need(c, "push", null);
-  const id = uploadId(c);
-  const state = await deps(c).storage.uploadState(id);
-  if (!state) throw notFound("UPLOAD_UNKNOWN", `upload ${id} not found (completed, aborted or expired)`);
+  const state = await ownedUpload(c);
   c.header("Cache-Control", "no-store");
   return describe(c, state, 200);
 }
 
 export async function patchUpload(c: Ctx): Promise<Response> {
-  need(c, "push", null);
-  const id = uploadId(c);
-  const state = await appendChunk(c, id);
+  const { id, offset } = await ownedUpload(c);
+  const state = await appendChunk(c, id, offset);
   return describe(c, state, 202);
 }
 
 export async function completeUpload(c: Ctx): Promise<Response> {
   need(c, "push", null);
-  const id = uploadId(c);
   const digest = c.req.query("digest") ?? "";
   const hex = parseDigest(digest);
   if (!hex)
     throw badRequest("DIGEST_INVALID", `?digest= must be sha256:<64 hex>, got ${JSON.stringify(digest)}`);
+  const { id, offset } = await ownedUpload(c);
   const hasBody =
     c.req.header("content-range") !== undefined || Number(c.req.header("content-length") ?? 0) > 0;
-  if (hasBody) await appendChunk(c, id);
+  if (hasBody) await appendChunk(c, id, offset);
   const { size } = await deps(c).storage.completeUpload(id, hex);
   c.header("Location", `/v1/blobs/sha256:${hex}`);
   c.header("ETag", `"sha256:${hex}"`);
@@ -64,15 +79,13 @@ export async function completeUpload(c: Ctx): Promise<Response> {
 }
 
 export async function abortUpload(c: Ctx): Promise<Response> {
-  need(c, "push", null);
-  const id = uploadId(c);
-  const { storage } = deps(c);
-  if (!(await storage.uploadState(id))) throw notFound("UPLOAD_UNKNOWN", `upload ${id} not found`);
-  await storage.abortUpload(id);
+  const { id } = await ownedUpload(c);
+  await deps(c).storage.abortUpload(id);
   return c.body(null, 204);
 }
 
-async function appendChunk(c: Ctx, id: string): Promise<UploadState> {
+/** `offset`: where the upload stood when its owner was checked (a chunk without Content-Range goes there). */
+async function appendChunk(c: Ctx, id: string, offset: number): Promise<UploadState> {
   const { storage, metrics } = deps(c);
   const header = c.req.header("content-range");
   const length = c.req.header("content-length");
@@ -95,9 +108,7 @@ async function appendChunk(c: Ctx, id: string): Promise<UploadState> {
     start = range.start;
     expectedLength = range.end - range.start + 1;
   } else {
-    const state = await storage.uploadState(id);
-    if (!state) throw notFound("UPLOAD_UNKNOWN", `upload ${id} not found`);
-    start = state.offset;
+    start = offset;
   }
   let received = 0;
   const body = countedBody(c, (n) => {

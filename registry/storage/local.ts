@@ -33,7 +33,8 @@ const CHUNK = 1 << 20;
  *   EEXIST when another process (or replica on the same directory) won: exactly one winner;
  * - tags and other mutable objects: temp file + rename;
  * - resumable uploads: uploads/<id>/data grows chunk by chunk; its size is the offset, so an
- *   upload survives a restart (a chunk cut short keeps its received prefix).
+ *   upload survives a restart (a chunk cut short keeps its received prefix); uploads/<id>/owner
+ *   says who opened it.
  */
 export class LocalStorage implements Storage {
   readonly kind = "local";
@@ -232,14 +233,16 @@ export class LocalStorage implements Storage {
     return join(this.root, "uploads", id);
   }
 
-  async createUpload(): Promise<UploadState> {
+  async createUpload(owner?: string): Promise<UploadState> {
     const id = randomBytes(16).toString("hex");
     const dir = this.uploadDir(id);
     await mkdir(dir, { recursive: true });
     const started = new Date();
     await this.writeDurable(join(dir, "started"), Buffer.from(started.toISOString()));
+    // Before "data": an upload exists once its data file does, and then its owner is on disk.
+    if (owner) await this.writeDurable(join(dir, "owner"), Buffer.from(owner));
     await (await open(join(dir, "data"), "w")).close();
-    return { id, offset: 0, started };
+    return { id, offset: 0, started, owner: owner ?? null };
   }
 
   async uploadState(id: string): Promise<UploadState | null> {
@@ -255,7 +258,11 @@ export class LocalStorage implements Storage {
     } catch {
       // A crash between mkdir and writing "started": the data file's times are good enough.
     }
-    return { id, offset: data.size, started };
+    const owner = await readFile(join(dir, "owner"), "utf8").catch((err) => {
+      if (isNotFound(err)) return null;
+      throw err;
+    });
+    return { id, offset: data.size, started, owner };
   }
 
   async appendUpload(id: string, offset: number, body: Readable): Promise<UploadState> {

@@ -31,7 +31,8 @@ interface Piece {
  * Resumable uploads on S3, with all state in the bucket so that any replica can take the next
  * chunk (DESIGN.md: registry processes keep no state):
  *
- *   uploads/<id>/info                   marker; its LastModified is when the upload started
+ *   uploads/<id>/info                   marker; its LastModified is when the upload started,
+ *                                       its body {"owner": <hash>} who opened it
  *   uploads/<id>/p/<start, 16 digits>   the bytes [start, start+size), one object per piece
  *
  * A chunk is stored as pieces of at most 8 MiB, each a PutObject with If-None-Match: * on its
@@ -57,12 +58,27 @@ export class S3Uploads {
     return `${this.dir(id)}p/${String(start).padStart(16, "0")}`;
   }
 
-  async create(): Promise<UploadState> {
+  async create(owner?: string): Promise<UploadState> {
     const id = randomBytes(16).toString("hex");
+    const info = Buffer.from(JSON.stringify(owner ? { owner } : {}));
     await this.s.client.send(
-      new PutObjectCommand({ Bucket: this.s.bucket, Key: `${this.dir(id)}info`, Body: Buffer.from("{}") }),
+      new PutObjectCommand({ Bucket: this.s.bucket, Key: `${this.dir(id)}info`, Body: info }),
     );
-    return { id, offset: 0, started: new Date() };
+    return { id, offset: 0, started: new Date(), owner: owner ?? null };
+  }
+
+  /** Who opened the upload, from its info marker (null: none recorded, or no such upload). */
+  private async owner(id: string): Promise<string | null> {
+    try {
+      const out = await this.s.client.send(
+        new GetObjectCommand({ Bucket: this.s.bucket, Key: `${this.dir(id)}info` }),
+      );
+      const info = JSON.parse((await out.Body!.transformToString()) || "{}") as { owner?: unknown };
+      return typeof info.owner === "string" ? info.owner : null;
+    } catch (err) {
+      if (isNotFound(err) || err instanceof SyntaxError) return null;
+      throw err;
+    }
   }
 
   /** The upload's start time and contiguous pieces; null if it does not exist. */
@@ -86,9 +102,14 @@ export class S3Uploads {
     return started ? { started, pieces, offset } : null;
   }
 
-  async state(id: string): Promise<UploadState | null> {
+  /** `withOwner`: also read who opened it (one GET, in parallel with the listing); GC does not need it. */
+  async state(id: string, withOwner = true): Promise<UploadState | null> {
+    if (!UPLOAD_ID.test(id)) return null;
+    const owner = withOwner ? this.owner(id) : Promise.resolve(null);
+    owner.catch(() => {}); // awaited below, after the listing
     const loaded = await this.load(id);
-    return loaded ? { id, offset: loaded.offset, started: loaded.started } : null;
+    if (!loaded) return null;
+    return { id, offset: loaded.offset, started: loaded.started, owner: await owner };
   }
 
   async append(id: string, offset: number, body: Readable): Promise<UploadState> {
@@ -160,7 +181,7 @@ export class S3Uploads {
     } catch (err) {
       if (s3Status(err) === 412 || s3Status(err) === 409) {
         // Another replica stored a piece at this offset first.
-        const now = await this.state(id);
+        const now = await this.state(id, false);
         throw new UploadOffsetError(now?.offset ?? start, start);
       }
       throw err;
@@ -302,7 +323,7 @@ export class S3Uploads {
     for await (const o of listKeys(this.s.client, this.s.bucket, base, "/")) {
       if (!("CommonPrefix" in o)) continue;
       const id = o.CommonPrefix.slice(base.length, -1);
-      const state = await this.state(id);
+      const state = await this.state(id, false);
       if (state) yield state;
     }
   }

@@ -227,8 +227,8 @@ export class S3Storage implements Storage {
 
   // ---- resumable uploads (s3-uploads.ts)
 
-  createUpload(): Promise<UploadState> {
-    return this.uploads.create();
+  createUpload(owner?: string): Promise<UploadState> {
+    return this.uploads.create(owner);
   }
   uploadState(id: string): Promise<UploadState | null> {
     return this.uploads.state(id);

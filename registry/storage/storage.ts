@@ -8,7 +8,7 @@ import type { Readable, Writable } from "node:stream";
  *   templates/<name>/versions/<version>.json      immutable manifest (create-if-absent)
  *   templates/<name>/versions/<version>.json.asc  manifest signature
  *   templates/<name>/tags/<tag>                   mutable pointer
- *   uploads/<id>/...                              in-progress uploads
+ *   uploads/<id>/...                              in-progress uploads (and who opened each)
  *
  * Every backend must pass the one conformance suite in test/storage/conformance.ts. Registry
  * processes keep no state of their own: anything two replicas must agree on lives here.
@@ -35,6 +35,11 @@ export interface UploadState {
   /** Bytes received so far: the next chunk must start here. */
   offset: number;
   started: Date;
+  /**
+   * Who opened it (an opaque hash, see auth.ts uploadOwner), as given to createUpload; null
+   * when none was given or the upload predates owners. Only uploadState must report it.
+   */
+  owner?: string | null;
 }
 
 /**
@@ -109,7 +114,9 @@ export interface Storage {
   list(prefix: string): AsyncIterable<ObjectInfo>;
 
   // Resumable uploads: state lives in storage, so a chunk may land on any replica.
-  createUpload(): Promise<UploadState>;
+  /** Opens an upload, storing `owner` with it (the API binds an upload id to its opener). */
+  createUpload(owner?: string): Promise<UploadState>;
+  /** The upload's offset, start and owner; null when it does not exist. */
   uploadState(id: string): Promise<UploadState | null>;
   /**
    * Appends a chunk that must start at the current offset (else UploadOffsetError; unknown id:

@@ -13,15 +13,18 @@ const rgw = await rgwForTests();
 describe.skipIf(!rgw)("two registry processes on one S3 bucket", () => {
   let dir: string;
   let token: string;
+  let tokens: Record<string, string>;
   let a: S3Serve;
   let b: S3Serve;
   let bucket: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "templar-s3-replicas-"));
     const configPath = join(dir, "registry.yaml");
-    ({ push: token } = (await writeConfig(configPath, { tokens: { push: ["push:*"] }, cacheTtl: "0s" })) as {
-      push: string;
+    tokens = await writeConfig(configPath, {
+      tokens: { push: ["push:*"], other: ["push:*"], debianPull: ["pull:debian-*"] },
+      cacheTtl: "0s",
     });
+    token = tokens.push!;
     bucket = await (rgw as Rgw).createBucket();
     [a, b] = await Promise.all([
       spawnS3Serve(rgw as Rgw, { bucket, configPath }),
@@ -121,6 +124,43 @@ describe.skipIf(!rgw)("two registry processes on one S3 bucket", () => {
     const got = await fetch(`${a.url}/v1/blobs/sha256:${hex}`);
     expect(sha256(Buffer.from(await got.arrayBuffer()))).toBe(hex);
     expect((await fetch(`${a.url}/v1/uploads/${id}`, { headers: auth })).status).toBe(404);
+  });
+
+  it("binds a resumable upload to its token on both replicas (the owner is in the bucket)", async () => {
+    const data = randomBytes(5000);
+    const created = await fetch(`${a.url}/v1/uploads`, { method: "POST", headers: bearer(token) });
+    const { id } = (await created.json()) as { id: string };
+    for (const r of [a, b]) {
+      const theirs = await fetch(`${r.url}/v1/uploads/${id}`, {
+        method: "PATCH",
+        headers: { ...bearer(tokens.other), "Content-Range": "bytes 0-4999/*" },
+        body: data,
+      });
+      expect(theirs.status).toBe(404);
+      expect((await theirs.json()) as unknown).toMatchObject({ error: { code: "UPLOAD_UNKNOWN" } });
+      expect((await fetch(`${r.url}/v1/uploads/${id}`, { headers: bearer(tokens.other) })).status).toBe(404);
+    }
+    const mine = await fetch(`${b.url}/v1/uploads/${id}?digest=sha256:${sha256(data)}`, {
+      method: "PUT",
+      headers: { ...bearer(token), "Content-Range": "bytes 0-4999/5000" },
+      body: data,
+    });
+    expect(mine.status).toBe(201);
+  });
+
+  it("serves a name-scoped token only blobs its templates name, on either replica", async () => {
+    const mine = makeTemplate("debian-13-x86_64-scoped", "1.0.0", { blobs: [randomBytes(900)] });
+    const theirs = makeTemplate("centos-10-x86_64-scoped", "1.0.0", { blobs: [randomBytes(800)] });
+    expect((await pushTemplate(a.url, token, mine)).status).toBe(201);
+    expect((await pushTemplate(a.url, token, theirs)).status).toBe(201);
+    for (const r of [b, a]) {
+      const auth = bearer(tokens.debianPull);
+      expect(
+        (await fetch(`${r.url}/v1/blobs/sha256:${sha256(mine.blobs[0]!)}`, { headers: auth })).status,
+      ).toBe(200);
+      const denied = await fetch(`${r.url}/v1/blobs/sha256:${sha256(theirs.blobs[0]!)}`, { headers: auth });
+      expect(denied.status).toBe(404);
+    }
   });
 
   it("redirects blob downloads to a presigned URL when asked (never manifests)", async () => {

@@ -1,5 +1,8 @@
 import { randomBytes } from "node:crypto";
+import * as openpgp from "openpgp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateSigningKey } from "../../common/signing/keys.js";
+import { signBytes } from "../../common/signing/signatures.js";
 import {
   bearer,
   errorOf,
@@ -292,8 +295,13 @@ describe("manifests, tags, versions", () => {
   });
 
   it("stores and serves the manifest signature; 404 when unsigned", async () => {
-    const sig = "-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n-----END PGP SIGNATURE-----\n";
+    // No push policy here, so any well-formed signature is taken; its key does not matter.
+    const key = await generateSigningKey({ name: "Routes Test" });
     const t = makeTemplate(name, "3.0.0");
+    const sig = await signBytes(
+      await openpgp.readPrivateKey({ armoredKey: key.privateKeyArmored }),
+      t.manifest,
+    );
     for (const blob of t.blobs) {
       await fetch(`${r.url}/v1/blobs/sha256:${sha256(blob)}`, { method: "PUT", headers: push, body: blob });
     }
@@ -321,6 +329,42 @@ describe("manifests, tags, versions", () => {
       body: "hi",
     });
     expect(await errorOf(notArmour)).toMatchObject({ status: 400, code: "SIGNATURE_INVALID" });
+  });
+
+  it("parses every signature at push: BEGIN/END lines around garbage are 400 SIGNATURE_INVALID", async () => {
+    const garbage = [
+      "-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n-----END PGP SIGNATURE-----\n",
+      "-----BEGIN PGP SIGNATURE-----\n\nnot a signature at all\n-----END PGP SIGNATURE-----\n",
+      "-----BEGIN PGP SIGNATURE-----\n-----END PGP SIGNATURE-----\n",
+    ];
+    const t = makeTemplate(name, "0.9.0");
+    for (const blob of t.blobs) {
+      await fetch(`${r.url}/v1/blobs/sha256:${sha256(blob)}`, { method: "PUT", headers: push, body: blob });
+    }
+    const version = `${r.url}/v1/templates/${name}/0.9.0`;
+    for (const sig of garbage) {
+      const withManifest = await fetch(version, {
+        method: "PUT",
+        headers: { ...push, "x-template-signature": Buffer.from(sig).toString("base64") },
+        body: t.manifest,
+      });
+      expect(await errorOf(withManifest)).toMatchObject({ status: 400, code: "SIGNATURE_INVALID" });
+    }
+    expect((await fetch(version)).status).toBe(404); // nothing was stored
+    expect((await fetch(version, { method: "PUT", headers: push, body: t.manifest })).status).toBe(201);
+    for (const sig of garbage) {
+      for (const path of ["signature", "signature/tar.zst"]) {
+        const late = await fetch(`${version}/${path}`, { method: "PUT", headers: push, body: sig });
+        expect(await errorOf(late), path).toMatchObject({
+          status: 400,
+          code: "SIGNATURE_INVALID",
+          message: expect.stringMatching(
+            /^signature must be an ASCII-armoured OpenPGP detached signature \(.+\)$/,
+          ),
+        });
+        expect((await fetch(`${version}/${path}`)).status).toBe(404);
+      }
+    }
   });
 
   it("deletes a version (and tags pointing at it)", async () => {

@@ -348,6 +348,19 @@ export function storageConformance(name: string, make: () => Promise<StorageFixt
         await s.abortUpload(b.id);
       });
 
+      it("keeps who opened an upload, for every replica to check", async () => {
+        const owner = "ab".repeat(32);
+        const mine = await s.createUpload(owner);
+        const nobody = await s.createUpload();
+        expect(mine.owner).toBe(owner);
+        expect((await s.uploadState(mine.id))?.owner).toBe(owner);
+        await s.appendUpload(mine.id, 0, chunked(Buffer.alloc(10), 5));
+        expect(await s.uploadState(mine.id)).toMatchObject({ offset: 10, owner });
+        expect((await s.uploadState(nobody.id))?.owner ?? null).toBeNull();
+        await s.abortUpload(mine.id);
+        await s.abortUpload(nobody.id);
+      });
+
       it("answers null / UploadNotFoundError for ids it never issued", async () => {
         for (const id of ["0".repeat(32), "nope", "../blobs", ""]) {
           expect(await s.uploadState(id)).toBeNull();
