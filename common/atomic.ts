@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { rename, rm, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 /**
@@ -22,13 +23,28 @@ export class AtomicFile {
   }
 }
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Creates a file that must not exist yet, never through a symlink: what someone planted at the
+ * name (a link to /etc/passwd, say) makes it fail with EEXIST instead of being written through.
+ */
+export const CREATE_EXCLUSIVE =
+  constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o666): Promise<void> {
   const file = new AtomicFile(path);
+  let created = false;
   try {
-    await writeFile(file.tempPath, data);
+    const handle = await open(file.tempPath, CREATE_EXCLUSIVE, mode);
+    created = true;
+    try {
+      await handle.writeFile(data);
+    } finally {
+      await handle.close();
+    }
     await file.commit();
   } catch (err) {
-    await file.abort();
+    // Only a temp file we created is ours to remove; a planted one is left for whoever looks.
+    if (created) await file.abort();
     throw err;
   }
 }

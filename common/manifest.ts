@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { UserError } from "./errors.js";
 import { FORMATS } from "./manifest-files.js";
-import { isVersion, templateNameProblem } from "./names.js";
+import { archProblem, isVersion, namePartProblem, templateNameProblem } from "./names.js";
 
 /**
  * The template manifest of DESIGN.md ("Template artifact"). Declared once here and validated
@@ -40,14 +40,27 @@ export const PackageSchema = z.looseObject({
   arch: z.string(),
 });
 
+/** A string checked by one of names.ts's `...Problem` functions; the issue says what is wrong. */
+function checked(problem: (value: string) => string | null) {
+  return z.string().superRefine((value, ctx) => {
+    const why = problem(value);
+    if (why) ctx.addIssue({ code: "custom", message: `${JSON.stringify(value.slice(0, 80))} ${why}` });
+  });
+}
+
+/**
+ * Name, version, arch, distro, release, flavour and format become file names on hosts (pull
+ * writes `<name>_<version>_<arch>.tar.zst`) and words in the pages' shell commands, so each is
+ * held to a strict alphabet here, where every reader of a manifest (client and registry) passes.
+ */
 export const ManifestSchema = z.looseObject({
   schemaVersion: z.literal(1),
-  name: z.string().refine((n) => templateNameProblem(n) === null, "invalid template name"),
-  version: z.string().refine(isVersion, "expected a semantic version such as 1.2.3"),
-  distro: z.string().optional(),
-  release: z.string().optional(),
-  arch: z.string().optional(),
-  flavour: z.string().optional(),
+  name: checked(templateNameProblem),
+  version: z.string().refine(isVersion, "expected a semantic version such as 1.2.3 (at most 64 characters)"),
+  distro: checked(namePartProblem).optional(),
+  release: checked(namePartProblem).optional(),
+  arch: checked(archProblem).optional(),
+  flavour: checked(namePartProblem).optional(),
   description: z.string().optional(),
   created: z.iso.datetime(),
   recipe: z.looseObject({ path: z.string(), sha256: sha256Hex }).optional(),
@@ -57,7 +70,19 @@ export const ManifestSchema = z.looseObject({
     tarSize: z.number().int().nonnegative(),
     entries: z.number().int().nonnegative(),
   }),
-  artifacts: z.array(ArtifactSchema).min(1),
+  artifacts: z
+    .array(ArtifactSchema)
+    .min(1)
+    .superRefine((artifacts, ctx) => {
+      // One artifact per format: a host picks "the" tar.gz, and two could name different bytes.
+      const seen = new Set<string>();
+      artifacts.forEach((a, i) => {
+        if (seen.has(a.format)) {
+          ctx.addIssue({ code: "custom", path: [i, "format"], message: `a second ${a.format} artifact` });
+        }
+        seen.add(a.format);
+      });
+    }),
   packages: z.array(PackageSchema).optional(),
 });
 
@@ -68,9 +93,50 @@ export type PackageEntry = z.infer<typeof PackageSchema>;
 /** Largest manifest the registry accepts (DESIGN: "a manifest over 1 MiB" is refused). */
 export const MAX_MANIFEST_BYTES = 1 << 20;
 
-/** Parses and validates manifest bytes; `where` names the file or request in the error. */
+/** Deepest nesting of objects and arrays a manifest may have (its own structure needs 4). */
+export const MAX_MANIFEST_DEPTH = 32;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * True when `text` nests objects/arrays deeper than `limit`. Checked before JSON.parse so no
+ * reader (parser, zod, the pages) ever walks a pathologically deep document.
+ */
+function nestedDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
+
+/**
+ * Parses and validates manifest bytes; `where` names the file or request in the error. Bytes
+ * must be valid UTF-8 (a lenient decode would let two different byte strings, signed or hashed,
+ * read as the same manifest).
+ */
 export function parseManifest(bytes: Uint8Array | string, where = "manifest"): Manifest {
-  const text = typeof bytes === "string" ? bytes : Buffer.from(bytes).toString("utf8");
+  let text: string;
+  if (typeof bytes === "string") text = bytes;
+  else {
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      throw new UserError(`${where}: not valid UTF-8`);
+    }
+  }
+  if (nestedDeeperThan(text, MAX_MANIFEST_DEPTH)) {
+    throw new UserError(`${where}: JSON nested deeper than ${MAX_MANIFEST_DEPTH} levels`);
+  }
   let data: unknown;
   try {
     data = JSON.parse(text);

@@ -47,4 +47,57 @@ describe("manifest", () => {
     expect(() => parseManifest("{", "m.json")).toThrow(/m\.json: not valid JSON/);
     expect(() => parseManifest(JSON.stringify({ ...manifest, version: "1.2" }))).toThrow(/field version/);
   });
+
+  it("holds the fields that become file names to strict patterns", () => {
+    const bad: [string, string][] = [
+      ["arch", "x/../../../escaped"],
+      ["arch", "x86_64; reboot"],
+      ["arch", "amd64$(id)"],
+      ["arch", "X86_64"],
+      ["arch", ".hidden"],
+      ["distro", "debian/../x"],
+      ["distro", ""],
+      ["release", ".."],
+      ["release", "13 trixie"],
+      ["flavour", ".minimal"],
+      ["flavour", "a'b"],
+      ["version", `1.0.0-${"a".repeat(60)}`],
+    ];
+    for (const [field, value] of bad) {
+      expect(
+        () => parseManifest(JSON.stringify({ ...manifest, [field]: value })),
+        `${field}=${value}`,
+      ).toThrow(new RegExp(`field ${field}`));
+    }
+    const good = { distro: "debian", release: "13", arch: "x86_64", flavour: "minimal" };
+    expect(parseManifest(JSON.stringify({ ...manifest, ...good }))).toMatchObject(good);
+    expect(parseManifest(JSON.stringify({ ...manifest, release: "24.04", arch: "ppc64le" })).arch).toBe(
+      "ppc64le",
+    );
+  });
+
+  it("refuses invalid UTF-8, deep nesting and two artifacts of one format", () => {
+    const bytes = Buffer.from(JSON.stringify({ ...manifest, description: "caf\u00e9" }));
+    expect(parseManifest(bytes).description).toBe("café");
+    // "café" with the é's second byte broken: a lenient decode would read it as "caf\ufffd(".
+    const invalid = Buffer.from(bytes);
+    invalid[invalid.indexOf(Buffer.from([0xc3, 0xa9])) + 1] = 0x28;
+    expect(() => parseManifest(invalid, "m.json")).toThrow(/m\.json: not valid UTF-8/);
+
+    const nest = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
+    const nested = (depth: number) => JSON.stringify({ ...manifest, extra: "X" }).replace('"X"', nest(depth));
+    expect(() => parseManifest(nested(31))).not.toThrow(); // 32 levels with the manifest itself
+    expect(() => parseManifest(nested(32), "m.json")).toThrow(/m\.json: JSON nested deeper than 32 levels/);
+    expect(() => parseManifest(nested(100_000))).toThrow(/nested deeper/);
+    // Brackets inside strings do not count.
+    expect(() =>
+      parseManifest(JSON.stringify({ ...manifest, description: "[[[[".repeat(100) })),
+    ).not.toThrow();
+
+    const artifact = manifest.artifacts[0]!;
+    const twice = { ...manifest, artifacts: [artifact, { ...artifact, digest: `sha256:${"b".repeat(64)}` }] };
+    expect(() => parseManifest(JSON.stringify(twice))).toThrow(
+      /field artifacts\.1\.format: a second tar\.zst artifact/,
+    );
+  });
 });

@@ -1,7 +1,6 @@
 import { stat } from "node:fs/promises";
 import { ExitCode, UserError, usageError } from "../../common/errors.js";
-import type { Format } from "../../common/manifest.js";
-import { cachePaths, DEFAULT_CACHE, listCache } from "../../registry/client/cache.js";
+import { DEFAULT_CACHE, listCache, templateFile } from "../../registry/client/cache.js";
 import { hostSettings } from "../../registry/client/host-config.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
@@ -88,7 +87,7 @@ export const command: Command = {
     const origins = await listCache(dest);
     const entries = [];
     for (const o of origins) {
-      const path = cachePaths(dest, o.name, o.format as Format, "", o.file).final;
+      const path = templateFile(dest, o.name, o.format, o.file);
       const present = (await stat(path).catch(() => null))?.size === o.size;
       entries.push({ ...o, path, present });
     }

@@ -26,9 +26,12 @@ OpenVZ (default): ${OPENVZ_CACHE}/<name>.tar.gz, the file vzctl create --ostempl
 Proxmox (--proxmox): ${PROXMOX_CACHE}/<name>_<version>_<arch>.tar.zst, as pveam stores
 templates; pct create local:vztmpl/<that file> uses it. Pulling a newer version replaces the older file.
 
-An interrupted download is kept as .templar/<name>.tar.<ext>.<digest>.partial in the
-destination and resumed by the next pull of the same artifact; .templar/ also keeps the manifest
-(<file>.manifest.json) and where it came from (<file>.origin.json) for templar list, update, prune.
+Pull writes only inside the destination: the template file and, in .templar/, the manifest
+(<file>.manifest.json, .asc), where it came from (<file>.origin.json, for templar list, update,
+prune), a lock, and an interrupted download (<file>.<digest>.partial), resumed by the next pull
+only if it is a regular file of this user; if its bytes prove wrong, the download restarts once.
+A template is up to date when its origin record names the same digest and the file is unchanged
+since it was verified (size, inode, mtime, ctime; otherwise it is hashed again).
 
 Options:
   --registry URL    registry base URL (default: $TEMPLAR_REGISTRY, else the host config)
@@ -36,15 +39,16 @@ Options:
   --dest DIR        template cache (default: $TEMPLAR_DEST, host config, else as above)
   --format F        gz (OpenVZ default), xz or zst (Proxmox default)
   --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, else ${DEFAULT_KEYRING})
-  --allow-unsigned  accept templates that carry no signature (a present signature must still verify;
-                    env TEMPLAR_ALLOW_UNSIGNED=1)
+  --allow-unsigned  accept templates that carry no signature; a present signature must still verify
+                    against the keyring (env TEMPLAR_ALLOW_UNSIGNED=1)
   --proxmox         Proxmox naming and format (or $TEMPLAR_PROXMOX=1, or 'proxmox: true' in the host config)
   --json            print the result as JSON
 
 Host config: /etc/templar/templar.yaml or $TEMPLAR_HOST_CONFIG (registry, keyring, proxmox, dest, token).
 Environment: TEMPLAR_RETRIES attempts without progress before giving up (default 5),
 TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 60000).
-Exit codes: 0 ok (also when already up to date), 3 signature or digest check failed, 4 not found.`;
+Exit codes: 0 ok (also when already up to date), 3 signature or digest check failed, 4 not found
+(template, version, format, or the keyring needed to check a signature).`;
 
 export const FORMAT_NAMES: Record<string, Format> = {
   gz: "tar.gz",

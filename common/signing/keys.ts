@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import * as openpgp from "openpgp";
-import { UserError } from "../errors.js";
+import { ExitCode, UserError } from "../errors.js";
 
 /**
  * OpenPGP key handling shared by the builder (signing), the registry (its index key, push
@@ -68,7 +68,8 @@ export async function readPrivateKeyFile(path: string, passphrase?: string): Pro
  */
 export async function readPublicKeysFile(path: string): Promise<PublicKey[]> {
   const data = await readFile(path).catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`keyring ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+    if (err.code === "ENOENT") throw new UserError(`keyring ${path}: no such file`, ExitCode.notFound);
+    throw new UserError(`keyring ${path}: ${err.message}`);
   });
   return readPublicKeys(data, `keyring ${path}`);
 }

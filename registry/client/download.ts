@@ -1,6 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { type FileHandle, open, rm, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { type FileHandle, open, rm } from "node:fs/promises";
+import { CREATE_EXCLUSIVE } from "../../common/atomic.js";
 import { parseDigest } from "../../common/digest.js";
 import { ExitCode, errorMessage, UserError } from "../../common/errors.js";
 import { connectionReason, isRetryable, type RegistryClient } from "./http.js";
@@ -9,14 +10,17 @@ import type { Reply } from "./transport.js";
 /**
  * Downloads a blob into `partial`, resuming where the file (or a broken connection) left off
  * with `Range` + `If-Range: "<digest>"`, hashing exactly the bytes that reach the disk, and
- * checking size and digest at the end. On a digest mismatch the partial file is removed and a
- * UserError with exit code 3 is thrown. On any other failure the partial file is kept, so the
- * next attempt resumes; the caller decides whether to keep it.
+ * checking size and digest at the end. A partial file from an earlier run is only resumed when
+ * it is a regular file of ours (partialPrefix); when the finished bytes do not match, it is
+ * blamed: the download starts over from byte 0, once. A mismatch of bytes that all came from
+ * the registry in this run removes the partial file and throws a UserError with exit code 3. On
+ * any other failure the partial file is kept, so the next attempt resumes; the caller decides
+ * whether to keep it.
  */
 export interface DownloadOptions {
   digest: string;
   size: number;
-  /** The file to write; existing bytes in it are trusted to be a prefix of the blob and re-hashed. */
+  /** The file to write; existing bytes in it are taken as a prefix of the blob and re-hashed. */
   partial: string;
   onProgress?: (received: number) => void;
   what: string;
@@ -97,14 +101,92 @@ class BatchWriter {
   }
 }
 
-/** Hashes the bytes already in `path` (a partial download from an earlier attempt). */
-async function hashPrefix(path: string, hash: Hash): Promise<number> {
-  let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
+/** Which file we write: a partial file is only ever appended to while it is still this one. */
+interface FileId {
+  dev: bigint;
+  ino: bigint;
+}
+
+// O_NOFOLLOW everywhere: a symlink planted at the partial file's name must not make us read or
+// append to its target (ELOOP instead).
+const READ_NOFOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
+const APPEND_NOFOLLOW = constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW;
+
+function ours(info: { uid: bigint | number }): boolean {
+  return process.getuid === undefined || Number(info.uid) === process.getuid();
+}
+
+/**
+ * The partial file an earlier run left, hashed into `hash`, when it can be resumed: a regular
+ * file (not a symlink), owned by this user, with one link (not a hard link to some other file),
+ * no larger than the blob. Anything else at that name is removed and the download starts at 0.
+ */
+async function partialPrefix(
+  path: string,
+  size: number,
+  hash: Hash,
+  what: string,
+): Promise<{ received: number; id: FileId } | null> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, READ_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return null;
+    if (code !== "ELOOP") throw new UserError(`${what}: cannot read ${path}: ${errorMessage(err)}`);
+    await removePartial(path, what);
+    return null;
   }
-  return size;
+  try {
+    const info = await handle.stat({ bigint: true });
+    if (!info.isFile() || !ours(info) || info.nlink !== 1n || info.size > BigInt(size)) {
+      await removePartial(path, what);
+      return null;
+    }
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    let received = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, received);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      received += bytesRead;
+    }
+    return { received, id: { dev: info.dev, ino: info.ino } };
+  } finally {
+    await handle.close();
+  }
+}
+
+async function removePartial(path: string, what: string): Promise<void> {
+  await rm(path, { force: true }).catch((err) => {
+    throw new UserError(`${what}: cannot remove ${path}: ${errorMessage(err)}`);
+  });
+}
+
+/**
+ * Opens the partial file for the next bytes: a fresh file is created exclusively (whatever
+ * was at the name is removed first); appending reopens the very file hashed so far.
+ */
+async function openPartial(
+  path: string,
+  append: FileId | null,
+  received: number,
+  what: string,
+): Promise<{ file: FileHandle; id: FileId }> {
+  const fail = (err: unknown): never => {
+    throw new UserError(`${what}: cannot write ${path}: ${errorMessage(err)}`);
+  };
+  if (!append) await removePartial(path, what);
+  const file = await open(path, append ? APPEND_NOFOLLOW : CREATE_EXCLUSIVE, 0o644).catch(fail);
+  const info = await file.stat({ bigint: true }).catch(async (err) => {
+    await file.close();
+    return fail(err);
+  });
+  if (append && (info.dev !== append.dev || info.ino !== append.ino || info.size !== BigInt(received))) {
+    await file.close();
+    throw new UserError(`${what}: ${path} was replaced or changed by something else during the download`);
+  }
+  return { file, id: { dev: info.dev, ino: info.ino } };
 }
 
 export async function downloadBlob(client: RegistryClient, options: DownloadOptions): Promise<void> {
@@ -114,18 +196,47 @@ export async function downloadBlob(client: RegistryClient, options: DownloadOpti
     throw new UserError(`${what}: manifest digest ${JSON.stringify(digest)} is not sha256:<hex>`);
 
   let hash = createHash("sha256");
-  let received = 0;
-  const existing = await stat(partial).catch(() => null);
-  if (existing && existing.size <= size) {
-    received = await hashPrefix(partial, hash);
-  } else if (existing) {
+  const prefix = await partialPrefix(partial, size, hash, what);
+  // Bytes taken from an earlier run's file rather than from the registry in this run: when the
+  // result does not match, they are the suspects (changed on disk, written by something else).
+  let resume = prefix && prefix.received > 0 ? prefix : null;
+  for (;;) {
+    const { actual, usedPrefix } = await fetchRest(client, options, hash, resume);
+    if (actual === hex) return;
     await rm(partial, { force: true });
+    if (!usedPrefix) {
+      throw new DigestMismatch(
+        `${what}: downloaded bytes have sha256:${actual}, the manifest says ${digest}`,
+      );
+    }
+    // The kept prefix was wrong: start over from byte 0, once (no prefix from now on).
+    resume = null;
+    hash = createHash("sha256");
   }
+}
+
+/**
+ * Downloads the blob's bytes after `resume.received` (all of them without `resume`) into the
+ * partial file, retrying broken connections. Returns the hex digest of the whole file, and
+ * whether its start is still the earlier run's prefix (false once the registry sent it all).
+ */
+async function fetchRest(
+  client: RegistryClient,
+  options: DownloadOptions,
+  hash: Hash,
+  resume: { received: number; id: FileId } | null,
+): Promise<{ actual: string; usedPrefix: boolean }> {
+  const { digest, size, partial, what } = options;
+  let received = resume?.received ?? 0;
+  let id = resume?.id ?? null;
+  let usedPrefix = resume !== null;
   options.onProgress?.(received);
 
   let failures = 0;
   let lastError = "";
-  // An empty blob needs no request: its digest is checked below like any other.
+  // An empty blob needs no request: its digest is checked below like any other. Its (empty)
+  // partial file is still created, as the caller renames it into place.
+  if (size === 0 && !id) await (await openPartial(partial, null, 0, what)).file.close();
   while (received < size) {
     if (failures > 0) await client.backoff(failures);
     const before = received;
@@ -140,22 +251,23 @@ export async function downloadBlob(client: RegistryClient, options: DownloadOpti
     try {
       // Not retried inside request(): this loop retries, resuming from what arrived.
       response = await client.request("GET", `v1/blobs/${digest}`, { what, headers });
-      let mode: "a" | "w" = "w";
+      let append = received > 0;
       if (received > 0 && response.status === 200) {
         // The registry ignored the range (or If-Range did not match): start over.
         hash = createHash("sha256");
         received = 0;
+        append = false;
+        usedPrefix = false;
       } else if (response.status === 206) {
         const start = /^bytes (\d+)-/.exec(response.header("content-range") ?? "")?.[1];
         if (Number(start) !== received) {
           response.discard();
           throw new UserError(`${what}: registry answered a range from byte ${start}, asked for ${received}`);
         }
-        mode = "a";
       }
-      file = await open(partial, mode).catch((err) => {
-        throw new UserError(`${what}: cannot write ${partial}: ${errorMessage(err)}`);
-      });
+      const opened = await openPartial(partial, append ? id : null, received, what);
+      file = opened.file;
+      id = opened.id;
       const base = received;
       writer = new BatchWriter(file, hash, partial, (written) => {
         received = base + written;
@@ -201,10 +313,5 @@ export async function downloadBlob(client: RegistryClient, options: DownloadOpti
       }
     }
   }
-
-  const actual = hash.digest("hex");
-  if (actual !== hex) {
-    await rm(partial, { force: true });
-    throw new DigestMismatch(`${what}: downloaded bytes have sha256:${actual}, the manifest says ${digest}`);
-  }
+  return { actual: hash.digest("hex"), usedPrefix };
 }

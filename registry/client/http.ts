@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ExitCode, UserError } from "../../common/errors.js";
-import { type Reply, send } from "./transport.js";
+import { displayUrl, type Reply, send } from "./transport.js";
 
 /**
  * The HTTP client that push, pull, list (and later mirror) share. It knows the registry's base
@@ -67,18 +67,8 @@ export function connectionReason(err: unknown): string {
   return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
 }
 
-/** Removes user info (and with it any credentials) from a URL before it is shown. */
-export function displayUrl(url: string | URL): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    u.search = "";
-    return u.toString().replace(/\/$/, "");
-  } catch {
-    return "(invalid URL)";
-  }
-}
+// Defined beside Reply, which names URLs in its own errors; re-exported for everyone else.
+export { displayUrl } from "./transport.js";
 
 function exitCodeFor(status: number): number {
   if (status === 404) return ExitCode.notFound;
@@ -204,7 +194,7 @@ export class RegistryClient {
       reply.discard();
       return null;
     }
-    return reply.buffer(limit);
+    return reply.buffer(limit, what);
   }
 
   /** Builds "registry said 409 version_exists: <message>" from an error answer. */

@@ -1,7 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
 import type { Format } from "../../common/manifest.js";
-import { cachePaths, listCache, type Origin, STATE_DIR } from "./cache.js";
+import { cacheFile, listCache, type Origin, stateDir, templateFile } from "./cache.js";
 import { parseRef, type TemplateRef } from "./ref.js";
 
 /**
@@ -20,12 +19,12 @@ export async function localTemplates(dest: string, names: string[] = []): Promis
   const out: LocalEntry[] = [];
   for (const origin of await listCache(dest)) {
     if (names.length > 0 && !names.includes(origin.name)) continue;
-    const format = origin.format as Format;
+    const format = origin.format;
     const plain = `${origin.name}.${format}`;
     out.push({
       origin,
       format,
-      path: cachePaths(dest, origin.name, format, "", origin.file).final,
+      path: templateFile(dest, origin.name, format, origin.file),
       proxmox: origin.file !== undefined && origin.file !== plain,
     });
   }
@@ -43,10 +42,11 @@ export function updateRef(origin: Origin): TemplateRef {
 
 /** Removes a pulled template: its file, and its state (manifest, origin, partial downloads). */
 export async function removeLocal(dest: string, entry: LocalEntry): Promise<void> {
-  await rm(entry.path, { force: true });
-  const state = join(dest, STATE_DIR);
+  await rm(templateFile(dest, entry.origin.name, entry.format, entry.origin.file), { force: true });
+  const state = await stateDir(dest, false);
+  if (!state) return;
   const prefix = `${entry.origin.name}.${entry.format}.`;
   for (const file of await readdir(state).catch(() => [] as string[])) {
-    if (file.startsWith(prefix)) await rm(join(state, file), { force: true });
+    if (file.startsWith(prefix)) await rm(cacheFile(dest, file, "state"), { force: true });
   }
 }

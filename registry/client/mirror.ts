@@ -118,8 +118,7 @@ async function fetchVersion(source: RegistryClient, name: string, version: strin
   const what = `mirror ${name}@${version}`;
   const reply = await source.request("GET", templatePath(name, version), { what, idempotent: true });
   const etag = reply.header("etag");
-  const bytes = await reply.buffer(MAX_MANIFEST_BYTES + 1);
-  if (bytes.length > MAX_MANIFEST_BYTES) throw new UserError(`${what}: manifest is larger than 1 MiB`);
+  const bytes = await reply.buffer(MAX_MANIFEST_BYTES, `${what}: manifest`);
   // The ETag is the manifest's digest: a mismatch is a transfer gone wrong, not a new version.
   if (etag && etag.replaceAll('"', "") !== `sha256:${sha256Hex(bytes)}`)
     throw new UserError(`${what}: manifest bytes do not match the registry's digest ${etag}`);

@@ -1,11 +1,26 @@
-import { mkdir, rename, rm, rmdir, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { createHash } from "node:crypto";
+import { constants } from "node:fs";
+import { open, rename, rm, rmdir } from "node:fs/promises";
+import { basename } from "node:path";
 import semver from "semver";
 import { writeFileAtomic } from "../../common/atomic.js";
 import { parseDigest, sha256Hex } from "../../common/digest.js";
 import { ExitCode, UserError } from "../../common/errors.js";
 import { type Format, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
-import { type CachePaths, cachePaths, lockCacheFile, readOrigin, removeStalePartials } from "./cache.js";
+import {
+  type CachePaths,
+  cacheFile,
+  cachePaths,
+  type Fingerprint,
+  fingerprint,
+  lockCacheFile,
+  type Origin,
+  readOrigin,
+  removeStalePartials,
+  sameFingerprint,
+  stateDir,
+  writeOrigin,
+} from "./cache.js";
 import { DigestMismatch, DownloadInterrupted, downloadBlob } from "./download.js";
 import { type RegistryClient, templatePath } from "./http.js";
 import { manifestPath, type TemplateRef } from "./ref.js";
@@ -51,8 +66,7 @@ export async function fetchManifest(client: RegistryClient, ref: TemplateRef): P
     idempotent: true,
     headers: { accept: "application/json" },
   });
-  const bytes = await response.buffer(MAX_MANIFEST_BYTES + 1);
-  if (bytes.length > MAX_MANIFEST_BYTES) throw new UserError(`${what}: manifest is larger than 1 MiB`);
+  const bytes = await response.buffer(MAX_MANIFEST_BYTES, `manifest of ${what}`);
   const digest = `sha256:${sha256Hex(bytes)}`;
   const etag = response.header("etag")?.replace(/^W\//, "").replace(/"/g, "");
   if (etag && parseDigest(etag) !== null && etag !== digest) {
@@ -92,10 +106,10 @@ export async function pullTemplate(
     throw new UserError(`${what} has no ${options.format} artifact (it has ${has})`, ExitCode.notFound);
   }
   const hex = parseDigest(artifact.digest)!;
-  await mkdir(options.dest, { recursive: true });
   const fileName = options.fileName?.(manifest, options.format);
+  // Every name checked (cacheFile) before anything is created.
   const paths = cachePaths(options.dest, manifest.name, options.format, hex, fileName);
-  await mkdir(paths.stateDir, { recursive: true });
+  await stateDir(options.dest, true);
   const result: PullResult = {
     name: manifest.name,
     version: manifest.version,
@@ -135,8 +149,10 @@ async function pullLocked(
   const what = `${result.name}@${result.version}`;
   const artifact = { digest: result.digest, size: result.size };
   const origin = await readOrigin(paths.origin);
-  const present = await stat(paths.final).catch(() => null);
-  if (origin?.digest === artifact.digest && present?.size === artifact.size) {
+  const kept = origin ? await keptArtifact(paths, origin, artifact) : null;
+  if (kept) {
+    if (!sameFingerprint(origin!.fingerprint, kept))
+      await writeOrigin(paths.origin, { ...origin!, fingerprint: kept });
     return { ...result, upToDate: true };
   }
 
@@ -156,36 +172,72 @@ async function pullLocked(
     throw err;
   }
   await rename(paths.partial, paths.final);
+  // Taken right after the rename (which changes ctime): what "up to date" compares next time.
+  const verifiedFile = await fingerprint(paths.final);
   // A file name that carries the version (Proxmox's) leaves the previous version's file behind.
   if (origin?.file && origin.file !== basename(paths.final)) {
-    await rm(join(options.dest, basename(origin.file)), { force: true });
+    await rm(cacheFile(options.dest, origin.file), { force: true });
   }
   await writeFileAtomic(paths.manifest, bytes);
   if (signature) await writeFileAtomic(paths.signature, signature);
   else await rm(paths.signature, { force: true });
-  await writeFileAtomic(
-    paths.origin,
-    `${JSON.stringify(
-      {
-        registry: client.display,
-        ref: `${ref.name}@${ref.ref}`,
-        name: result.name,
-        version: result.version,
-        format: options.format,
-        digest: artifact.digest,
-        size: artifact.size,
-        file: basename(paths.final),
-        verified,
-        pulled: new Date().toISOString(),
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  await writeOrigin(paths.origin, {
+    registry: client.display,
+    ref: `${ref.name}@${ref.ref}`,
+    name: result.name,
+    version: result.version,
+    format: options.format,
+    digest: artifact.digest,
+    size: artifact.size,
+    file: basename(paths.final),
+    verified,
+    pulled: new Date().toISOString(),
+    ...(verifiedFile ? { fingerprint: verifiedFile } : {}),
+  });
   return result;
+}
+
+/**
+ * Whether the cache file still holds exactly the artifact its origin record says was verified
+ * there; returns its current fingerprint if so. The fingerprint recorded right after
+ * verification (size, inode, mtime and ctime, in ns) settles it without reading the file: any
+ * write changes mtime and ctime, a replaced file has another inode, and ctime cannot be set
+ * back by anyone short of changing the clock. Only when it differs (touched, copied back, or
+ * an older record without one) is the file hashed, so a daily `update --all` over a cache of
+ * large templates reads nothing, and a changed file is always pulled again.
+ */
+async function keptArtifact(
+  paths: CachePaths,
+  origin: Origin,
+  artifact: { digest: string; size: number },
+): Promise<Fingerprint | null> {
+  if (origin.digest !== artifact.digest) return null;
+  if ((origin.file ?? basename(paths.final)) !== basename(paths.final)) return null;
+  const now = await fingerprint(paths.final);
+  if (!now || now.size !== artifact.size) return null;
+  if (sameFingerprint(origin.fingerprint, now)) return now;
+  return (await hashFile(paths.final)) === artifact.digest ? now : null;
+}
+
+async function hashFile(path: string): Promise<string | null> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
+  if (!handle) return null;
+  try {
+    const hash = createHash("sha256");
+    for await (const chunk of handle.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) {
+      hash.update(chunk as Buffer);
+    }
+    return `sha256:${hash.digest("hex")}`;
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The manifest's detached signature, when the registry has one (kept for later verification). */
 async function fetchSignature(client: RegistryClient, name: string, version: string): Promise<Buffer | null> {
-  return client.getOptional(templatePath(name, version, "signature"), `${name}@${version}`, 64 * 1024);
+  return client.getOptional(
+    templatePath(name, version, "signature"),
+    `signature of ${name}@${version}`,
+    64 * 1024,
+  );
 }

@@ -114,7 +114,7 @@ export async function pushTemplate(
     accept: [401, 403, 404],
   });
   if (current.ok) {
-    const have = await current.buffer(MAX_MANIFEST_BYTES + 1);
+    const have = await current.buffer(MAX_MANIFEST_BYTES, `${what}: the registry's manifest`);
     if (have.equals(bytes)) {
       // Signatures made after an earlier push still go up (the registry keeps identical ones).
       await pushSignatures(client, local, versionPath, what);

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
+import { UserError } from "../../common/errors.js";
 
 /**
  * One HTTP exchange on node:http(s) with keep-alive. We use it instead of fetch because blob
@@ -48,15 +49,20 @@ export class Reply {
   get body(): IncomingMessage {
     return this.raw;
   }
-  /** Reads the whole body, refusing more than `limit` bytes (bodies we read whole are small). */
-  async buffer(limit = 16 << 20): Promise<Buffer> {
+  /**
+   * Reads the whole body, refusing more than `limit` bytes (bodies we read whole are small).
+   * `what` names the document for the error line ("manifest of debian-13@latest").
+   */
+  async buffer(limit = 16 << 20, what = "answer"): Promise<Buffer> {
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of this.raw) {
       size += (chunk as Buffer).length;
       if (size > limit) {
         this.raw.destroy();
-        throw new Error(`answer larger than ${limit} bytes`);
+        throw new UserError(
+          `${what}: the answer from ${displayUrl(this.url)} is larger than this client's limit of ${limit} bytes`,
+        );
       }
       chunks.push(chunk as Buffer);
     }
@@ -68,6 +74,19 @@ export class Reply {
   /** Throws away the rest of the body so the connection can be reused. */
   discard(): void {
     this.raw.resume();
+  }
+}
+
+/** Removes user info (and with it any credentials) and the query from a URL before it is shown. */
+export function displayUrl(url: string | URL): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    u.search = "";
+    return u.toString().replace(/\/$/, "");
+  } catch {
+    return "(invalid URL)";
   }
 }
 

@@ -10,7 +10,10 @@ import type { FetchedManifest } from "./pull.js";
  */
 export interface VerifyOptions {
   keyring: string;
-  /** Accept templates without a signature (a signature that is present must still verify). */
+  /**
+   * Accept templates without a signature. It does not weaken anything else: a signature that is
+   * present must still verify against the keyring, so the keyring is needed for it too.
+   */
   allowUnsigned: boolean;
 }
 
@@ -27,20 +30,16 @@ export function manifestVerifier(
         ExitCode.verification,
       );
     }
-    keys ??= readPublicKeysFile(options.keyring).catch((err: Error) => {
+    // A signature that cannot be checked is not treated as absent, --allow-unsigned or not:
+    // otherwise a host without its keyring would take whatever a registry signs with any key.
+    keys ??= readPublicKeysFile(options.keyring).catch((err: UserError) => {
+      const missing = err.exitCode === ExitCode.notFound;
       throw new UserError(
         `${err.message}: cannot check the signature of ${what} (put the maintainers' public keys there or pass --keyring FILE)`,
-        ExitCode.verification,
+        missing ? ExitCode.notFound : ExitCode.verification,
       );
     });
-    let trusted: PublicKey[];
-    try {
-      trusted = await keys;
-    } catch (err) {
-      if (options.allowUnsigned) return "signature not checked (no keyring; --allow-unsigned)";
-      throw err;
-    }
-    const { fingerprint } = await verifyDetached(signature, bytes, trusted, `${what}: manifest signature`);
+    const { fingerprint } = await verifyDetached(signature, bytes, await keys, `${what}: manifest signature`);
     return `signed by ${fingerprint}`;
   };
 }

@@ -3,6 +3,7 @@ import type { Ctx } from "../context.js";
 import type { CatalogEntry } from "../handlers/templates.js";
 import { catalog, publicOrigin, versionSummary } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
+import { shellWord } from "./shell.js";
 
 const SUMMARY_BATCH = 16;
 
@@ -32,12 +33,12 @@ export async function catalogPage(c: Ctx): Promise<Response> {
   const filtered = distro !== null || arch !== null;
 
   const body = html`<h1>Templates</h1>
-<p class="lead">${templates.length} template${templates.length === 1 ? "" : "s"}${filtered ? " matching the filter" : ""}. Pull one with <code>templar pull &lt;name&gt;[@version|@tag|@range] --registry ${origin}</code>.</p>
+<p class="lead">${templates.length} template${templates.length === 1 ? "" : "s"}${filtered ? " matching the filter" : ""}. Pull one with <code>templar pull &lt;name&gt;[@version|@tag|@range] --registry ${shellWord(origin)}</code>.</p>
 ${facets("distro", distro, arch, templates)}
 ${facets("arch", distro, arch, templates)}
 ${
   templates.length === 0
-    ? html`<p>${filtered ? "No template matches this filter." : "No templates yet."} Push one with <code>templar push out/ --registry ${origin} --token …</code>.</p>`
+    ? html`<p>${filtered ? "No template matches this filter." : "No templates yet."} Push one with <code>templar push out/ --registry ${shellWord(origin)} --token …</code>.</p>`
     : [...groups.entries()]
         .sort(([a], [b]) => (a < b ? -1 : 1))
         .map(([group, list]) => catalogTable(group, list))

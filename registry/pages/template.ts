@@ -2,6 +2,7 @@ import { html } from "hono/html";
 import type { Ctx } from "../context.js";
 import { publicOrigin, templateInfo } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
+import { shellWord } from "./shell.js";
 
 /** `GET /templates/{name}`: versions newest first, tags, and how to get the template. */
 export async function templatePage(c: Ctx): Promise<Response> {
@@ -43,16 +44,18 @@ ${versions.map(
 /** The three ways in: templar itself, OpenVZ's vztmpl-dl, Proxmox's pveam index. */
 function howToPull(origin: string, name: string, latest: string | null): Html {
   const major = latest?.split(".")[0];
+  // Every value in a command is one shellWord (registry/pages/shell.ts); download.conf is sourced by a shell.
+  const registry = shellWord(origin);
   return html`<p>With templar (verifies every byte, resumes, writes atomically):</p>
-<pre><code>templar pull ${name} --registry ${origin}${
+<pre><code>templar pull ${shellWord(name)} --registry ${registry}${
     latest
       ? html`
-templar pull ${name}@${latest} --registry ${origin}
-templar pull '${name}@^${major}' --registry ${origin}   # newest ${major}.x`
+templar pull ${shellWord(`${name}@${latest}`)} --registry ${registry}
+templar pull ${shellWord(`${name}@^${major}`)} --registry ${registry}   # newest ${major}.x`
       : ""
   }</code></pre>
 <p>OpenVZ <code>vztmpl-dl</code> (newest version as <code>${name}.tar.gz</code>): in <code>/etc/vz/download.conf</code> set</p>
-<pre><code>TEMPLATE_REPOS="${origin}/precreated"</code></pre>
-<p>then <code>vztmpl-dl --update ${name}</code>, or just <code>vzctl create ID --ostemplate ${name}</code>.</p>
+<pre><code>TEMPLATE_REPOS=${shellWord(`${origin}/precreated`)}</code></pre>
+<p>then <code>vztmpl-dl --update ${shellWord(name)}</code>, or just <code>vzctl create ID --ostemplate ${shellWord(name)}</code>.</p>
 <p>Proxmox: the registry's signed index for <code>pveam</code> is <a href="/aplinfo.dat"><code>${origin}/aplinfo.dat</code></a>; a version's page shows a checked <code>pvesh … download-url</code> command.</p>`;
 }

@@ -4,6 +4,7 @@ import { debianArch } from "../../common/names.js";
 import type { Ctx } from "../context.js";
 import { publicOrigin, type VersionDetail, versionDetail } from "./data.js";
 import { blobHref, formatSize, formatTime, type Html, layout, templateHref } from "./layout.js";
+import { shellWord } from "./shell.js";
 
 /** Longest package filter we take from `?q=`; longer input is cut, not refused. */
 const MAX_QUERY = 100;
@@ -121,22 +122,24 @@ function howToPull(origin: string, d: VersionDetail): Html {
   const gz = m.artifacts.find((a) => a.format === "tar.gz");
   // Proxmox names templates <name>_<version>_<debian arch>.tar.zst (FACTS.md).
   const pveFile = `${name}_${version}_${debianArch(m.arch ?? "x86_64")}.tar.zst`;
-  return html`<pre><code>templar pull ${name}@${version} --registry ${origin}</code></pre>
+  const ovzFile = `/vz/template/cache/${name}.tar.gz`;
+  // Every value in a command is one shellWord (registry/pages/shell.ts).
+  return html`<pre><code>templar pull ${shellWord(`${name}@${version}`)} --registry ${shellWord(origin)}</code></pre>
 ${
   gz
     ? html`<p>OpenVZ, by hand (vzctl takes <code>.tar.gz</code>, not zstd):</p>
-<pre><code>curl -fo /vz/template/cache/${name}.tar.gz \\
-  ${origin}${blobHref(gz.digest)}
-echo '${parseDigest(gz.digest) ?? ""}  /vz/template/cache/${name}.tar.gz' | sha256sum -c</code></pre>`
+<pre><code>curl -fo ${shellWord(ovzFile)} \\
+  ${shellWord(`${origin}${blobHref(gz.digest)}`)}
+echo ${shellWord(`${parseDigest(gz.digest) ?? ""}  ${ovzFile}`)} | sha256sum -c</code></pre>`
     : ""
 }
 ${
   zst
     ? html`<p>Proxmox VE (downloads and checks the sha256 before storing):</p>
 <pre><code>pvesh create /nodes/$(hostname)/storage/local/download-url --content vztmpl \\
-  --filename ${pveFile} \\
-  --url ${origin}${blobHref(zst.digest)} \\
-  --checksum ${parseDigest(zst.digest) ?? ""} --checksum-algorithm sha256</code></pre>`
+  --filename ${shellWord(pveFile)} \\
+  --url ${shellWord(`${origin}${blobHref(zst.digest)}`)} \\
+  --checksum ${shellWord(parseDigest(zst.digest) ?? "")} --checksum-algorithm sha256</code></pre>`
     : ""
 }`;
 }

@@ -101,6 +101,20 @@ describe("registry HTTP client", () => {
     );
   });
 
+  it("says which answer was larger than the client reads, and from which URL, as a UserError", async () => {
+    const url = await serve((_req, res) => {
+      res.end(Buffer.alloc(100_000, 0x41));
+    });
+    const client = new RegistryClient({ registry: url });
+    const error = await client
+      .getOptional("v1/templates/a/1.0.0/signature", "signature of a@1.0.0", 64 * 1024)
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UserError);
+    expect((error as Error).message).toBe(
+      `signature of a@1.0.0: the answer from ${url}/v1/templates/a/1.0.0/signature is larger than this client's limit of 65536 bytes`,
+    );
+  });
+
   it("refuses credentials in the registry URL and parses references", () => {
     expect(() => new RegistryClient({ registry: `http://user:${TOKEN}@127.0.0.1:1` })).toThrow(
       /must not contain credentials/,

@@ -300,9 +300,11 @@ describe.skipIf(!ready)("templar push / pull / list against templar serve", () =
           stdio: "pipe",
         },
       );
+    const keyring = join(dir, "test-signed.pub.asc");
     try {
       gpg("--quick-gen-key", "templar test <test@example.invalid>", "ed25519", "sign", "1d");
       gpg("--armor", "--detach-sign", "--output", `${t.manifestPath}.asc`, t.manifestPath);
+      gpg("--armor", "--output", keyring, "--export", "test@example.invalid");
     } finally {
       execFileSync("gpgconf", ["--homedir", gnupg, "--kill", "all"]);
     }
@@ -314,7 +316,17 @@ describe.skipIf(!ready)("templar push / pull / list against templar serve", () =
     expect(served.equals(await readFile(`${t.manifestPath}.asc`))).toBe(true);
 
     const cache = join(dir, "cache-signed");
-    const pulled = await templar(["pull", "test-signed", "--registry", registry.url, "--dest", cache]);
+    // A present signature is checked even with --allow-unsigned (set for this file): the keyring is needed.
+    const pulled = await templar([
+      "pull",
+      "test-signed",
+      "--registry",
+      registry.url,
+      "--dest",
+      cache,
+      "--keyring",
+      keyring,
+    ]);
     expect(pulled.code, pulled.stderr).toBe(0);
     const kept = join(cache, ".templar", "test-signed.tar.gz.manifest.json");
     expect((await readFile(`${kept}.asc`)).equals(served)).toBe(true);

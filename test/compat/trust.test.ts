@@ -185,10 +185,10 @@ describe.skipIf(!ready)("trust: signatures from pack to pull", () => {
     expect(await visible(d)).toEqual([]);
   });
 
-  it("says which keyring is missing", async () => {
+  it("says which keyring is missing (exit 4, not found)", async () => {
     const d = dest();
     const r = await pullSigned(reg.url, "debian-13-x86_64-signed", d, join(reg.dir, "nope.asc"));
-    expect(r.code).toBe(3);
+    expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/keyring .*nope\.asc: no such file/);
     expect(await visible(d)).toEqual([]);
   });

@@ -166,6 +166,42 @@ describe("bad input", () => {
     }
   });
 
+  it("refuses manifests whose file-name fields, encoding, nesting or artifacts are unsafe (400 MANIFEST_INVALID)", async () => {
+    // The blob is there, so only the manifest itself can be the reason for a refusal.
+    const blob = Buffer.alloc(4096, 9);
+    const hex = sha256(blob);
+    const put = await fetch(`${r.url}/v1/blobs/sha256:${hex}`, { method: "PUT", headers: push, body: blob });
+    expect([200, 201]).toContain(put.status);
+    const artifact = { format: "tar.gz", digest: `sha256:${hex}`, size: blob.length };
+    const manifest = (extra: Record<string, unknown>) =>
+      makeTemplate("debian-13-x86_64", "2.0.0", { blobs: [blob], extra: { artifacts: [artifact], ...extra } })
+        .manifest;
+    // `"description": "<0xff>"`: sound JSON, but not UTF-8.
+    const utf8 = manifest({ description: "x" });
+    utf8[utf8.indexOf('"x"') + 1] = 0xff;
+    const bodies = [
+      manifest({ arch: "x/../../../escaped" }),
+      manifest({ arch: "x86_64;reboot" }),
+      manifest({ distro: "../debian" }),
+      manifest({ release: "13 $(id)" }),
+      manifest({ flavour: ".minimal" }),
+      manifest({ extra: JSON.parse(`${"[".repeat(40)}${"]".repeat(40)}`) }),
+      manifest({ artifacts: [artifact, artifact] }),
+      utf8,
+    ];
+    const url = `${r.url}/v1/templates/debian-13-x86_64/2.0.0`;
+    for (const body of bodies) {
+      await expectNothingStored(
+        () => fetch(url, { method: "PUT", headers: push, body }),
+        400,
+        "MANIFEST_INVALID",
+      );
+    }
+    // The same manifest with sound fields is accepted.
+    const good = await fetch(url, { method: "PUT", headers: push, body: manifest({}) });
+    expect(good.status, await good.text()).toBe(201);
+  });
+
   it("refuses overlapping and out-of-order Content-Range chunks", async () => {
     const open = await fetch(`${r.url}/v1/uploads`, { method: "POST", headers: push });
     const { id } = (await open.json()) as { id: string };

@@ -1,11 +1,14 @@
-import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Manifest, serializeManifest } from "../../common/manifest.js";
 import { type Browser, haveChromium, launchChromium } from "../helpers/chromium.js";
+import { makeTemplate, pushTemplate, startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 import { createToken, type RegistryProcess, startRegistry, templar } from "../helpers/registry-process.js";
 import { haveTools } from "../helpers/require-tool.js";
 import { makeTree, packTemplate } from "../helpers/template-fixture.js";
@@ -260,5 +263,117 @@ describe.skipIf(!ready)("registry pages in headless Chromium", () => {
       await page.goto(`${registry.url}${path}`);
       await page.screenshot({ path: join(process.env.TEMPLAR_SCREENSHOT_DIR ?? dir, `${name}.png`) });
     }
+  });
+});
+
+/**
+ * The commands the pages print for copy and paste, run by a real shell (with the programs they
+ * call replaced by functions that print their arguments): each value arrives as one literal
+ * argument, whatever it holds. The request's Host header is the one value a visitor controls
+ * (pages build commands from it), so it carries the shell syntax here.
+ */
+describe.skipIf(!haveTools("sh"))("registry pages: shell commands", () => {
+  let r: TestRegistry;
+  const NAME = "debian-13-x86_64-shell";
+  const HOST = "evil$(id)`id`;id";
+  const template = makeTemplate(NAME, "13.0.0", { blobs: [randomBytes(1000), randomBytes(1000)] });
+  const [zst, gz] = template.blobs.map((b) => `sha256:${createHash("sha256").update(b).digest("hex")}`);
+
+  beforeAll(async () => {
+    r = await startTestRegistry({ tokens: { push: ["push:*"] } });
+    expect((await pushTemplate(r.url, r.tokens.push!, template)).status).toBe(201);
+  });
+  afterAll(async () => r?.close());
+
+  /** GET with a Host header of our choosing (fetch does not let one set it). */
+  function getPage(path: string): Promise<string> {
+    const { port } = new URL(r.url);
+    return new Promise((resolve, reject) => {
+      http
+        .get({ host: "127.0.0.1", port, path, headers: { host: `${HOST}:${port}` } }, (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (d) => {
+            body += d;
+          });
+          res.on("end", () =>
+            res.statusCode === 200 ? resolve(body) : reject(new Error(`${res.statusCode} ${body}`)),
+          );
+        })
+        .on("error", reject);
+    });
+  }
+
+  /** The text of each <pre><code> block, as a browser shows it (and a user copies it). */
+  function commands(page: string): string[] {
+    const decode = (text: string) =>
+      text
+        .replaceAll("&lt;", "<")
+        .replaceAll("&gt;", ">")
+        .replaceAll("&quot;", '"')
+        .replaceAll("&#39;", "'")
+        .replaceAll("&amp;", "&");
+    return [...page.matchAll(/<pre><code>([\s\S]*?)<\/code><\/pre>/g)].map((m) => decode(m[1]!));
+  }
+
+  /**
+   * Runs a block in sh with the programs it calls replaced by functions that print their
+   * name (CMD), arguments (ARG) and input (IN); `$TEMPLATE_REPOS` is printed last (VAR).
+   */
+  function run(block: string): string[] {
+    const stubs = ["templar", "curl", "pvesh", "sha256sum"].map(
+      (c) =>
+        `${c}() { printf 'CMD %s\\n' ${c}; for a in "$@"; do printf 'ARG %s\\n' "$a"; done;` +
+        ` ${c === "sha256sum" ? `while read -r l; do printf 'IN %s\\n' "$l"; done;` : ""} }`,
+    );
+    const script = [...stubs, "hostname() { echo node1; }", block, `printf 'VAR %s\\n' "$TEMPLATE_REPOS"`];
+    const result = spawnSync("sh", ["-c", script.join("\n")], { encoding: "utf8" });
+    expect(result.stderr).toBe("");
+    return result.stdout.split("\n").filter(Boolean);
+  }
+
+  it("quotes the registry address and every other value in the commands the pages print", async () => {
+    const { port } = new URL(r.url);
+    const origin = `http://${HOST}:${port}`;
+    const version = commands(await getPage(`/templates/${NAME}/13.0.0`)).map(run);
+    expect(version).toEqual([
+      ["CMD templar", "ARG pull", `ARG ${NAME}@13.0.0`, "ARG --registry", `ARG ${origin}`, "VAR "],
+      [
+        "CMD curl",
+        "ARG -fo",
+        `ARG /vz/template/cache/${NAME}.tar.gz`,
+        `ARG ${origin}/v1/blobs/${gz}`,
+        "CMD sha256sum",
+        "ARG -c",
+        `IN ${gz!.slice(7)}  /vz/template/cache/${NAME}.tar.gz`,
+        "VAR ",
+      ],
+      [
+        "CMD pvesh",
+        ...["create", "/nodes/node1/storage/local/download-url", "--content", "vztmpl"].map(
+          (a) => `ARG ${a}`,
+        ),
+        ...["--filename", `${NAME}_13.0.0_amd64.tar.zst`, "--url", `${origin}/v1/blobs/${zst}`].map(
+          (a) => `ARG ${a}`,
+        ),
+        ...["--checksum", zst!.slice(7), "--checksum-algorithm", "sha256"].map((a) => `ARG ${a}`),
+        "VAR ",
+      ],
+    ]);
+
+    const [pulls, repos] = commands(await getPage(`/templates/${NAME}`)).map(run);
+    const pull = (ref: string) => [
+      "CMD templar",
+      "ARG pull",
+      `ARG ${ref}`,
+      "ARG --registry",
+      `ARG ${origin}`,
+    ];
+    expect(pulls).toEqual([...pull(NAME), ...pull(`${NAME}@13.0.0`), ...pull(`${NAME}@^13`), "VAR "]);
+    expect(repos).toEqual([`VAR ${origin}/precreated`]);
+
+    // The catalog's commands have placeholders (not runnable): the address is one quoted word.
+    const catalog = await getPage("/");
+    expect(catalog).toContain(`--registry &#39;${origin}&#39;`);
   });
 });
