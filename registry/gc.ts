@@ -23,15 +23,17 @@ import type { Storage } from "./storage/storage.js";
  * it with its run alive (503), or saw it with its run dead: then R's heartbeat had lapsed and R
  * deletes no more; or it read no mark of R's: R's mark, once replaced or removed, never comes
  * back and R deletes only under it, so R deleted B before that, and P's check (3) failed (400).
- * Else R marked after P's pin (1),
- * so R's last scan, which lists pins after the marks, finds P's pin, or, if P removed it
- * already, lists the manifests after that and finds P's manifest (written before the pin was
- * removed, and never withdrawn). Either way R keeps B.
- * Limits of the argument, which the timeouts cover: a pin counts for PIN_TTL_MS, and P gives up
- * before its write when half of that has passed since its pin; a run's marks count while its
- * heartbeat is younger than RUN_TIMEOUT_MS and the run deletes only while its own is younger
- * than half of that. So the replicas' clocks must agree to within a few seconds, and a process
- * must not stall for longer than those margins between such a check and its next storage write.
+ * Else R marked after P's pin (1), so R's last scan, which lists pins after the marks, finds
+ * P's pin, or, if P removed it already, lists the manifests after that and finds P's manifest
+ * (written before the pin was removed, and never withdrawn). Either way R keeps B.
+ * The timeouts bound the argument: a pin counts for PIN_TTL_MS, and P gives up before its write
+ * when half of that has passed since its pin; a run's marks count while its heartbeat is
+ * younger than RUN_TIMEOUT_MS, and the run deletes only while its own is younger than half of
+ * that. So the replicas' clocks must agree to within a few seconds, and a process must not
+ * stall for longer than those margins between such a check and its next storage write.
+ * Also:
+ * - the grace period no longer guards acknowledged pushes; it spares blobs uploaded for a
+ *   manifest not yet sent, so their pushers need not upload them again;
  * - any "sha256:<hex>" string anywhere in a manifest counts as a reference, so fields added to
  *   the manifest later (signature blobs, say) are safe without changing this code;
  * - a manifest that cannot be read stops the run: better keep garbage than lose a blob;
@@ -118,14 +120,15 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
         for (const hex of named) referenced.add(hex);
         for (const [hex, size] of doomed) {
           if (pinned.has(hex) || named.has(hex)) continue;
+          if (!(await stillOurs(hex))) continue;
+          const info = await storage.statBlob(hex);
+          if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
           if (!run.mayDelete()) {
+            // Checked last, right before the delete: the window a stall could widen is one call.
             throw new Error(
               "gc stopped: its heartbeat in storage lapsed (storage too slow, or the process stalled), so pushes may no longer honour its marks",
             );
           }
-          if (!(await stillOurs(hex))) continue;
-          const info = await storage.statBlob(hex);
-          if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
           await storage.deleteBlob(hex);
           await storage.deleteObject(keys.derived(hex)); // its md5/sha512 (registry/compat/checksums.ts)
           deleted++;
