@@ -11,14 +11,17 @@ export interface SoakOptions {
   configPath: string;
   /** A token with push scope. */
   token: string;
+  /** Pushes go on this long, and then until `minAcknowledged`, for at most `maxMs` in all. */
   durationMs: number;
+  minAcknowledged: number;
+  maxMs: number;
   /** Per round: templates pushed by several identical pushers at once, and by one pusher each. */
   shared: number;
   identical: number;
   distinct: number;
   /** Independent sequences of rounds running at once. */
   lanes: number;
-  /** Manifests go up to this long after their blobs. */
+  /** Manifests go up to this long after their blobs (or 1.5 GC runs, if longer). */
   putDelayMs: number;
   label: string;
 }
@@ -61,10 +64,12 @@ export async function gcSoak(o: SoakOptions): Promise<SoakResult> {
     backedOff: { gcInProgress: 0, blobUnknown: 0 },
   };
   let stop = false;
+  let gcMs = 300; // a GC run's recent duration: manifests wait about that long (see below)
   const gc = async (storage: Storage) => {
     const report = await runGc(storage, { graceMs: 0, uploadExpiryMs: 3_600_000 });
     result.gcRuns++;
     result.gcDeleted += report.deleted;
+    gcMs = 0.8 * gcMs + 0.2 * report.ms;
   };
   const loops = o.replicas.map(async (storage) => {
     while (!stop) await gc(storage).catch((err: Error) => result.failures.push(`gc: ${err.message}`));
@@ -72,7 +77,9 @@ export async function gcSoak(o: SoakOptions): Promise<SoakResult> {
 
   // Every pusher of a version sends its manifest at the same moment, a while after its blobs:
   // the blobs sit unreferenced meanwhile (large uploads, slow clients), so GC runs mark them
-  // while the identical PUTs race each other.
+  // while the identical PUTs race each other. The wait follows how long GC runs take (a loaded
+  // machine, a slow bucket), else the marks would come after the manifests.
+  const putAt = () => Date.now() + Math.random() * Math.max(o.putDelayMs, 1.5 * gcMs);
   // The first pusher of a version retries until it is accepted; the others give up at their
   // first refusal (a client stopped, a CI job cancelled), so none of them repairs what another
   // request broke.
@@ -143,12 +150,15 @@ export async function gcSoak(o: SoakOptions): Promise<SoakResult> {
         result.lost.push(`${ref}: blob ${sha256(blob)} ${stream ? "wrong" : "missing"}`);
     }
   };
-  const end = Date.now() + o.durationMs;
+  const started = Date.now();
+  const more = () =>
+    Date.now() - started < o.durationMs ||
+    (result.acknowledged < o.minAcknowledged && Date.now() - started < o.maxMs);
   // Independent lanes of rounds (names of their own): a round waits for its slowest pusher,
   // often one waiting for a GC run to end, and the other lanes push meanwhile.
   const lane = async (l: number) => {
     const rounds: Map<string, TemplateFixture>[] = [];
-    for (let round = 0; Date.now() < end; round++) {
+    for (let round = 0; more(); round++) {
       const pushes: Promise<void>[] = [];
       const acked = new Map<string, TemplateFixture>();
       rounds.push(acked);
@@ -156,15 +166,15 @@ export async function gcSoak(o: SoakOptions): Promise<SoakResult> {
         const t = makeTemplate(`debian-13-x86_64-${o.label}-l${l}s${i}`, `1.0.${round}`, {
           blobs: [randomBytes(1024)],
         });
-        const putAt = Date.now() + Math.random() * o.putDelayMs;
-        for (let p = 0; p < o.identical; p++) pushes.push(push(t, acked, putAt, p === 0));
+        const at = putAt();
+        for (let p = 0; p < o.identical; p++) pushes.push(push(t, acked, at, p === 0));
       }
       const common = randomBytes(1024);
       for (let i = 0; i < o.distinct; i++) {
         const t = makeTemplate(`debian-13-x86_64-${o.label}-l${l}d${i}`, `1.0.${round}`, {
           blobs: [randomBytes(1024), common],
         });
-        pushes.push(push(t, acked, Date.now() + Math.random() * o.putDelayMs));
+        pushes.push(push(t, acked, putAt()));
       }
       await Promise.all(pushes);
       if (round >= 3) {
