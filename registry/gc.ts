@@ -1,22 +1,45 @@
-import { randomBytes } from "node:crypto";
+import { GcRun, pinnedBlobs, removeLeftovers } from "./gc-protocol.js";
 import { keys, parseTemplateKey } from "./keys.js";
 import type { Storage } from "./storage/storage.js";
 
 /**
  * Online garbage collection (DESIGN.md "Storage"): deletes blobs that no manifest names and that
- * are older than the grace period, and expires abandoned uploads. There is no read-only window:
- * - a blob being pushed right now is young, so the grace period protects it until its manifest
- *   exists;
- * - manifests are listed after the blobs and listed again, so a manifest written meanwhile that
- *   names an old blob saves it;
- * - then GC marks each blob it means to delete (gc/pending/<hex>), lists manifests once more, and
- *   deletes only what is still unreferenced. A manifest PUT re-checks its blobs after writing and
- *   withdraws the manifest if one is gone or marked. Either the PUT's re-check came before the
- *   mark, so its manifest was written before the last listing and saves the blob, or it sees the
- *   mark (or the blob gone) and backs off: no accepted manifest ever names a deleted blob;
+ * are older than the grace period, and expires abandoned uploads. There is no read-only window.
+ *
+ * The rule: once a manifest PUT (or a mirror into storage) is acknowledged, the manifest and
+ * every blob it names stay until a DELETE removes the manifest. The protocol (gc-protocol.ts,
+ * publish.ts):
+ * - a publisher (1) writes a pin naming its blobs, (2) then checks that no live GC run has
+ *   marked them, (3) then that they exist with the right size, (4) then creates the manifest if
+ *   absent ("created", or "same" when identical bytes are there), (5) then removes its pin. It
+ *   never takes a manifest back, so no request can undo what another one acknowledged;
+ * - a run lists blobs (candidates: older than the grace period), lists manifests twice (fewer
+ *   marks), writes its run record and heartbeats it, marks each unreferenced candidate
+ *   (gc/pending/<hex>), then lists pins and after them every manifest again (the last scan),
+ *   and deletes only blobs that are in neither, whose mark is still its own, and only while its
+ *   heartbeat is fresh.
+ * Why no acknowledged manifest ever names a deleted blob: take a publisher P and a run R that
+ * deletes blob B which P's manifest names. If R's mark was written before P's check (2), P saw
+ * it with its run alive (503), or saw it with its run dead: then R's heartbeat had lapsed and R
+ * deletes no more; or it read no mark of R's: R's mark, once replaced or removed, never comes
+ * back and R deletes only under it, so R deleted B before that, and P's check (3) failed (400).
+ * Else R marked after P's pin (1), so R's last scan, which lists pins after the marks, finds
+ * P's pin, or, if P removed it already, lists the manifests after that and finds P's manifest
+ * (written before the pin was removed, and never withdrawn). Either way R keeps B.
+ * The timeouts bound the argument: a pin counts for PIN_TTL_MS, and P gives up before its write
+ * when half of that has passed since its pin; a run's marks count while its heartbeat is
+ * younger than RUN_TIMEOUT_MS, and the run deletes only while its own is younger than half of
+ * that. So the replicas' clocks must agree to within a few seconds, and a process must not
+ * stall for longer than those margins between such a check and its next storage write.
+ * Also:
+ * - the grace period no longer guards acknowledged pushes; it spares blobs uploaded for a
+ *   manifest not yet sent, so their pushers need not upload them again;
  * - any "sha256:<hex>" string anywhere in a manifest counts as a reference, so fields added to
  *   the manifest later (signature blobs, say) are safe without changing this code;
- * - a manifest that cannot be read stops the run: better keep garbage than lose a blob.
+ * - a manifest that cannot be read stops the run: better keep garbage than lose a blob;
+ * - what a crashed run leaves (marks, its run record) blocks no push once its heartbeat is
+ *   RUN_TIMEOUT_MS old, and the next run removes it; a crashed publisher's pin keeps its blobs
+ *   for PIN_TTL_MS, then the next run removes it.
  */
 export interface GcOptions {
   graceMs: number;
@@ -25,6 +48,9 @@ export interface GcOptions {
   now?: number;
   /** Called for each blob deleted (or that would be, in a dry run). */
   onDelete?: (hex: string, size: number) => void;
+  /** Tests: a shorter run timeout and heartbeat (gc-protocol.ts; a longer timeout is ignored). */
+  runTimeoutMs?: number;
+  heartbeatMs?: number;
 }
 
 export interface GcReport {
@@ -41,23 +67,6 @@ export interface GcReport {
 }
 
 const DIGEST_IN_TEXT = /sha256:([0-9a-f]{64})/g;
-/**
- * A mark older than this is a crashed GC's leftover: pushes stop honouring it, the next GC
- * removes it, and a GC never deletes a blob whose mark it made longer than half of this ago.
- */
-export const GC_MARK_TTL_MS = 60 * 60 * 1000;
-
-/** Whether GC is about to delete this blob (a fresh mark exists). */
-export async function blobMarkedForGc(storage: Storage, hex: string, now = Date.now()): Promise<boolean> {
-  const at = markTime(await storage.getObject(keys.gcPending(hex)));
-  return at !== null && now - at < GC_MARK_TTL_MS;
-}
-
-/** A mark holds "<ms since epoch> <run id>": when, and which GC run (replicas may overlap). */
-function markTime(mark: Buffer | null): number | null {
-  const at = Number(mark?.toString("utf8").split(" ")[0]);
-  return mark && Number.isFinite(at) ? at : null;
-}
 
 export async function runGc(storage: Storage, options: GcOptions): Promise<GcReport> {
   const started = Date.now();
@@ -89,33 +98,47 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
       options.onDelete?.(hex, size);
     }
   } else {
-    await removeStaleMarks(storage, Date.now());
-    const markedAt = Date.now();
-    const ours = Buffer.from(`${markedAt} ${randomBytes(8).toString("hex")}`);
-    // Another replica's GC may mark the same blob after us: then only it may delete the blob
-    // (its last listing came after its mark), and only it removes that mark.
-    const stillOurs = async (hex: string) => (await storage.getObject(keys.gcPending(hex)))?.equals(ours);
-    const marked: string[] = [];
-    try {
-      for (const [hex] of doomed) {
-        await storage.putObject(keys.gcPending(hex), ours);
-        marked.push(hex);
+    await removeLeftovers(storage);
+    if (doomed.length > 0) {
+      const run = new GcRun(storage, options.runTimeoutMs, options.heartbeatMs);
+      await run.start();
+      const ours = run.mark();
+      // Another replica's GC may mark the same blob after us: then only it may delete the blob
+      // (its last scan came after its mark), and only it removes that mark.
+      const stillOurs = async (hex: string) => (await storage.getObject(keys.gcPending(hex)))?.equals(ours);
+      const marked: string[] = [];
+      try {
+        for (const [hex] of doomed) {
+          await storage.putObject(keys.gcPending(hex), ours);
+          marked.push(hex);
+        }
+        // The last scan, after every mark: pins first, then every manifest (not only new keys:
+        // a version deleted and pushed again since has the same key and may name other blobs).
+        const pinned = await pinnedBlobs(storage);
+        const named = new Set<string>();
+        await scanManifests(storage, new Set(), named);
+        for (const hex of named) referenced.add(hex);
+        for (const [hex, size] of doomed) {
+          if (pinned.has(hex) || named.has(hex)) continue;
+          if (!(await stillOurs(hex))) continue;
+          const info = await storage.statBlob(hex);
+          if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
+          if (!run.mayDelete()) {
+            // Checked last, right before the delete: the window a stall could widen is one call.
+            throw new Error(
+              "gc stopped: its heartbeat in storage lapsed (storage too slow, or the process stalled), so pushes may no longer honour its marks",
+            );
+          }
+          await storage.deleteBlob(hex);
+          await storage.deleteObject(keys.derived(hex)); // its md5/sha512 (registry/compat/checksums.ts)
+          deleted++;
+          bytesFreed += size;
+          options.onDelete?.(hex, size);
+        }
+      } finally {
+        for (const hex of marked) if (await stillOurs(hex)) await storage.deleteObject(keys.gcPending(hex));
+        await run.end();
       }
-      await scanManifests(storage, seen, referenced); // the last listing: after every mark
-      for (const [hex, size] of doomed) {
-        if (referenced.has(hex)) continue;
-        if (Date.now() - markedAt > GC_MARK_TTL_MS / 2) break; // pushes may soon ignore the marks
-        if (!(await stillOurs(hex))) continue;
-        const info = await storage.statBlob(hex);
-        if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
-        await storage.deleteBlob(hex);
-        await storage.deleteObject(keys.derived(hex)); // its md5/sha512 (registry/compat/checksums.ts)
-        deleted++;
-        bytesFreed += size;
-        options.onDelete?.(hex, size);
-      }
-    } finally {
-      for (const hex of marked) if (await stillOurs(hex)) await storage.deleteObject(keys.gcPending(hex));
     }
   }
 
@@ -150,14 +173,6 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
     partialWritesAborted,
     ms: Date.now() - started,
   };
-}
-
-/** Marks a crashed GC left behind (older than GC_MARK_TTL_MS): pushes already ignore them. */
-async function removeStaleMarks(storage: Storage, now: number): Promise<void> {
-  for await (const obj of storage.list(keys.gcPendingPrefix)) {
-    const at = markTime(await storage.getObject(obj.key));
-    if (at === null || now - at >= GC_MARK_TTL_MS) await storage.deleteObject(obj.key);
-  }
 }
 
 async function scanManifests(storage: Storage, seen: Set<string>, referenced: Set<string>): Promise<void> {

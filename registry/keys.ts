@@ -13,6 +13,12 @@ export const keys = {
   /** Written by GC before it deletes an unreferenced blob; a manifest PUT naming it backs off (gc.ts). */
   gcPending: (hex: string) => `gc/pending/${hex}`,
   gcPendingPrefix: "gc/pending/",
+  /** A GC run's heartbeat: its marks count only while it is fresh (gc-protocol.ts). */
+  gcRun: (runId: string) => `gc/runs/${runId}`,
+  gcRunsPrefix: "gc/runs/",
+  /** The blobs a manifest being published names, kept from GC until the manifest exists. */
+  gcPin: (requestId: string) => `gc/pins/${requestId}`,
+  gcPinsPrefix: "gc/pins/",
   tags: (name: string) => `templates/${name}/tags/`,
   tag: (name: string, tag: string) => `templates/${name}/tags/${tag}`,
 };

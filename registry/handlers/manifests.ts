@@ -1,11 +1,11 @@
-import { parseDigest, sha256Hex } from "../../common/digest.js";
+import { sha256Hex } from "../../common/digest.js";
 import { FORMATS, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
 import { armouredSignatureProblem } from "../../common/signing/signatures.js";
 import { readLimited } from "../body.js";
 import { assertRefSafe, type Ctx, deps, nameParam, need, versionParam } from "../context.js";
 import { ApiError, badRequest, notFound } from "../errors.js";
-import { blobMarkedForGc } from "../gc.js";
 import { keys } from "../keys.js";
+import { checkBlobs, publishManifest } from "../publish.js";
 import { putImmutable } from "../storage/storage.js";
 import { enforceManifestPolicy } from "../trust.js";
 import { etagMatches } from "./blobs.js";
@@ -56,37 +56,25 @@ export async function putManifest(c: Ctx): Promise<Response> {
   if (manifest.version !== version) {
     throw badRequest("MANIFEST_INVALID", `manifest has version ${manifest.version}, the URL ${version}`);
   }
-  await checkBlobs(c, manifest);
+  // Early, so a manifest naming a missing blob is told so before any policy error; the check
+  // that counts is publishManifest's, made after its pin (gc.ts).
+  await checkBlobs(storage, manifest);
   await enforceManifestPolicy(c, bytes, signature);
 
-  const key = keys.manifest(name, version);
   const digest = `sha256:${sha256Hex(bytes)}`;
   c.header("ETag", `"${digest}"`);
   c.header("Location", `/v1/templates/${name}/${version}`);
-  const outcome = await putImmutable(storage, key, bytes);
-  if (outcome === "other") {
-    throw new ApiError(
-      409,
-      "VERSION_EXISTS",
-      `${name}@${version} already exists with other content; versions are immutable`,
-    );
-  }
-  if (outcome === "same") {
-    if (signature) await storeSignature(c, name, version, signature);
-    return c.json({ name, version, digest, created: false }, 200);
-  }
-  index.invalidate(name);
-  // GC runs online: if it removed a blob between our check and our write, or is about to (its
-  // mark), take the manifest back rather than publish one that names a missing blob (gc.ts).
-  try {
-    await checkBlobs(c, manifest, true);
-  } catch (err) {
-    await storage.deleteObject(key);
-    throw err;
+  // Pin, GC check, blob check, create-if-absent: an identical PUT ("same") is acknowledged only
+  // after the same checks, and no request ever takes a manifest back.
+  const outcome = await publishManifest(storage, manifest, bytes);
+  if (outcome === "created") {
+    index.invalidate(name);
+    metrics.pushes++;
   }
   if (signature) await storeSignature(c, name, version, signature);
-  metrics.pushes++;
-  return c.json({ name, version, digest, created: true }, 201);
+  return outcome === "created"
+    ? c.json({ name, version, digest, created: true }, 201)
+    : c.json({ name, version, digest, created: false }, 200);
 }
 
 /** GET /v1/templates/{name}/{version}/signature: the manifest's detached signature. */
@@ -145,38 +133,6 @@ export async function checkArmour(sig: Buffer): Promise<void> {
       "SIGNATURE_INVALID",
       `signature must be an ASCII-armoured OpenPGP detached signature (${problem})`,
     );
-  }
-}
-
-/**
- * Every artifact must name a blob we hold, with the size the manifest claims; `andNoGc`: and
- * that GC has not marked for deletion.
- */
-async function checkBlobs(c: Ctx, manifest: Manifest, andNoGc = false): Promise<void> {
-  const { storage } = deps(c);
-  for (const artifact of manifest.artifacts) {
-    const hex = parseDigest(artifact.digest)!;
-    if (andNoGc && (await blobMarkedForGc(storage, hex))) {
-      throw new ApiError(
-        503,
-        "GC_IN_PROGRESS",
-        `blob ${artifact.digest} is being garbage-collected; push again (its blob may need uploading again)`,
-        { "Retry-After": "5" },
-      );
-    }
-    const info = await storage.statBlob(hex);
-    if (!info) {
-      throw badRequest(
-        "BLOB_UNKNOWN",
-        `artifact ${artifact.format} names blob ${artifact.digest}, which the registry does not have; upload it first`,
-      );
-    }
-    if (info.size !== artifact.size) {
-      throw badRequest(
-        "MANIFEST_INVALID",
-        `artifact ${artifact.format} says ${artifact.size} bytes, blob ${artifact.digest} has ${info.size}`,
-      );
-    }
   }
 }
 

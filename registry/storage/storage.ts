@@ -45,15 +45,20 @@ export interface UploadState {
 /**
  * Writes an immutable object (a manifest, a signature) once: "created" when this call wrote it,
  * "same" when the key already held these exact bytes (a repeated push or mirror run), "other"
- * when it holds different bytes, which are left as they are.
+ * when it holds different bytes, which are left as they are. An object that vanishes between
+ * the create and the read (a DELETE meanwhile) is neither: the create is tried again.
  */
 export async function putImmutable(
   storage: Storage,
   key: string,
   data: Buffer,
 ): Promise<"created" | "same" | "other"> {
-  if (await storage.putObjectIfAbsent(key, data)) return "created";
-  return (await storage.getObject(key))?.equals(data) ? "same" : "other";
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (await storage.putObjectIfAbsent(key, data)) return "created";
+    const there = await storage.getObject(key);
+    if (there) return there.equals(data) ? "same" : "other";
+  }
+  throw new Error(`${key} kept appearing and vanishing while it was written (concurrent deletes)`);
 }
 
 export class DigestMismatchError extends Error {

@@ -139,16 +139,16 @@ describe("gc", () => {
 });
 
 describe("gc racing a push", () => {
-  it("a manifest whose blob GC removed between check and write is withdrawn, never published", async () => {
+  it("a blob GC removed just before the PUT's checks: 400 BLOB_UNKNOWN, nothing published", async () => {
     const inner = new LocalStorage(r.storageDir);
     const t = makeTemplate("debian-13-x86_64-gcrace", "1.0.0");
     const hex = sha256(t.blobs[0]!);
     await inner.putBlob(hex, Readable.from([t.blobs[0]!]));
-    // Storage whose create-if-absent first lets "GC" delete the blob: the worst interleaving.
+    // Storage whose pin write first lets "GC" delete the blob (a run that ended just before).
     const racing = Object.create(inner) as typeof inner;
-    racing.putObjectIfAbsent = async (key, data) => {
-      await inner.deleteBlob(hex);
-      return inner.putObjectIfAbsent(key, data);
+    racing.putObject = async (key, data) => {
+      if (key.startsWith("gc/pins/")) await inner.deleteBlob(hex);
+      return inner.putObject(key, data);
     };
     const app = createApp(await createDeps({ storage: racing, configPath: r.configPath, log: () => {} }));
     const res = await app.request(`/v1/templates/${t.name}/1.0.0`, {
@@ -227,31 +227,33 @@ describe("gc marks what it deletes, and a push that races it never leaves a mani
     await inner.deleteObject(`gc/pending/${hex}`);
   });
 
-  it("a crashed GC's stale mark blocks nobody and is removed by the next run", async () => {
+  it("a mark of a finished or unknown run blocks nobody and is removed by the next run", async () => {
     const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcstale");
-    await inner.putObject(`gc/pending/${hex}`, Buffer.from(String(Date.now() - 2 * HOUR)));
+    await inner.putObject(`gc/pending/${hex}`, Buffer.from(`${Date.now()} run-gone`));
     const fresh = randomBytes(64);
-    await inner.putObject(`gc/pending/${sha256(fresh)}`, Buffer.from(String(Date.now())));
+    await inner.putObject("gc/runs/run-busy", Buffer.from(String(Date.now())));
+    await inner.putObject(`gc/pending/${sha256(fresh)}`, Buffer.from(`${Date.now()} run-busy`));
     expect((await putManifest(t)).status).toBe(201);
     expect(await inner.getObject(manifestKey)).not.toBeNull();
     await runGc(inner, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
     expect(await inner.getObject(`gc/pending/${hex}`)).toBeNull();
-    // A young mark may be another replica's GC at work: left alone.
+    // A live run's mark (another replica's GC at work) is left alone.
     expect(await inner.getObject(`gc/pending/${sha256(fresh)}`)).not.toBeNull();
     await inner.deleteObject(`gc/pending/${sha256(fresh)}`);
+    await inner.deleteObject("gc/runs/run-busy");
   });
 
   it("templar push uploads again a blob that GC took between its check and the manifest", async () => {
     const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcagain");
-    // The registry's storage: GC deletes the blob just before the first manifest write.
+    // The registry's storage: GC deletes the blob between push's HEAD and its manifest PUT.
     const racing = Object.create(inner) as typeof inner;
     let raced = false;
-    racing.putObjectIfAbsent = async (key, data) => {
-      if (key === manifestKey && !raced) {
+    racing.putObject = async (key, data) => {
+      if (key.startsWith("gc/pins/") && !raced) {
         raced = true;
         await inner.deleteBlob(hex);
       }
-      return inner.putObjectIfAbsent(key, data);
+      return inner.putObject(key, data);
     };
     const server = await startRegistry({
       storage: racing,
