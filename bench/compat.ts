@@ -19,10 +19,10 @@ import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { stringify } from "yaml";
 import { generateSigningKey } from "../common/signing/keys.js";
-import { computeBlobSums } from "../registry/compat/checksums.js";
-import { keys } from "../registry/keys.js";
 import { startRegistry } from "../registry/server.js";
-import { LocalStorage } from "../registry/storage/local.js";
+import { LocalDriver } from "../registry/storage/local-driver.js";
+import { layout as keys } from "../registry/store/layout.js";
+import { Store } from "../registry/store/store.js";
 
 const { values } = parseArgs({
   options: {
@@ -52,8 +52,9 @@ async function time(fn: () => Promise<unknown> | unknown): Promise<number> {
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), "templar-bench-compat-"));
   try {
-    const storage = new LocalStorage(join(dir, "data"));
+    const storage = new LocalDriver(join(dir, "data"));
     await storage.check();
+    const store = new Store(storage, { cacheTtlMs: 2000 });
     // The blob: random data written in 8 MiB pieces.
     const file = join(dir, "blob");
     const hash = createHash("sha256");
@@ -64,7 +65,7 @@ async function main() {
       writeFileSync(file, chunk, { flag: "a" });
     }
     const hex = hash.digest("hex");
-    await storage.putBlob(hex, createReadStream(file));
+    await store.blobs.put(hex, createReadStream(file));
     console.log(
       `load average: ${(await import("node:os"))
         .loadavg()
@@ -76,8 +77,8 @@ async function main() {
     const ours: number[] = [];
     const ref: number[] = [];
     for (let i = 0; i < REPS; i++) {
-      await storage.deleteObject(keys.derived(hex));
-      ours.push(await time(() => computeBlobSums(storage, hex)));
+      await storage.delete(keys.derived(hex));
+      ours.push(await time(() => store.derived.compute(hex)));
       ref.push(
         await time(() =>
           execFileSync("sh", ["-c", `md5sum '${file}' >/dev/null && sha512sum '${file}' >/dev/null`]),
@@ -106,20 +107,17 @@ async function main() {
           artifacts: [{ format: "tar.gz", digest, size }],
         })}\n`,
       );
-    await storage.putObjectIfAbsent(
+    await storage.putIfAbsent(
       keys.manifest("bench-1-x86_64", "1.0.0"),
       manifest("bench-1-x86_64", `sha256:${hex}`, MIB << 20),
     );
     const small = randomBytes(1024);
     const smallHex = createHash("sha256").update(small).digest("hex");
     const { Readable } = await import("node:stream");
-    await storage.putBlob(smallHex, Readable.from([small]));
+    await store.blobs.put(smallHex, Readable.from([small]));
     for (let i = 0; i < TEMPLATES; i++) {
       const name = `bench-${i}-aarch64`;
-      await storage.putObjectIfAbsent(
-        keys.manifest(name, "1.0.0"),
-        manifest(name, `sha256:${smallHex}`, 1024),
-      );
+      await storage.putIfAbsent(keys.manifest(name, "1.0.0"), manifest(name, `sha256:${smallHex}`, 1024));
     }
     const registry = await startRegistry({
       storage,

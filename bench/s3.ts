@@ -24,7 +24,8 @@ import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { sha256File } from "../common/digest.js";
 import { createProgress, formatBytes } from "../common/progress.js";
-import { S3Storage } from "../registry/storage/s3.js";
+import { S3Driver } from "../registry/storage/s3-driver.js";
+import { Store } from "../registry/store/store.js";
 import { writeConfig } from "../test/helpers/registry.js";
 import { startRgw } from "../test/helpers/rgw.js";
 import { spawnS3Serve } from "../test/helpers/s3-registry.js";
@@ -63,7 +64,8 @@ async function main(): Promise<void> {
   const progress = createProgress("bench s3", { unit: "items", total: 4 });
   const rgw = await startRgw();
   progress.update(1, "RGW started");
-  const storage = new S3Storage(rgw.options());
+  const storage = new S3Driver(rgw.options());
+  const store = new Store(storage, { cacheTtlMs: 2000 });
   const configPath = join(dir, "registry.yaml");
   const { push: token } = (await writeConfig(configPath, { tokens: { push: ["push:*"] } })) as {
     push: string;
@@ -75,7 +77,7 @@ async function main(): Promise<void> {
     const pullHex = await randomFile(pullFile, pullBytes);
     const pushHex = await randomFile(pushFile, pushBytes);
     progress.update(2, "files made");
-    await storage.putBlob(pullHex, createReadStream(pullFile, { highWaterMark: MiB }));
+    await store.blobs.put(pullHex, createReadStream(pullFile, { highWaterMark: MiB }));
 
     console.log(`\npull ${formatBytes(pullBytes)} (curl to /dev/null, best of ${runs}, interleaved)`);
     // The same registry with --s3-redirect: one 307, then the bytes come straight from RGW.
@@ -90,7 +92,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < runs; i++) {
       times.streamed.push(await curl([`${serve.url}/v1/blobs/sha256:${pullHex}`]));
       times.redirect.push(await curl(["-L", `${redirecting.url}/v1/blobs/sha256:${pullHex}`]));
-      const presigned = await storage.presignBlob(pullHex);
+      const presigned = (await new S3Driver({ ...rgw.options(), redirect: true }).downloadUrl(
+        `blobs/sha256/${pullHex}`,
+      ))!;
       times.direct.push(await curl([presigned]));
       if (nginx)
         times["nginx proxy"]?.push(
@@ -111,7 +115,7 @@ async function main(): Promise<void> {
     progress.update(3, "pull measured");
 
     console.log(`\npush ${formatBytes(pushBytes)} (best of ${runs})`);
-    const blobKey = storage.key(`blobs/sha256/${pushHex}`);
+    const blobKey = storage.fullKey(`blobs/sha256/${pushHex}`);
     const remove = () => storage.client.send(new DeleteObjectCommand({ Bucket: rgw.bucket, Key: blobKey }));
     const pushRegistry = await best("registry PUT /v1/blobs (curl -T)", runs, async () => {
       await remove();
@@ -125,7 +129,7 @@ async function main(): Promise<void> {
         `${serve.url}/v1/blobs/sha256:${pushHex}`,
       ]);
     });
-    if ((await storage.statBlob(pushHex))?.size !== pushBytes) throw new Error("pushed blob is missing");
+    if ((await store.blobs.stat(pushHex))?.size !== pushBytes) throw new Error("pushed blob is missing");
     const pushLibStorage = await best("lib-storage Upload (defaults)", runs, async () => {
       await remove();
       const started = performance.now();

@@ -27,11 +27,6 @@ export const ERROR_CODES = {
     exit: ExitCode.failure,
     what: "a manifest that does not parse or does not match the URL",
   },
-  MANIFEST_BLOB_UNKNOWN: {
-    status: 400,
-    exit: ExitCode.failure,
-    what: "a manifest names a blob the registry lacks",
-  },
   SIGNATURE_INVALID: { status: 400, exit: ExitCode.failure, what: "not an armoured OpenPGP signature" },
   CONTENT_RANGE_INVALID: {
     status: 400,
@@ -58,7 +53,11 @@ export const ERROR_CODES = {
   TEMPLATE_UNKNOWN: { status: 404, exit: ExitCode.notFound, what: "no template of that name" },
   VERSION_UNKNOWN: { status: 404, exit: ExitCode.notFound, what: "no such version (or no version matches)" },
   TAG_UNKNOWN: { status: 404, exit: ExitCode.notFound, what: "no such tag" },
-  BLOB_UNKNOWN: { status: 404, exit: ExitCode.notFound, what: "no such blob" },
+  BLOB_UNKNOWN: {
+    status: 404,
+    exit: ExitCode.notFound,
+    what: "no such blob (400 when a pushed manifest names it)",
+  },
   ARTIFACT_UNKNOWN: {
     status: 404,
     exit: ExitCode.notFound,
@@ -83,6 +82,11 @@ export const ERROR_CODES = {
   },
   // the registry cannot serve right now
   INTERNAL: { status: 500, exit: ExitCode.failure, what: "a registry bug or storage failure (see its log)" },
+  TRY_AGAIN: {
+    status: 503,
+    exit: ExitCode.failure,
+    what: "a push took too long between its checks: push again",
+  },
   GC_IN_PROGRESS: {
     status: 503,
     exit: ExitCode.failure,
@@ -101,18 +105,19 @@ export function isErrorCode(code: string): code is ErrorCode {
 
 /**
  * An error with a code from the table: what the registry's store and HTTP layer throw. The HTTP
- * layer answers it with the table's status and these extra headers (Retry-After, ...).
+ * layer answers it with the table's status (or `status` where a request makes the same fact a
+ * bad request: a manifest naming a missing blob is a 400 BLOB_UNKNOWN) and these extra headers.
  */
 export class CodedError extends Error {
+  readonly status: number;
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly headers: Record<string, string> = {},
+    status?: 400,
   ) {
     super(message);
     this.name = "CodedError";
-  }
-  get status(): number {
-    return ERROR_CODES[this.code].status;
+    this.status = status ?? ERROR_CODES[code].status;
   }
 }

@@ -1,10 +1,11 @@
 import { Hono } from "hono";
 import { routePath } from "hono/route";
+import { CodedError } from "../common/error-codes.js";
 import { authenticate } from "./auth.js";
 import { getListing, getPrecreatedFile } from "./compat/precreated.js";
 import { getAplinfo, getAplinfoGz, getAplinfoSignature, getProxmoxFile } from "./compat/proxmox.js";
 import { need, type RegistryDeps, type RegistryEnv } from "./context.js";
-import { ApiError, errorBody, toErrorResponse } from "./errors.js";
+import { errorBody, toErrorResponse } from "./errors.js";
 import { getBlob, putBlob } from "./handlers/blobs.js";
 import { healthz, metrics, readyz } from "./handlers/health.js";
 import { deleteVersion, getManifest, getSignature, putManifest, putSignature } from "./handlers/manifests.js";
@@ -132,11 +133,11 @@ const CLIENT_CLOSED = 499;
 
 /**
  * Why the request failed because its client went away (the connection closed before the body
- * ended: a cut network, a killed client), or null for any other failure. An ApiError is the
+ * ended: a cut network, a killed client), or null for any other failure. A CodedError is the
  * handler's own answer (a 413 that stopped reading a huge body closes the connection too).
  */
 function clientAbort(c: import("hono").Context<RegistryEnv>, err: unknown): string | null {
-  if (err instanceof ApiError) return null;
+  if (err instanceof CodedError) return null;
   const incoming = c.env?.incoming;
   if (!incoming || incoming.complete || !(incoming.destroyed || incoming.socket?.destroyed)) return null;
   const declared = incoming.headers["content-length"];

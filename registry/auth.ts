@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { CodedError } from "../common/error-codes.js";
 import type { RegistryConfig, TokenEntry } from "./config.js";
-import { ApiError } from "./errors.js";
 
 /**
  * Bearer tokens with scopes (DESIGN.md "Auth"): `pull:<glob>`, `push:<glob>`, `delete:<glob>`,
@@ -34,7 +34,7 @@ export function findToken(tokens: TokenEntry[], presented: string): TokenEntry |
 }
 
 const unauthorized = (message: string) =>
-  new ApiError(401, "UNAUTHORIZED", message, { "WWW-Authenticate": 'Bearer realm="templar"' });
+  new CodedError("UNAUTHORIZED", message, { "WWW-Authenticate": 'Bearer realm="templar"' });
 
 /** Who is calling: anonymous, or the token's entry. A bad or unknown token is a 401, never anonymous. */
 export function authenticate(header: string | undefined, config: RegistryConfig): Principal {
@@ -103,7 +103,7 @@ export function authorize(
   const what = name === null ? `${action}` : `${action} ${name}`;
   if (principal.kind === "anonymous")
     throw unauthorized(`a token with scope ${action}:<glob> is needed to ${what}`);
-  throw new ApiError(403, "DENIED", `token ${principal.id} has no scope that allows ${what}`);
+  throw new CodedError("DENIED", `token ${principal.id} has no scope that allows ${what}`);
 }
 
 const globCache = new Map<string, RegExp>();

@@ -3,8 +3,8 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
-import { ApiError } from "./errors.js";
-import { isDirectSendable } from "./storage/storage.js";
+import { CodedError } from "../common/error-codes.js";
+import { isDirectSendable } from "./storage/driver.js";
 
 /**
  * The request body as a Node stream. On @hono/node-server the IncomingMessage itself is used:
@@ -38,7 +38,7 @@ export function countedBody(c: Context, onBytes: (n: number) => void): Readable 
 /** Reads a small body completely, refusing it with 413 as soon as it exceeds `limit` bytes. */
 export async function readLimited(c: Context, limit: number, what: string): Promise<Buffer> {
   const declared = Number(c.req.header("content-length") ?? "0");
-  const tooLarge = () => new ApiError(413, "TOO_LARGE", `${what} is larger than ${limit} bytes`);
+  const tooLarge = () => new CodedError("TOO_LARGE", `${what} is larger than ${limit} bytes`);
   if (declared > limit) throw tooLarge();
   const parts: Buffer[] = [];
   let size = 0;

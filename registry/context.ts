@@ -1,23 +1,16 @@
 import type { HttpBindings } from "@hono/node-server";
 import type { Context } from "hono";
+import { CodedError } from "../common/error-codes.js";
 import { isTag, isVersion, templateNameProblem } from "../common/names.js";
 import { type Action, allowed, authorize, type Principal, pullsEverything } from "./auth.js";
-import type { BlobNames } from "./blob-names.js";
 import type { ConfigWatcher, RegistryConfig } from "./config.js";
-import { badRequest } from "./errors.js";
 import type { Metrics } from "./metrics.js";
-import type { Storage } from "./storage/storage.js";
-import type { SummaryCache } from "./summaries.js";
-import type { VersionIndex } from "./versions.js";
+import type { Store } from "./store/store.js";
 
-/** What every handler can reach: storage and the per-process helpers around it. */
+/** What every handler can reach: the store and the per-process helpers around it. */
 export interface RegistryDeps {
-  storage: Storage;
+  store: Store;
   config: ConfigWatcher;
-  index: VersionIndex;
-  summaries: SummaryCache;
-  /** Which templates name each blob: name-scoped blob reads (blob-names.ts). */
-  blobNames: BlobNames;
   metrics: Metrics;
   /** One JSON line per call (stdout in `templar serve`). */
   log: (entry: Record<string, unknown>) => void;
@@ -48,20 +41,20 @@ export async function mayReadBlob(c: Ctx, hex: string): Promise<boolean> {
   const principal = c.get("principal");
   const config = c.get("config");
   if (pullsEverything(principal, config)) return true;
-  return deps(c).blobNames.namedWithin(hex, (name) => allowed(principal, "pull", name, config));
+  return deps(c).store.blobNames.namedWithin(hex, (name) => allowed(principal, "pull", name, config));
 }
 
 export function nameParam(c: Ctx): string {
   const name = c.req.param("name") ?? "";
   const problem = templateNameProblem(name);
-  if (problem) throw badRequest("NAME_INVALID", `template name ${JSON.stringify(name)} ${problem}`);
+  if (problem) throw new CodedError("NAME_INVALID", `template name ${JSON.stringify(name)} ${problem}`);
   return name;
 }
 
 export function versionParam(c: Ctx, param = "version"): string {
   const version = c.req.param(param) ?? "";
   if (!isVersion(version)) {
-    throw badRequest(
+    throw new CodedError(
       "VERSION_INVALID",
       `version ${JSON.stringify(version)} is not a semantic version such as 1.2.3 or 1.2.0-rc.1`,
     );
@@ -71,14 +64,15 @@ export function versionParam(c: Ctx, param = "version"): string {
 
 export function tagParam(c: Ctx): string {
   const tag = c.req.param("tag") ?? "";
-  if (!isTag(tag)) throw badRequest("TAG_INVALID", `tag ${JSON.stringify(tag)} must match [a-z][a-z0-9._-]*`);
+  if (!isTag(tag))
+    throw new CodedError("TAG_INVALID", `tag ${JSON.stringify(tag)} must match [a-z][a-z0-9._-]*`);
   return tag;
 }
 
 /** A reference from the path (version, tag or decoded range): bounded, no NUL. */
 export function assertRefSafe(ref: string): string {
   if (ref.length === 0 || ref.length > 256 || ref.includes("\0")) {
-    throw badRequest("REFERENCE_INVALID", "reference must be 1-256 characters without NUL");
+    throw new CodedError("REFERENCE_INVALID", "reference must be 1-256 characters without NUL");
   }
   return ref;
 }

@@ -1,4 +1,4 @@
-import type { Storage } from "./storage/storage.js";
+import type { Store } from "./store/store.js";
 
 /**
  * Prometheus text exposition for /metrics. Counters are per process (Prometheus scrapes every
@@ -12,7 +12,7 @@ export class Metrics {
   private stored: { at: number; blobs: number; bytes: number } | null = null;
 
   constructor(
-    private readonly storage: Storage,
+    private readonly store: Store,
     private readonly storedTtlMs = 30_000,
   ) {}
 
@@ -25,7 +25,7 @@ export class Metrics {
     if (!this.stored || Date.now() - this.stored.at > this.storedTtlMs) {
       let blobs = 0;
       let bytes = 0;
-      for await (const b of this.storage.listBlobs()) {
+      for await (const b of this.store.blobs.list()) {
         blobs++;
         bytes += b.size;
       }
@@ -53,10 +53,10 @@ export class Metrics {
       `templar_pushes_total ${this.pushes}`,
       "# HELP templar_blobs_stored Blobs in storage.",
       "# TYPE templar_blobs_stored gauge",
-      `templar_blobs_stored{storage="${this.storage.kind}"} ${this.stored.blobs}`,
+      `templar_blobs_stored{storage="${this.store.kind}"} ${this.stored.blobs}`,
       "# HELP templar_blob_bytes_stored Bytes of all blobs in storage.",
       "# TYPE templar_blob_bytes_stored gauge",
-      `templar_blob_bytes_stored{storage="${this.storage.kind}"} ${this.stored.bytes}`,
+      `templar_blob_bytes_stored{storage="${this.store.kind}"} ${this.stored.bytes}`,
     );
     return `${lines.join("\n")}\n`;
   }

@@ -2,16 +2,15 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { UserError } from "../common/errors.js";
 import { createApp } from "./app.js";
-import { BlobNames } from "./blob-names.js";
 import { ConfigWatcher, parseDuration } from "./config.js";
 import type { RegistryDeps } from "./context.js";
 import { Metrics } from "./metrics.js";
-import type { Storage } from "./storage/storage.js";
-import { SummaryCache } from "./summaries.js";
-import { VersionIndex } from "./versions.js";
+import type { StorageDriver } from "./storage/driver.js";
+import { Store } from "./store/store.js";
 
 export interface RegistryOptions {
-  storage: Storage;
+  /** Where the templates live; the registry's store is built on it. */
+  storage: StorageDriver;
   /** Config file to read (and re-read on change); null: defaults only. */
   configPath: string | null;
   log?: (entry: Record<string, unknown>) => void;
@@ -21,17 +20,10 @@ export interface RegistryOptions {
 export async function createDeps(options: RegistryOptions): Promise<RegistryDeps> {
   const log = options.log ?? ((entry) => process.stdout.write(`${JSON.stringify(entry)}\n`));
   const config = await ConfigWatcher.open(options.configPath);
-  const index = new VersionIndex(options.storage, parseDuration(config.current.cacheTtl, "cacheTtl"));
-  const summaries = new SummaryCache(options.storage);
-  return {
-    storage: options.storage,
-    config,
-    index,
-    summaries,
-    blobNames: new BlobNames(options.storage, summaries, () => index.ttlMs),
-    metrics: new Metrics(options.storage),
-    log,
-  };
+  const store = new Store(options.storage, {
+    cacheTtlMs: parseDuration(config.current.cacheTtl, "cacheTtl"),
+  });
+  return { store, config, metrics: new Metrics(store), log };
 }
 
 export interface RunningRegistry {

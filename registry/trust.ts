@@ -2,6 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { Readable } from "node:stream";
 import * as openpgp from "openpgp";
+import { CodedError } from "../common/error-codes.js";
 import { errorMessage, UserError } from "../common/errors.js";
 import {
   fingerprintOf,
@@ -15,7 +16,6 @@ import { signBytes, verifyDetached } from "../common/signing/signatures.js";
 import type { RegistryConfig } from "./config.js";
 import type { Ctx } from "./context.js";
 import { deps } from "./context.js";
-import { ApiError } from "./errors.js";
 
 /**
  * The registry's keys (config `pushPolicy`, `indexKey`): who may publish, and the key that
@@ -52,7 +52,7 @@ export async function pushPolicyKeys(c: Ctx, config: RegistryConfig): Promise<Pu
       keys.push(...(await cached(path, () => readPublicKeysFile(path))));
     } catch (err) {
       // The policy cannot be applied: refuse rather than accept unchecked pushes.
-      throw new ApiError(503, "POLICY_UNAVAILABLE", `push policy: ${errorMessage(err)}`);
+      throw new CodedError("POLICY_UNAVAILABLE", `push policy: ${errorMessage(err)}`);
     }
   }
   if (policy.fingerprints.length === 0) return keys;
@@ -73,8 +73,7 @@ export async function enforceManifestPolicy(
   const trusted = await pushPolicyKeys(c, c.get("config"));
   if (!trusted) return;
   if (!signature) {
-    throw new ApiError(
-      403,
+    throw new CodedError(
       "SIGNATURE_REQUIRED",
       "this registry only accepts signed manifests: sign with --sign-key and push the .asc beside the manifest",
     );
@@ -82,7 +81,7 @@ export async function enforceManifestPolicy(
   try {
     await verifyDetached(signature, manifest, trusted, "manifest");
   } catch (err) {
-    if (err instanceof UserError) throw new ApiError(403, "SIGNATURE_UNTRUSTED", err.message);
+    if (err instanceof UserError) throw new CodedError("SIGNATURE_UNTRUSTED", err.message);
     throw err;
   }
 }
@@ -97,7 +96,7 @@ export async function enforceArtifactPolicy(
   const trusted = await pushPolicyKeys(c, c.get("config"));
   if (!trusted) return;
   const problem = await verifyStream(signature, await blob(), trusted);
-  if (problem) throw new ApiError(403, "SIGNATURE_UNTRUSTED", `${what}: ${problem}`);
+  if (problem) throw new CodedError("SIGNATURE_UNTRUSTED", `${what}: ${problem}`);
 }
 
 /** Verifies a detached signature over a stream; returns null when good, else what is wrong. */
@@ -147,7 +146,7 @@ export async function indexKey(c: Ctx, config: RegistryConfig): Promise<PrivateK
       return readPrivateKeyFile(path, passphrase);
     });
   } catch (err) {
-    throw new ApiError(503, "INDEX_KEY_UNAVAILABLE", `index key: ${errorMessage(err)}`);
+    throw new CodedError("INDEX_KEY_UNAVAILABLE", `index key: ${errorMessage(err)}`);
   }
 }
 

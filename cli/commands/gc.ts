@@ -2,8 +2,8 @@ import { resolve } from "node:path";
 import { usageError } from "../../common/errors.js";
 import { formatBytes } from "../../common/progress.js";
 import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/config.js";
-import { runGc } from "../../registry/gc.js";
 import { openStorage } from "../../registry/storage/backends.js";
+import { Store } from "../../registry/store/store.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 
@@ -40,11 +40,12 @@ export const command: Command = {
       "--upload-expiry",
     );
     // S3 settings (endpoint, credentials, ...) come from the environment and the config's s3: section.
-    const storage = await openStorage(flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!, {
+    const driver = await openStorage(flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!, {
       s3Config: config.s3,
     });
+    const store = new Store(driver, { cacheTtlMs: parseDuration(config.cacheTtl, "cacheTtl") });
     const dryRun = values["dry-run"] ?? false;
-    const report = await runGc(storage, {
+    const report = await store.gc({
       graceMs,
       uploadExpiryMs,
       dryRun,

@@ -51,10 +51,13 @@ async function openTarget(
       `mirror: destination ${destination}: unknown scheme ${scheme}:// (expected http://, https://, s3://, file:// or a directory)`,
     );
   }
-  const { StorageMirrorTarget } = await import("../../registry/client/mirror-to-storage.js");
-  const storage = await openStorage(destination);
-  await storage.check();
-  return new StorageMirrorTarget(storage, destination);
+  const [{ StoreMirrorTarget }, { Store }] = await Promise.all([
+    import("../mirror-to-store.js"),
+    import("../../registry/store/store.js"),
+  ]);
+  const driver = await openStorage(destination);
+  await driver.check();
+  return new StoreMirrorTarget(new Store(driver, { cacheTtlMs: 0 }), destination);
 }
 
 function parseKeep(text: string | undefined): number | undefined {

@@ -1,7 +1,6 @@
 import { resolve } from "node:path";
 import { errorMessage, usageError } from "../../common/errors.js";
 import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/config.js";
-import { runGc } from "../../registry/gc.js";
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
@@ -99,7 +98,7 @@ export const command: Command = {
       const tick = async () => {
         const current = await registry.deps.config.get();
         try {
-          const report = await runGc(storage, {
+          const report = await registry.deps.store.gc({
             graceMs: parseDuration(current.gc.grace, "gc.grace"),
             uploadExpiryMs: parseDuration(current.gc.uploadExpiry, "gc.uploadExpiry"),
           });

@@ -1,5 +1,6 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import type { ErrorCode } from "../../common/error-codes.js";
 import { ExitCode, UserError } from "../../common/errors.js";
 import {
   type Artifact,
@@ -139,7 +140,8 @@ export async function pushTemplate(
       put.discard();
       break;
     } catch (err) {
-      if (round >= 2 || !(err instanceof RegistryError) || err.code !== "BLOB_UNKNOWN") throw err;
+      if (round >= 2 || !(err instanceof RegistryError) || err.code !== ("BLOB_UNKNOWN" satisfies ErrorCode))
+        throw err;
     }
   }
   result.notes = await pushSignatures(client, local, versionPath, what);

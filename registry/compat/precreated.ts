@@ -1,9 +1,8 @@
 import { sha256Hex } from "../../common/digest.js";
-import type { Format } from "../../common/manifest.js";
+import { CodedError } from "../../common/error-codes.js";
+import type { Format } from "../../common/formats.js";
 import { templateNameProblem } from "../../common/names.js";
 import { type Ctx, deps, need } from "../context.js";
-import { notFound } from "../errors.js";
-import { keys } from "../keys.js";
 import { channelParam, chooseVersion, pullableTemplates, sendArtifact, sendSmall } from "./catalog.js";
 
 /**
@@ -35,7 +34,7 @@ export async function getPrecreatedFile(c: Ctx): Promise<Response> {
   const match = FILE.exec(file);
   const name = match?.[1] ?? "";
   if (!match || templateNameProblem(name) !== null) {
-    throw notFound(
+    throw new CodedError(
       "NOT_FOUND",
       `no template file ${JSON.stringify(file)} (expected <name>.tar.gz and the like)`,
     );
@@ -44,16 +43,22 @@ export async function getPrecreatedFile(c: Ctx): Promise<Response> {
   const format = match[2] as Format;
   const chosen = await chooseVersion(c, name, channel);
   if (!chosen) {
-    throw notFound("TEMPLATE_UNKNOWN", `no template named ${name}${channel ? ` in channel ${channel}` : ""}`);
+    throw new CodedError(
+      "TEMPLATE_UNKNOWN",
+      `no template named ${name}${channel ? ` in channel ${channel}` : ""}`,
+    );
   }
   const artifact = chosen.manifest.artifacts.find((a) => a.format === format);
   if (!artifact) {
-    throw notFound("ARTIFACT_UNKNOWN", `${name}@${chosen.version} has no ${format} artifact`);
+    throw new CodedError("ARTIFACT_UNKNOWN", `${name}@${chosen.version} has no ${format} artifact`);
   }
   c.header("X-Template-Version", chosen.version);
   if (!match[3]) return sendArtifact(c, artifact, chosen.lastModified);
-  const sig = await deps(c).storage.getObject(keys.artifactSignature(name, chosen.version, format));
+  const sig = await deps(c).store.manifests.artifactSignature(name, chosen.version, format);
   if (!sig)
-    throw notFound("SIGNATURE_UNKNOWN", `the ${format} artifact of ${name}@${chosen.version} is not signed`);
+    throw new CodedError(
+      "SIGNATURE_UNKNOWN",
+      `the ${format} artifact of ${name}@${chosen.version} is not signed`,
+    );
   return sendSmall(c, sig, "application/pgp-signature", chosen.lastModified, `"sha256:${sha256Hex(sig)}"`);
 }

@@ -1,9 +1,9 @@
 import { gzipSync } from "node:zlib";
 import { parseDigest, sha256Hex } from "../../common/digest.js";
+import { CodedError } from "../../common/error-codes.js";
 import type { Artifact, Format, Manifest } from "../../common/manifest.js";
 import { isVersion, templateNameProblem } from "../../common/names.js";
 import { type Ctx, deps, need } from "../context.js";
-import { ApiError, notFound } from "../errors.js";
 import { indexKey, signIndex } from "../trust.js";
 import {
   type AplinfoRecord,
@@ -13,7 +13,6 @@ import {
   renderAplinfo,
 } from "./aplinfo.js";
 import { chooseVersion, exactVersion, pullableTemplates, sendArtifact, sendSmall } from "./catalog.js";
-import { blobSums } from "./checksums.js";
 
 /**
  * Proxmox's appliance index and template files (FACTS.md "Proxmox"):
@@ -49,7 +48,7 @@ const built = new Map<string, { at: number; value: Promise<BuiltIndex> }>();
 function buildIndex(c: Ctx): Promise<BuiltIndex> {
   const principal = c.get("principal");
   const id = `${principal.kind === "token" ? principal.id : "anonymous"} ${new URL(c.req.url).origin}`;
-  const ttl = deps(c).index.ttlMs;
+  const ttl = deps(c).store.versions.ttlMs;
   const hit = built.get(id);
   if (hit && Date.now() - hit.at < ttl) return hit.value;
   const value = renderIndex(c);
@@ -69,7 +68,7 @@ async function renderIndex(c: Ctx): Promise<BuiltIndex> {
     if (!chosen || !PROXMOX_VERSION.test(chosen.version)) continue;
     const artifact = proxmoxArtifact(chosen.manifest);
     if (!artifact) continue;
-    const sums = await blobSums(deps(c).storage, parseDigest(artifact.digest)!);
+    const sums = await deps(c).store.derived.of(parseDigest(artifact.digest)!);
     records.push({
       manifest: chosen.manifest,
       location: `proxmox/${proxmoxFileName(chosen.manifest, artifact.format)}`,
@@ -98,8 +97,7 @@ export async function getAplinfoGz(c: Ctx): Promise<Response> {
 export async function getAplinfoSignature(c: Ctx): Promise<Response> {
   const key = await indexKey(c, c.get("config"));
   if (!key) {
-    throw new ApiError(
-      404,
+    throw new CodedError(
       "INDEX_UNSIGNED",
       "this registry has no index key (config indexKey), so aplinfo.dat is unsigned",
     );
@@ -122,7 +120,7 @@ export async function getProxmoxFile(c: Ctx): Promise<Response> {
   const m = FILE.exec(file);
   const [, name = "", version = "", arch = "", format = ""] = m ?? [];
   if (!m || templateNameProblem(name) !== null || !isVersion(version)) {
-    throw notFound(
+    throw new CodedError(
       "NOT_FOUND",
       `no template file ${JSON.stringify(file)} (expected <name>_<version>_<arch>.tar.zst)`,
     );
@@ -132,7 +130,7 @@ export async function getProxmoxFile(c: Ctx): Promise<Response> {
   const chosen = await exactVersion(c, name, version);
   const artifact = chosen?.manifest.artifacts.find((a) => a.format === format);
   if (!chosen || !artifact || proxmoxArch(chosen.manifest) !== arch) {
-    throw notFound("TEMPLATE_UNKNOWN", `no template file ${file}`);
+    throw new CodedError("TEMPLATE_UNKNOWN", `no template file ${file}`);
   }
   return sendArtifact(c, artifact, chosen.lastModified);
 }

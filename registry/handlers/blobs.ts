@@ -1,14 +1,15 @@
 import { isSha256Hex } from "../../common/digest.js";
+import { CodedError } from "../../common/error-codes.js";
 import { countedBody, sendStream } from "../body.js";
 import { type Ctx, deps, mayReadBlob, need } from "../context.js";
-import { ApiError, badRequest, notFound } from "../errors.js";
-import type { ByteRange } from "../storage/storage.js";
+import type { ByteRange } from "../storage/driver.js";
 
 /** `sha256:<hex>` from the path; anything else is a 400. */
 export function digestParam(c: Ctx): string {
   const raw = c.req.param("digest") ?? "";
   const hex = raw.startsWith("sha256:") ? raw.slice(7) : "";
-  if (!isSha256Hex(hex)) throw badRequest("DIGEST_INVALID", `${JSON.stringify(raw)} is not sha256:<64 hex>`);
+  if (!isSha256Hex(hex))
+    throw new CodedError("DIGEST_INVALID", `${JSON.stringify(raw)} is not sha256:<64 hex>`);
   return hex;
 }
 
@@ -20,10 +21,10 @@ export function digestParam(c: Ctx): string {
 export async function getBlob(c: Ctx): Promise<Response> {
   need(c, "pull", null);
   const hex = digestParam(c);
-  const { storage, metrics } = deps(c);
-  const info = await storage.statBlob(hex);
+  const { store, metrics } = deps(c);
+  const info = await store.blobs.stat(hex);
   if (!info || !(await mayReadBlob(c, hex)))
-    throw notFound("BLOB_UNKNOWN", `blob sha256:${hex} does not exist`);
+    throw new CodedError("BLOB_UNKNOWN", `blob sha256:${hex} does not exist`);
   const etag = `"sha256:${hex}"`;
   c.header("ETag", etag);
   c.header("Accept-Ranges", "bytes");
@@ -33,7 +34,7 @@ export async function getBlob(c: Ctx): Promise<Response> {
   if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304);
   if (c.req.method === "GET") {
     // S3 with redirects on: the client gets the bytes (and its Range) straight from the bucket.
-    const location = await storage.blobRedirectUrl?.(hex);
+    const location = await store.blobs.downloadUrl(hex);
     if (location) return c.redirect(location, 307);
   }
 
@@ -44,14 +45,9 @@ export async function getBlob(c: Ctx): Promise<Response> {
   if (rangeHeader && (ifRange === undefined || ifRangeHolds(ifRange, etag, info.modified))) {
     const parsed = parseRange(rangeHeader, info.size);
     if (parsed === "unsatisfiable") {
-      throw new ApiError(
-        416,
-        "RANGE_INVALID",
-        `range ${rangeHeader} is outside the blob (${info.size} bytes)`,
-        {
-          "Content-Range": `bytes */${info.size}`,
-        },
-      );
+      throw new CodedError("RANGE_INVALID", `range ${rangeHeader} is outside the blob (${info.size} bytes)`, {
+        "Content-Range": `bytes */${info.size}`,
+      });
     }
     range = parsed ?? undefined;
   }
@@ -60,8 +56,8 @@ export async function getBlob(c: Ctx): Promise<Response> {
   if (range) c.header("Content-Range", `bytes ${range.start}-${range.end}/${info.size}`);
   const status = range ? 206 : 200;
   if (c.req.method === "HEAD" || length === 0) return c.body(null, status);
-  const stream = await storage.readBlob(hex, range);
-  if (!stream) throw notFound("BLOB_UNKNOWN", `blob sha256:${hex} does not exist`);
+  const stream = await store.blobs.read(hex, range);
+  if (!stream) throw new CodedError("BLOB_UNKNOWN", `blob sha256:${hex} does not exist`);
   return sendStream(c, stream, status, (n) => {
     metrics.bytesServed += n;
   });
@@ -71,11 +67,11 @@ export async function getBlob(c: Ctx): Promise<Response> {
 export async function putBlob(c: Ctx): Promise<Response> {
   need(c, "push", null);
   const hex = digestParam(c);
-  const { storage, metrics } = deps(c);
+  const { store, metrics } = deps(c);
   const body = countedBody(c, (n) => {
     metrics.bytesReceived += n;
   });
-  const { size, created } = await storage.putBlob(hex, body);
+  const { size, created } = await store.blobs.put(hex, body);
   c.header("Location", `/v1/blobs/sha256:${hex}`);
   c.header("ETag", `"sha256:${hex}"`);
   return c.json({ digest: `sha256:${hex}`, size }, created ? 201 : 200);

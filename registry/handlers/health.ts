@@ -9,8 +9,8 @@ export function healthz(c: Ctx): Response {
 /** Ready when storage answers (a write probe on disk, a bucket check on S3). */
 export async function readyz(c: Ctx): Promise<Response> {
   try {
-    await deps(c).storage.check();
-    return c.json({ status: "ready", storage: deps(c).storage.kind });
+    await deps(c).store.check();
+    return c.json({ status: "ready", storage: deps(c).store.kind });
   } catch (err) {
     return c.json(errorBody("STORAGE_UNAVAILABLE", (err as Error).message), 503);
   }

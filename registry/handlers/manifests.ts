@@ -1,12 +1,10 @@
 import { sha256Hex } from "../../common/digest.js";
-import { FORMATS, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
+import { CodedError } from "../../common/error-codes.js";
+import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
 import { armouredSignatureProblem } from "../../common/signing/signatures.js";
 import { readLimited } from "../body.js";
 import { assertRefSafe, type Ctx, deps, nameParam, need, versionParam } from "../context.js";
-import { ApiError, badRequest, notFound } from "../errors.js";
-import { keys } from "../keys.js";
-import { checkBlobs, publishManifest } from "../publish.js";
-import { putImmutable } from "../storage/storage.js";
+import { checkBlobs } from "../store/publish.js";
 import { enforceManifestPolicy } from "../trust.js";
 import { etagMatches } from "./blobs.js";
 
@@ -17,8 +15,8 @@ export async function getManifest(c: Ctx): Promise<Response> {
   const name = nameParam(c);
   need(c, "pull", name);
   const ref = assertRefSafe(c.req.param("ref") ?? "");
-  const { index, metrics } = deps(c);
-  const resolved = await index.resolve(name, ref);
+  const { store, metrics } = deps(c);
+  const resolved = await store.versions.resolve(name, ref);
   const etag = `"sha256:${sha256Hex(resolved.manifest)}"`;
   c.header("ETag", etag);
   c.header("X-Template-Version", resolved.version);
@@ -41,24 +39,24 @@ export async function putManifest(c: Ctx): Promise<Response> {
   const name = nameParam(c);
   const version = versionParam(c);
   need(c, "push", name);
-  const { storage, index, metrics } = deps(c);
+  const { store, metrics } = deps(c);
   const signature = await signatureHeader(c);
   const bytes = await readLimited(c, MAX_MANIFEST_BYTES, "manifest");
   let manifest: Manifest;
   try {
     manifest = parseManifest(bytes, "manifest");
   } catch (err) {
-    throw badRequest("MANIFEST_INVALID", (err as Error).message);
+    throw new CodedError("MANIFEST_INVALID", (err as Error).message);
   }
   if (manifest.name !== name) {
-    throw badRequest("MANIFEST_INVALID", `manifest names template ${manifest.name}, the URL ${name}`);
+    throw new CodedError("MANIFEST_INVALID", `manifest names template ${manifest.name}, the URL ${name}`);
   }
   if (manifest.version !== version) {
-    throw badRequest("MANIFEST_INVALID", `manifest has version ${manifest.version}, the URL ${version}`);
+    throw new CodedError("MANIFEST_INVALID", `manifest has version ${manifest.version}, the URL ${version}`);
   }
   // Early, so a manifest naming a missing blob is told so before any policy error; the check
-  // that counts is publishManifest's, made after its pin (gc.ts).
-  await checkBlobs(storage, manifest);
+  // that counts is the store's, made after its pin (store/gc.ts).
+  await checkBlobs(store.blobs, manifest);
   await enforceManifestPolicy(c, bytes, signature);
 
   const digest = `sha256:${sha256Hex(bytes)}`;
@@ -66,12 +64,9 @@ export async function putManifest(c: Ctx): Promise<Response> {
   c.header("Location", `/v1/templates/${name}/${version}`);
   // Pin, GC check, blob check, create-if-absent: an identical PUT ("same") is acknowledged only
   // after the same checks, and no request ever takes a manifest back.
-  const outcome = await publishManifest(storage, manifest, bytes);
-  if (outcome === "created") {
-    index.invalidate(name);
-    metrics.pushes++;
-  }
-  if (signature) await storeSignature(c, name, version, signature);
+  const outcome = await store.publish(manifest, bytes);
+  if (outcome === "created") metrics.pushes++;
+  if (signature) await store.putSignature(name, version, signature);
   return outcome === "created"
     ? c.json({ name, version, digest, created: true }, 201)
     : c.json({ name, version, digest, created: false }, 200);
@@ -82,8 +77,8 @@ export async function getSignature(c: Ctx): Promise<Response> {
   const name = nameParam(c);
   const version = versionParam(c);
   need(c, "pull", name);
-  const sig = await deps(c).storage.getObject(keys.signature(name, version));
-  if (!sig) throw notFound("SIGNATURE_UNKNOWN", `${name}@${version} is not signed (or does not exist)`);
+  const sig = await deps(c).store.manifests.signature(name, version);
+  if (!sig) throw new CodedError("SIGNATURE_UNKNOWN", `${name}@${version} is not signed (or does not exist)`);
   c.header("Content-Type", "application/pgp-signature");
   return c.body(new Uint8Array(sig), 200);
 }
@@ -93,31 +88,21 @@ export async function putSignature(c: Ctx): Promise<Response> {
   const name = nameParam(c);
   const version = versionParam(c);
   need(c, "push", name);
+  const { store } = deps(c);
   const sig = await readLimited(c, MAX_SIGNATURE_BYTES, "signature");
   await checkArmour(sig);
-  const manifest = await deps(c).storage.getObject(keys.manifest(name, version));
-  if (!manifest) throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist`);
+  const manifest = await store.manifests.bytes(name, version);
+  if (!manifest) throw new CodedError("VERSION_UNKNOWN", `${name}@${version} does not exist`);
   await enforceManifestPolicy(c, manifest, sig);
-  const created = await storeSignature(c, name, version, sig);
+  const created = await store.putSignature(name, version, sig);
   return c.json({ name, version, signed: true }, created ? 201 : 200);
-}
-
-/** Signatures are create-if-absent too: a version's signature cannot be swapped afterwards. */
-async function storeSignature(c: Ctx, name: string, version: string, sig: Buffer): Promise<boolean> {
-  const { storage, index } = deps(c);
-  const outcome = await putImmutable(storage, keys.signature(name, version), sig);
-  if (outcome === "other")
-    throw new ApiError(409, "SIGNATURE_EXISTS", `${name}@${version} already has another signature`);
-  if (outcome === "created") index.invalidate(name);
-  return outcome === "created";
 }
 
 async function signatureHeader(c: Ctx): Promise<Buffer | null> {
   const header = c.req.header("x-template-signature");
   if (header === undefined) return null;
   const sig = Buffer.from(header, "base64");
-  if (sig.length > MAX_SIGNATURE_BYTES)
-    throw new ApiError(413, "TOO_LARGE", "signature is larger than 64 KiB");
+  if (sig.length > MAX_SIGNATURE_BYTES) throw new CodedError("TOO_LARGE", "signature is larger than 64 KiB");
   await checkArmour(sig);
   return sig;
 }
@@ -129,30 +114,18 @@ async function signatureHeader(c: Ctx): Promise<Buffer | null> {
 export async function checkArmour(sig: Buffer): Promise<void> {
   const problem = await armouredSignatureProblem(sig);
   if (problem) {
-    throw badRequest(
+    throw new CodedError(
       "SIGNATURE_INVALID",
       `signature must be an ASCII-armoured OpenPGP detached signature (${problem})`,
     );
   }
 }
 
-/** DELETE /v1/templates/{name}/{version}: the version, its signature and tags pointing at it. */
+/** DELETE /v1/templates/{name}/{version}: the version, its signatures and tags pointing at it. */
 export async function deleteVersion(c: Ctx): Promise<Response> {
   const name = nameParam(c);
   const version = versionParam(c);
   need(c, "delete", name);
-  const { storage, index, blobNames } = deps(c);
-  if (!(await storage.statObject(keys.manifest(name, version)))) {
-    throw notFound("VERSION_UNKNOWN", `${name}@${version} does not exist`);
-  }
-  for await (const obj of storage.list(keys.tags(name))) {
-    if ((await storage.getObject(obj.key))?.toString("utf8").trim() === version)
-      await storage.deleteObject(obj.key);
-  }
-  await storage.deleteObject(keys.signature(name, version));
-  for (const format of FORMATS) await storage.deleteObject(keys.artifactSignature(name, version, format));
-  await storage.deleteObject(keys.manifest(name, version));
-  index.invalidate(name);
-  blobNames.invalidate();
+  await deps(c).store.deleteVersion(name, version);
   return c.body(null, 204);
 }

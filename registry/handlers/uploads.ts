@@ -1,9 +1,9 @@
 import { parseDigest } from "../../common/digest.js";
+import { CodedError } from "../../common/error-codes.js";
 import { uploadOwner } from "../auth.js";
 import { countedBody } from "../body.js";
 import { type Ctx, deps, need } from "../context.js";
-import { badRequest, notFound } from "../errors.js";
-import type { UploadState } from "../storage/storage.js";
+import type { UploadState } from "../store/uploads.js";
 
 /**
  * Resumable uploads: POST opens one, PATCH appends a chunk (`Content-Range: bytes a-b/total`,
@@ -19,21 +19,27 @@ import type { UploadState } from "../storage/storage.js";
 const UPLOAD_ID = /^[A-Za-z0-9._~-]{1,200}$/;
 
 function unknown(id: string) {
-  return notFound(
+  return new CodedError(
     "UPLOAD_UNKNOWN",
     `upload ${id} not found (completed, aborted, expired or opened by another token)`,
   );
 }
 
-/** Checks push scope, then that the upload exists and the caller opened it; its state. */
-async function ownedUpload(c: Ctx): Promise<UploadState> {
+/** Who the caller is as an upload owner (push scope checked first: anonymous callers get 401). */
+function owner(c: Ctx): string {
   need(c, "push", null);
+  return uploadOwner(c.get("principal"))!;
+}
+
+/** Checks push scope, then that the upload exists and the caller opened it; its state. */
+async function ownedUpload(c: Ctx): Promise<UploadState & { owner: string }> {
+  const who = owner(c);
   const id = c.req.param("id") ?? "";
   if (!UPLOAD_ID.test(id)) throw unknown(JSON.stringify(id));
-  const state = await deps(c).storage.uploadState(id);
-  // An upload without a recorded owner (opened before owners were kept) belongs to nobody.
-  if (!state?.owner || state.owner !== uploadOwner(c.get("principal"))) throw unknown(id);
-  return state;
+  // Another token's upload (or one without a recorded owner) is not there for this caller.
+  const state = await deps(c).store.uploads.state(id, who);
+  if (!state) throw unknown(id);
+  return { ...state, owner: who };
 }
 
 function describe(c: Ctx, state: UploadState, status: 200 | 202): Response {
@@ -44,9 +50,7 @@ function describe(c: Ctx, state: UploadState, status: 200 | 202): Response {
 }
 
 export async function createUpload(c: Ctx): Promise<Response> {
-  need(c, "push", null);
-  const owner = uploadOwner(c.get("principal"));
-  const state = await deps(c).storage.createUpload(owner ?? undefined);
+  const state = await deps(c).store.uploads.create(owner(c));
   return describe(c, state, 202);
 }
 
@@ -57,8 +61,8 @@ export async function uploadStatus(c: Ctx): Promise<Response> {
 }
 
 export async function patchUpload(c: Ctx): Promise<Response> {
-  const { id, offset } = await ownedUpload(c);
-  const state = await appendChunk(c, id, offset);
+  const upload = await ownedUpload(c);
+  const state = await appendChunk(c, upload);
   return describe(c, state, 202);
 }
 
@@ -67,26 +71,26 @@ export async function completeUpload(c: Ctx): Promise<Response> {
   const digest = c.req.query("digest") ?? "";
   const hex = parseDigest(digest);
   if (!hex)
-    throw badRequest("DIGEST_INVALID", `?digest= must be sha256:<64 hex>, got ${JSON.stringify(digest)}`);
-  const { id, offset } = await ownedUpload(c);
+    throw new CodedError("DIGEST_INVALID", `?digest= must be sha256:<64 hex>, got ${JSON.stringify(digest)}`);
+  const upload = await ownedUpload(c);
   const hasBody =
     c.req.header("content-range") !== undefined || Number(c.req.header("content-length") ?? 0) > 0;
-  if (hasBody) await appendChunk(c, id, offset);
-  const { size } = await deps(c).storage.completeUpload(id, hex);
+  if (hasBody) await appendChunk(c, upload);
+  const { size } = await deps(c).store.uploads.complete(upload.id, upload.owner, hex);
   c.header("Location", `/v1/blobs/sha256:${hex}`);
   c.header("ETag", `"sha256:${hex}"`);
   return c.json({ digest: `sha256:${hex}`, size }, 201);
 }
 
 export async function abortUpload(c: Ctx): Promise<Response> {
-  const { id } = await ownedUpload(c);
-  await deps(c).storage.abortUpload(id);
+  const { id, owner: who } = await ownedUpload(c);
+  await deps(c).store.uploads.abort(id, who);
   return c.body(null, 204);
 }
 
-/** `offset`: where the upload stood when its owner was checked (a chunk without Content-Range goes there). */
-async function appendChunk(c: Ctx, id: string, offset: number): Promise<UploadState> {
-  const { storage, metrics } = deps(c);
+/** A chunk without Content-Range goes where the upload stood when its owner was checked. */
+async function appendChunk(c: Ctx, upload: UploadState & { owner: string }): Promise<UploadState> {
+  const { store, metrics } = deps(c);
   const header = c.req.header("content-range");
   const length = c.req.header("content-length");
   let start: number;
@@ -94,13 +98,13 @@ async function appendChunk(c: Ctx, id: string, offset: number): Promise<UploadSt
   if (header !== undefined) {
     const range = parseContentRange(header);
     if (!range) {
-      throw badRequest(
+      throw new CodedError(
         "CONTENT_RANGE_INVALID",
         `Content-Range ${JSON.stringify(header)}: expected "bytes <start>-<end>/<total|*>"`,
       );
     }
     if (expectedLength !== null && expectedLength !== range.end - range.start + 1) {
-      throw badRequest(
+      throw new CodedError(
         "CONTENT_RANGE_INVALID",
         `Content-Range ${header} spans ${range.end - range.start + 1} bytes but Content-Length is ${expectedLength}`,
       );
@@ -108,16 +112,16 @@ async function appendChunk(c: Ctx, id: string, offset: number): Promise<UploadSt
     start = range.start;
     expectedLength = range.end - range.start + 1;
   } else {
-    start = offset;
+    start = upload.offset;
   }
   let received = 0;
   const body = countedBody(c, (n) => {
     received += n;
     metrics.bytesReceived += n;
   });
-  const state = await storage.appendUpload(id, start, body);
+  const state = await store.uploads.append(upload.id, upload.owner, start, body);
   if (expectedLength !== null && received !== expectedLength) {
-    throw badRequest(
+    throw new CodedError(
       "CONTENT_RANGE_INVALID",
       `chunk announced ${expectedLength} bytes, ${received} arrived; resume at ${state.offset}`,
     );

@@ -1,6 +1,6 @@
 import { html } from "hono/html";
 import type { Ctx } from "../context.js";
-import type { CatalogEntry } from "../handlers/templates.js";
+import type { CatalogEntry } from "../store/catalog.js";
 import { catalog, publicOrigin, versionSummary } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
 import { shellWord } from "./shell.js";

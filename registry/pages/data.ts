@@ -1,44 +1,34 @@
 import { sha256Hex } from "../../common/digest.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
 import { assertRefSafe, type Ctx, deps, nameParam, need } from "../context.js";
-import { type CatalogEntry, getCatalog, getTemplate } from "../handlers/templates.js";
-import type { VersionSummary } from "../summaries.js";
+import { templateListing, visibleCatalog } from "../handlers/templates.js";
+import type { CatalogEntry } from "../store/catalog.js";
+import type { TemplateListing } from "../store/store.js";
+import type { VersionSummary } from "../store/summaries.js";
 
 /**
- * What the pages show comes from the same code that answers the API, so a page can never list
- * a template the API would hide or resolve a reference differently: the catalog and the
- * template's version list are the answers of the `/v1/templates` handlers themselves (with the
- * page's own query, so `?distro=&arch=` filter both alike, and their scope checks apply), and a
- * version is resolved by the VersionIndex and described by the SummaryCache, as the API does.
+ * What the pages show comes from the store through the same code that answers the API, so a
+ * page can never list a template the API would hide or resolve a reference differently: the
+ * catalog as the caller may see it (visibleCatalog, with the page's `?distro=&arch=`), a
+ * template's listing (templateListing, with its scope check), and versions resolved by the
+ * store's VersionIndex.
  */
 
-/** `GET /v1/templates/{name}`. */
-export interface TemplateInfo {
-  name: string;
-  tags: Record<string, string>;
-  versions: (VersionSummary & { signed: boolean; pushed: string })[];
-}
-
-/** The API handler's JSON answer; its errors are thrown, so the page shows them in HTML. */
-async function answer<T>(c: Ctx, handler: (c: Ctx) => Promise<Response>): Promise<T> {
-  const res = await handler(c);
-  return (await res.json()) as T;
-}
-
 export async function catalog(c: Ctx): Promise<CatalogEntry[]> {
-  return (await answer<{ templates: CatalogEntry[] }>(c, getCatalog)).templates;
+  need(c, "pull", null);
+  return visibleCatalog(c, { distro: c.req.query("distro"), arch: c.req.query("arch") });
 }
 
-export function templateInfo(c: Ctx): Promise<TemplateInfo> {
-  return answer<TemplateInfo>(c, getTemplate);
+export function templateInfo(c: Ctx): Promise<TemplateListing> {
+  return templateListing(c);
 }
 
 /** The summary (sizes, created) of one version, from the SummaryCache the API listings use. */
 export async function versionSummary(c: Ctx, name: string, version: string): Promise<VersionSummary | null> {
-  const { index, summaries } = deps(c);
-  const entry = (await index.list(name)).entries.find((e) => e.version.version === version);
+  const { store } = deps(c);
+  const entry = (await store.versions.list(name)).entries.find((e) => e.version.version === version);
   if (!entry) return null;
-  return summaries.get(entry.object);
+  return store.summaries.get(entry.object);
 }
 
 export interface VersionDetail {
@@ -58,10 +48,10 @@ export async function versionDetail(c: Ctx): Promise<VersionDetail> {
   const name = nameParam(c);
   need(c, "pull", name);
   const ref = assertRefSafe(c.req.param("version") ?? "");
-  const { index } = deps(c);
-  const resolved = await index.resolve(name, ref);
+  const { store } = deps(c);
+  const resolved = await store.versions.resolve(name, ref);
   const manifest = parseManifest(resolved.manifest, `${name}@${resolved.version}`);
-  const signed = (await index.list(name)).signed.has(resolved.version);
+  const signed = (await store.versions.list(name)).signed.has(resolved.version);
   const digest = `sha256:${sha256Hex(resolved.manifest)}`;
   return { name, version: resolved.version, kind: resolved.kind, manifest, digest, signed };
 }

@@ -1,8 +1,9 @@
 import { html } from "hono/html";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { CodedError } from "../../common/error-codes.js";
 import { authenticate } from "../auth.js";
 import { type Ctx, deps } from "../context.js";
-import { notFound, toErrorResponse } from "../errors.js";
+import { toErrorResponse } from "../errors.js";
 import { catalogPage } from "./catalog.js";
 import { layout, PAGE_HEADERS } from "./layout.js";
 import { templatePage } from "./template.js";
@@ -82,6 +83,6 @@ export const pages = {
   version: page(versionPage),
   /** Anything else under /templates/: the same HTML 404 as an unknown name. */
   notFound: page(async (c) => {
-    throw notFound("NOT_FOUND", `there is no page at ${c.req.path}`);
+    throw new CodedError("NOT_FOUND", `there is no page at ${c.req.path}`);
   }),
 };

@@ -1,8 +1,8 @@
 import { resolve } from "node:path";
 import { UserError } from "../../common/errors.js";
-import { LocalStorage } from "./local.js";
+import type { StorageDriver } from "./driver.js";
+import { LocalDriver } from "./local-driver.js";
 import type { S3ConfigSection } from "./s3-config.js";
-import type { Storage } from "./storage.js";
 
 /** Backend settings that do not fit in the URL (flags and the config file's section). */
 export interface BackendSettings {
@@ -11,23 +11,25 @@ export interface BackendSettings {
 }
 
 /**
- * Storage backends by URL scheme: `--storage DIR` (or file:///DIR) and, once its backend exists,
- * `s3://bucket/prefix`. A new backend adds one row here.
+ * Storage backends by URL scheme: `--storage DIR` (or file:///DIR) and `s3://bucket/prefix`. A new backend adds one row here.
  */
-export const storageBackends: Record<string, (url: URL, settings: BackendSettings) => Promise<Storage>> = {
-  "file:": async (url) => new LocalStorage(decodeURIComponent(url.pathname)),
+export const storageBackends: Record<
+  string,
+  (url: URL, settings: BackendSettings) => Promise<StorageDriver>
+> = {
+  "file:": async (url) => new LocalDriver(decodeURIComponent(url.pathname)),
   // Loaded on use: the AWS SDK costs start-up time that local storage should not pay.
   "s3:": async (url, settings) => {
-    const { S3Storage } = await import("./s3.js");
+    const { S3Driver } = await import("./s3-driver.js");
     const { resolveS3Options } = await import("./s3-config.js");
-    return new S3Storage(resolveS3Options(url.href, settings.s3Flags ?? {}, settings.s3Config ?? {}));
+    return new S3Driver(resolveS3Options(url.href, settings.s3Flags ?? {}, settings.s3Config ?? {}));
   },
 };
 
 /** Opens storage from a `--storage` value: a URL with a known scheme, else a local directory path. */
-export async function openStorage(spec: string, settings: BackendSettings = {}): Promise<Storage> {
+export async function openStorage(spec: string, settings: BackendSettings = {}): Promise<StorageDriver> {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(spec)?.[1];
-  if (!scheme) return new LocalStorage(resolve(spec));
+  if (!scheme) return new LocalDriver(resolve(spec));
   const open = storageBackends[`${scheme.toLowerCase()}:`];
   if (!open) {
     const known = Object.keys(storageBackends)

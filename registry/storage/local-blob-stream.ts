@@ -2,7 +2,7 @@ import type { FileHandle } from "node:fs/promises";
 import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { AlignedBufferPool, PAGE } from "../../common/aligned-buffers.js";
-import type { DirectSendable } from "./storage.js";
+import type { DirectSendable } from "./driver.js";
 
 /** Read size when the stream is consumed as an ordinary Readable (tests, compat pages). */
 const READ_CHUNK = 256 * 1024;

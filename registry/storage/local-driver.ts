@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
 import {
   type FileHandle,
   link,
@@ -95,7 +96,9 @@ export class LocalDriver implements StorageDriver {
   async delete(key: string): Promise<void> {
     const path = this.path(key);
     await rm(path, { force: true });
-    await this.pruneEmptyParents(dirname(path));
+    // An upload's folder goes with its last piece; elsewhere empty folders stay (they are cheap,
+    // and busy ones, such as GC's marks, would be made and removed again all the time).
+    if (key.startsWith("uploads/")) await this.pruneEmptyParents(dirname(path));
   }
 
   list(prefix: string): AsyncIterable<ObjectInfo> {
@@ -167,18 +170,13 @@ export class LocalDriver implements StorageDriver {
   async write(key: string, options: WriteOptions = {}): Promise<ObjectWriter> {
     const path = this.path(key);
     const temp = await this.tempPath();
-    const handle = await open(temp, "wx");
-    const stream = handle.createWriteStream({ autoClose: false, highWaterMark: 1 << 20 });
+    // flush: fsync before the file is closed, so what gets renamed into place is on disk.
+    const stream = createWriteStream(temp, { flags: "wx", flush: true, highWaterMark: 1 << 20 });
     const done = (async () => {
-      let closed = false;
       try {
         await finished(stream); // rejects when the stream was destroyed or a write failed
-        await handle.sync();
-        await handle.close();
-        closed = true;
         return await this.place(temp, path, options.ifAbsent ?? false);
       } finally {
-        if (!closed) await handle.close().catch(() => {});
         await rm(temp, { force: true });
       }
     })();
@@ -195,18 +193,17 @@ export class LocalDriver implements StorageDriver {
     }
     const temp = await this.tempPath();
     try {
-      const out = await open(temp, "wx");
+      const out = createWriteStream(temp, { flags: "wx", flush: true, highWaterMark: 1 << 20 });
       try {
         for (const source of sources) {
-          const input = await open(this.path(source.key), "r");
-          await pipeline(
-            input.createReadStream({ highWaterMark: 1 << 20 }),
-            out.createWriteStream({ autoClose: false }),
-          );
+          const input = createReadStream(this.path(source.key), { highWaterMark: 1 << 20 });
+          await pipeline(input, out, { end: false });
         }
-        await out.sync();
-      } finally {
-        await out.close();
+        out.end();
+        await finished(out);
+      } catch (err) {
+        out.destroy();
+        throw err;
       }
       await this.place(temp, path, false);
     } finally {

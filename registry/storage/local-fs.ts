@@ -1,6 +1,6 @@
 import { type Stats, statSync } from "node:fs";
 import { open, readdir, stat } from "node:fs/promises";
-import type { ObjectInfo } from "./storage.js";
+import type { ObjectInfo } from "./driver.js";
 
 /** Filesystem helpers of the local-directory backend (local.ts). */
 

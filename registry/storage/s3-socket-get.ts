@@ -2,7 +2,7 @@ import { connect, type Socket } from "node:net";
 import { Readable, type Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { AlignedBufferPool } from "../../common/aligned-buffers.js";
-import type { ByteRange, DirectSendable } from "./storage.js";
+import type { ByteRange, DirectSendable } from "./driver.js";
 
 /**
  * Blob downloads from a plain-HTTP S3 endpoint (RGW or MinIO next to the registry) over a bare

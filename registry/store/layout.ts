@@ -32,7 +32,7 @@ export const layout = {
   gcMark: (hex: string) => `gc/pending/${hex}`,
   gcMarks: "gc/pending/",
   gcPins: "gc/pins/",
-  gcPin: (hex: string, id: string) => `gc/pins/${hex}/${id}`,
+  gcPin: (requestId: string) => `gc/pins/${requestId}`,
   gcRuns: "gc/runs/",
   gcRun: (id: string) => `gc/runs/${id}`,
 };

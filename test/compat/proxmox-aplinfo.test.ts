@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDigest } from "../../common/digest.js";
-import { keys } from "../../registry/keys.js";
+import { layout as keys } from "../../registry/store/layout.js";
 import { parseAplinfoLikePveam } from "../helpers/pveam-aplinfo.js";
 import { haveTools } from "../helpers/require-tool.js";
 import {
@@ -111,7 +111,7 @@ describe.skipIf(!ready)("Proxmox: aplinfo.dat as pveam reads it", () => {
       // The checksums are kept as a derived object keyed by the blob digest.
       const sha256 = createHash("sha256").update(body).digest("hex");
       expect(parseDigest(`sha256:${sha256}`)).toBe(sha256);
-      expect(await reg.storage.getObject(keys.derived(sha256))).not.toBeNull();
+      expect(await reg.storage.get(keys.derived(sha256))).not.toBeNull();
     }
   }, 60_000);
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDigest } from "../../common/digest.js";
 import { proxmoxFileName } from "../../registry/compat/aplinfo.js";
-import { keys } from "../../registry/keys.js";
+import { layout as keys } from "../../registry/store/layout.js";
 import { templar } from "../helpers/registry-process.js";
 import { haveTools } from "../helpers/require-tool.js";
 import {
@@ -269,7 +269,7 @@ describe.skipIf(!ready)("trust: a registry's push policy", () => {
     const r1 = await pushes(unsigned.outDir);
     expect(r1.code).not.toBe(0);
     expect(r1.stderr).toMatch(/403.*only accepts signed manifests|only accepts signed manifests/);
-    expect(await reg.storage.statObject(keys.manifest("policy-unsigned", "1.0.0"))).toBeNull();
+    expect(await reg.storage.stat(keys.manifest("policy-unsigned", "1.0.0"))).toBeNull();
 
     const untrusted = await packRootfs(reg.dir, "policy-stranger", "1.0.0", {
       signKey: stranger.secret,
@@ -278,8 +278,8 @@ describe.skipIf(!ready)("trust: a registry's push policy", () => {
     const r2 = await pushes(untrusted.outDir);
     expect(r2.code).not.toBe(0);
     expect(r2.stderr).toMatch(/push policy does not trust|not in the trusted keyring/);
-    expect(await reg.storage.statObject(keys.manifest("policy-stranger", "1.0.0"))).toBeNull();
-    expect(await reg.storage.statObject(keys.signature("policy-stranger", "1.0.0"))).toBeNull();
+    expect(await reg.storage.stat(keys.manifest("policy-stranger", "1.0.0"))).toBeNull();
+    expect(await reg.storage.stat(keys.signature("policy-stranger", "1.0.0"))).toBeNull();
 
     const good = await packRootfs(reg.dir, "policy-good", "1.0.0", {
       signKey: maintainer.secret,
@@ -287,10 +287,8 @@ describe.skipIf(!ready)("trust: a registry's push policy", () => {
     });
     const r3 = await pushes(good.outDir);
     expect(r3.code, r3.stderr).toBe(0);
-    expect(await reg.storage.statObject(keys.manifest("policy-good", "1.0.0"))).not.toBeNull();
-    expect(
-      await reg.storage.statObject(keys.artifactSignature("policy-good", "1.0.0", "tar.gz")),
-    ).not.toBeNull();
+    expect(await reg.storage.stat(keys.manifest("policy-good", "1.0.0"))).not.toBeNull();
+    expect(await reg.storage.stat(keys.artifactSignature("policy-good", "1.0.0", "tar.gz"))).not.toBeNull();
   }, 60_000);
 
   it("refuses an artifact signature that does not verify over the blob", async () => {
@@ -322,6 +320,6 @@ describe.skipIf(!ready)("trust: a registry's push policy", () => {
     });
     expect(bad.status).toBe(403);
     expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/BAD signature/);
-    expect(await reg.storage.statObject(keys.artifactSignature("policy-art2", "1.0.0", "tar.gz"))).toBeNull();
+    expect(await reg.storage.stat(keys.artifactSignature("policy-art2", "1.0.0", "tar.gz"))).toBeNull();
   }, 60_000);
 });

@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createApp } from "../../registry/app.js";
-import { runGc } from "../../registry/gc.js";
 import { createDeps } from "../../registry/server.js";
-import type { Storage } from "../../registry/storage/storage.js";
+import type { StorageDriver } from "../../registry/storage/driver.js";
 import { bearer, makeTemplate, sha256, type TemplateFixture } from "./registry.js";
+import { gcOn, storeOf } from "./store.js";
 
 export interface SoakOptions {
   /** One registry and one GC loop per storage: replicas of one data set. */
-  replicas: Storage[];
+  replicas: StorageDriver[];
   configPath: string;
   /** A token with push scope. */
   token: string;
@@ -65,8 +65,8 @@ export async function gcSoak(o: SoakOptions): Promise<SoakResult> {
   };
   let stop = false;
   let gcMs = 300; // a GC run's recent duration: manifests wait about that long (see below)
-  const gc = async (storage: Storage) => {
-    const report = await runGc(storage, { graceMs: 0, uploadExpiryMs: 3_600_000 });
+  const gc = async (storage: StorageDriver) => {
+    const report = await gcOn(storage, { graceMs: 0, uploadExpiryMs: 3_600_000 });
     result.gcRuns++;
     result.gcDeleted += report.deleted;
     gcMs = 0.8 * gcMs + 0.2 * report.ms;
@@ -137,13 +137,13 @@ export async function gcSoak(o: SoakOptions): Promise<SoakResult> {
     const ref = `${t.name}@${t.version}`;
     const storage = o.replicas[0]!;
     result.versions++;
-    const manifest = await storage.getObject(`templates/${t.name}/versions/${t.version}.json`);
+    const manifest = await storage.get(`templates/${t.name}/versions/${t.version}.json`);
     if (!manifest?.equals(t.manifest)) {
       result.lost.push(`${ref}: manifest ${manifest ? "changed" : "missing"}`);
       return;
     }
     for (const blob of t.blobs) {
-      const stream = await storage.readBlob(sha256(blob));
+      const stream = await storeOf(storage).blobs.read(sha256(blob));
       const hash = createHash("sha256");
       if (stream) for await (const chunk of stream) hash.update(chunk as Buffer);
       if (!stream || hash.digest("hex") !== sha256(blob))
@@ -180,7 +180,7 @@ export async function gcSoak(o: SoakOptions): Promise<SoakResult> {
       if (round >= 3) {
         for (const t of rounds[round - 3]!.values()) {
           await verify(t);
-          await o.replicas[0]!.deleteObject(`templates/${t.name}/versions/${t.version}.json`);
+          await o.replicas[0]!.delete(`templates/${t.name}/versions/${t.version}.json`);
         }
       }
     }

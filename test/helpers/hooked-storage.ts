@@ -1,4 +1,4 @@
-import type { Storage } from "../../registry/storage/storage.js";
+import type { StorageDriver } from "../../registry/storage/driver.js";
 
 /** One storage call as a hook sees it. */
 export interface Call {
@@ -11,10 +11,10 @@ export interface Call {
 }
 
 /**
- * A storage that lets a test stop a chosen call before or after it reaches `inner`, to drive one
+ * A storage driver that lets a test stop a chosen call before or after it reaches `inner`, to drive one
  * exact interleaving of two actors (a GC run and a push, say). The hook may await a gate.
  */
-export function hooked(inner: Storage, hook: (call: Call) => Promise<void> | void): Storage {
+export function hooked(inner: StorageDriver, hook: (call: Call) => Promise<void> | void): StorageDriver {
   return new Proxy(inner, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
@@ -39,8 +39,8 @@ export function hooked(inner: Storage, hook: (call: Call) => Promise<void> | voi
   });
 }
 
-/** The Storage methods that return an AsyncIterable; every other one returns a promise. */
-const LISTINGS = new Set(["list", "listBlobs", "listUploads", "listPartialWrites"]);
+/** The driver methods that return an AsyncIterable; every other one returns a promise. */
+const LISTINGS = new Set(["list"]);
 
 /** A promise with its resolve, for gates between actors. */
 export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {

@@ -8,7 +8,8 @@ import { createInterface } from "node:readline";
 import { stringify } from "yaml";
 import { newToken } from "../../registry/auth.js";
 import { type RunningRegistry, startRegistry } from "../../registry/server.js";
-import { LocalStorage } from "../../registry/storage/local.js";
+import { LocalDriver } from "../../registry/storage/local-driver.js";
+import type { Store } from "../../registry/store/store.js";
 
 export const CLI = resolve(import.meta.dirname, "../../dist/cli/templar.js");
 
@@ -27,7 +28,9 @@ export interface TestRegistry {
   dir: string;
   storageDir: string;
   configPath: string;
-  storage: LocalStorage;
+  storage: LocalDriver;
+  /** The running registry's store (its caches are the ones requests use). */
+  store: Store;
   tokens: Record<string, string>;
   logs: Record<string, unknown>[];
   registry: RunningRegistry;
@@ -63,7 +66,7 @@ export async function startTestRegistry(
   const configPath = join(dir, "registry.yaml");
   const more = { ...config.more, ...(prepare ? await prepare(dir) : {}) };
   const tokens = await writeConfig(configPath, { tokens: { push: ["push:*"] }, ...config, more });
-  const storage = new LocalStorage(storageDir);
+  const storage = new LocalDriver(storageDir);
   await storage.check();
   const logs: Record<string, unknown>[] = [];
   const registry = await startRegistry({
@@ -79,6 +82,7 @@ export async function startTestRegistry(
     storageDir,
     configPath,
     storage,
+    store: registry.deps.store,
     tokens,
     logs,
     registry,

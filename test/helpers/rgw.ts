@@ -8,7 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
-import { createS3Client } from "../../registry/storage/s3.js";
+import { createS3Client } from "../../registry/storage/s3-client.js";
 import type { S3Options } from "../../registry/storage/s3-config.js";
 
 const run = promisify(execFile);

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { S3Storage } from "../../registry/storage/s3.js";
+import { S3Driver } from "../../registry/storage/s3-driver.js";
 import { gcSoak } from "../helpers/gc-soak.js";
 import { writeConfig } from "../helpers/registry.js";
 import { type Rgw, rgwForTests } from "../helpers/rgw.js";
@@ -11,7 +11,7 @@ const rgw = await rgwForTests();
 
 describe.skipIf(!rgw)("online GC with no grace period against concurrent pushes (S3, Ceph RGW)", () => {
   let dir: string;
-  let replicas: S3Storage[] = [];
+  let replicas: S3Driver[] = [];
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "templar-s3-gc-soak-"));
   });
@@ -28,7 +28,7 @@ describe.skipIf(!rgw)("online GC with no grace period against concurrent pushes 
     };
     // Two replicas of one bucket, each with its own GC loop.
     const bucket = await (rgw as Rgw).createBucket();
-    replicas = [new S3Storage((rgw as Rgw).options(bucket)), new S3Storage((rgw as Rgw).options(bucket))];
+    replicas = [new S3Driver((rgw as Rgw).options(bucket)), new S3Driver((rgw as Rgw).options(bucket))];
     const result = await gcSoak({
       replicas,
       configPath,

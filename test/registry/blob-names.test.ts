@@ -2,22 +2,22 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BlobNames } from "../../registry/blob-names.js";
-import { keys } from "../../registry/keys.js";
-import { LocalStorage } from "../../registry/storage/local.js";
-import { SummaryCache } from "../../registry/summaries.js";
+import { LocalDriver } from "../../registry/storage/local-driver.js";
+import { BlobNames } from "../../registry/store/blob-names.js";
+import { layout as keys } from "../../registry/store/layout.js";
+import { SummaryCache } from "../../registry/store/summaries.js";
 
 const hex = (c: string) => c.repeat(64);
 
 describe("BlobNames: which templates name a blob", () => {
   let dir: string;
-  let storage: LocalStorage;
+  let storage: LocalDriver;
   let listings = 0;
   let ttl = 60_000;
   let names: BlobNames;
 
   const publish = (name: string, version: string, ...blobs: string[]) =>
-    storage.putObject(
+    storage.put(
       keys.manifest(name, version),
       Buffer.from(
         JSON.stringify({
@@ -30,7 +30,7 @@ describe("BlobNames: which templates name a blob", () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "templar-blob-names-"));
-    storage = new LocalStorage(dir);
+    storage = new LocalDriver(dir);
     const list = storage.list.bind(storage);
     storage.list = (prefix: string) => {
       if (prefix === keys.templates) listings++;
@@ -68,7 +68,7 @@ describe("BlobNames: which templates name a blob", () => {
   });
 
   it("forgets a deleted version at once after invalidate()", async () => {
-    await storage.deleteObject(keys.manifest("debian-13", "1.1.0"));
+    await storage.delete(keys.manifest("debian-13", "1.1.0"));
     expect(await names.namedWithin(hex("c"), debian)).toBe(true); // still the young map
     names.invalidate();
     expect(await names.namedWithin(hex("c"), debian)).toBe(false);

@@ -4,15 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { StoreMirrorTarget } from "../../cli/mirror-to-store.js";
 import { parseManifest } from "../../common/manifest.js";
 import { createApp } from "../../registry/app.js";
-import { StorageMirrorTarget } from "../../registry/client/mirror-to-storage.js";
-import { runGc } from "../../registry/gc.js";
 import { createDeps } from "../../registry/server.js";
-import { LocalStorage } from "../../registry/storage/local.js";
-import type { Storage } from "../../registry/storage/storage.js";
+import type { StorageDriver } from "../../registry/storage/driver.js";
+import { LocalDriver } from "../../registry/storage/local-driver.js";
 import { type Call, gate, hooked } from "../helpers/hooked-storage.js";
 import { bearer, makeTemplate, sha256, type TemplateFixture, writeConfig } from "../helpers/registry.js";
+import { blobKey, gcOn, storeOf } from "../helpers/store.js";
 
 /**
  * GC racing manifest publishers, one exact interleaving per test (storage calls stopped at gates).
@@ -41,7 +41,7 @@ type App = ReturnType<typeof createApp>;
 /** A fresh storage holding `t`'s blobs, two hours old (GC's to delete while no manifest names them). */
 async function world(label: string, t: TemplateFixture) {
   const root = join(dir, label);
-  const inner = new LocalStorage(root);
+  const inner = new LocalDriver(root);
   await inner.check();
   for (const blob of t.blobs) await addOldBlob(inner, root, blob);
   const app = async (hook?: (call: Call) => Promise<void> | void): Promise<App> =>
@@ -49,8 +49,8 @@ async function world(label: string, t: TemplateFixture) {
   return { inner, root, app };
 }
 
-async function addOldBlob(storage: Storage, root: string, blob: Buffer): Promise<void> {
-  await storage.putBlob(sha256(blob), Readable.from([blob]));
+async function addOldBlob(storage: StorageDriver, root: string, blob: Buffer): Promise<void> {
+  await storeOf(storage).blobs.put(sha256(blob), Readable.from([blob]));
   const old = new Date(Date.now() - 2 * HOUR);
   await utimes(join(root, "blobs", "sha256", sha256(blob)), old, old);
 }
@@ -67,12 +67,12 @@ async function code(res: Response): Promise<string> {
 }
 
 /** The rule: if any response acknowledged `t`, its manifest and every blob are there, intact. */
-async function expectAcknowledgedIntact(storage: Storage, t: TemplateFixture, responses: Response[]) {
+async function expectAcknowledgedIntact(storage: StorageDriver, t: TemplateFixture, responses: Response[]) {
   if (!responses.some((r) => r.status >= 200 && r.status < 300)) return;
-  const manifest = await storage.getObject(`templates/${t.name}/versions/${t.version}.json`);
+  const manifest = await storage.get(`templates/${t.name}/versions/${t.version}.json`);
   expect(manifest?.equals(t.manifest), "the acknowledged manifest is there, unchanged").toBe(true);
   for (const blob of t.blobs) {
-    const stream = await storage.readBlob(sha256(blob));
+    const stream = await storeOf(storage).blobs.read(sha256(blob));
     expect(stream, `blob ${sha256(blob)} of an acknowledged manifest`).not.toBeNull();
     const hash = createHash("sha256");
     for await (const chunk of stream!) hash.update(chunk as Buffer);
@@ -91,9 +91,9 @@ describe("manifest PUTs racing an online GC", () => {
     // GC stops right before it deletes the blob: marked, last scan done.
     const gcAtDelete = gate();
     const putsDone = gate();
-    const gc = runGc(
+    const gc = gcOn(
       hooked(inner, async (call) => {
-        if (call.method === "deleteBlob" && call.arg === hex && call.phase === "before") {
+        if (call.method === "delete" && call.arg === blobKey(hex) && call.phase === "before") {
           gcAtDelete.open();
           await putsDone.promise;
         }
@@ -106,12 +106,7 @@ describe("manifest PUTs racing an online GC", () => {
     const bAnswered = gate();
     let first = true;
     const registry = await app(async (call) => {
-      if (
-        call.method === "putObjectIfAbsent" &&
-        call.arg === manifestKey(t) &&
-        call.phase === "after" &&
-        first
-      ) {
+      if (call.method === "putIfAbsent" && call.arg === manifestKey(t) && call.phase === "after" && first) {
         first = false;
         aCreated.open();
         await bAnswered.promise;
@@ -129,7 +124,7 @@ describe("manifest PUTs racing an online GC", () => {
     // The blob was marked by a live run: both back off, and nothing was written.
     expect(responses.map((r) => r.status)).toEqual([503, 503]);
     expect(await code(b)).toBe("GC_IN_PROGRESS");
-    expect(await inner.getObject(manifestKey(t))).toBeNull();
+    expect(await inner.get(manifestKey(t))).toBeNull();
   });
 
   it("a PUT between its checks and its write when GC marks: its pin keeps the blob", async () => {
@@ -138,14 +133,14 @@ describe("manifest PUTs racing an online GC", () => {
     const atWrite = gate();
     const gcDone = gate();
     const registry = await app(async (call) => {
-      if (call.method === "putObjectIfAbsent" && call.arg === manifestKey(t) && call.phase === "before") {
+      if (call.method === "putIfAbsent" && call.arg === manifestKey(t) && call.phase === "before") {
         atWrite.open();
         await gcDone.promise;
       }
     });
     const a = put(registry, t);
     await atWrite.promise;
-    const report = await runGc(inner, GC); // marks the blob, then finds the pin
+    const report = await gcOn(inner, GC); // marks the blob, then finds the pin
     gcDone.open();
     const responses = [await a, await put(registry, t)];
     expect(responses.map((r) => r.status)).toEqual([201, 200]);
@@ -164,7 +159,7 @@ describe("manifest PUTs racing an online GC", () => {
     const gcDone = gate();
     let once = true;
     const registry = await app(async (call) => {
-      if (call.method === "getObject" && isMark(call, hex) && call.phase === "after" && once) {
+      if (call.method === "get" && isMark(call, hex) && call.phase === "after" && once) {
         once = false;
         checked.open(); // no mark yet: this PUT goes ahead
         await Promise.race([marked.promise, gcDone.promise]);
@@ -172,9 +167,9 @@ describe("manifest PUTs racing an online GC", () => {
     });
     const a = put(registry, t);
     await checked.promise;
-    const gc = runGc(
+    const gc = gcOn(
       hooked(inner, async (call) => {
-        if (call.method === "putObject" && isMark(call, hex) && call.phase === "after") {
+        if (call.method === "put" && isMark(call, hex) && call.phase === "after") {
           marked.open();
           await pushed.promise; // the PUT writes its manifest and removes its pin meanwhile
         }
@@ -198,10 +193,10 @@ describe("manifest PUTs racing an online GC", () => {
     const registry = await app();
     expect((await put(registry, before)).status).toBe(201);
     let res: Response | undefined;
-    const report = await runGc(
+    const report = await gcOn(
       hooked(inner, async (call) => {
         // After GC's first scans read `before` (which does not name the blob), before its mark.
-        if (call.method === "putObject" && isMark(call, hex) && call.phase === "before" && !res) {
+        if (call.method === "put" && isMark(call, hex) && call.phase === "before" && !res) {
           const del = await registry.request(`/v1/templates/${before.name}/1.0.0`, {
             method: "DELETE",
             headers: bearer(token),
@@ -223,12 +218,12 @@ describe("marks expire with their GC run", () => {
     const t = makeTemplate("debian-13-x86_64-crashedrun", "1.0.0");
     const live = makeTemplate("debian-13-x86_64-liverun", "1.0.0");
     const { inner, app } = await world("crashedrun", t);
-    await inner.putBlob(sha256(live.blobs[0]!), Readable.from([live.blobs[0]!])); // young: GC leaves it
+    await storeOf(inner).blobs.put(sha256(live.blobs[0]!), Readable.from([live.blobs[0]!])); // young: GC leaves it
     const now = Date.now();
-    await inner.putObject("gc/runs/run-crashed", Buffer.from(String(now - 31_000)));
-    await inner.putObject(`gc/pending/${sha256(t.blobs[0]!)}`, Buffer.from(`${now - 35_000} run-crashed`));
-    await inner.putObject("gc/runs/run-live", Buffer.from(String(now)));
-    await inner.putObject(`gc/pending/${sha256(live.blobs[0]!)}`, Buffer.from(`${now} run-live`));
+    await inner.put("gc/runs/run-crashed", Buffer.from(String(now - 31_000)));
+    await inner.put(`gc/pending/${sha256(t.blobs[0]!)}`, Buffer.from(`${now - 35_000} run-crashed`));
+    await inner.put("gc/runs/run-live", Buffer.from(String(now)));
+    await inner.put(`gc/pending/${sha256(live.blobs[0]!)}`, Buffer.from(`${now} run-live`));
     const registry = await app();
 
     const res = await put(registry, t);
@@ -239,11 +234,11 @@ describe("marks expire with their GC run", () => {
     expect(blocked.headers.get("retry-after")).toBe("5");
     expect(await code(blocked)).toBe("GC_IN_PROGRESS");
 
-    await runGc(inner, GC);
-    expect(await inner.getObject(`gc/pending/${sha256(t.blobs[0]!)}`)).toBeNull();
-    expect(await inner.getObject("gc/runs/run-crashed")).toBeNull();
-    expect(await inner.getObject(`gc/pending/${sha256(live.blobs[0]!)}`)).not.toBeNull();
-    expect(await inner.getObject("gc/runs/run-live")).not.toBeNull();
+    await gcOn(inner, GC);
+    expect(await inner.get(`gc/pending/${sha256(t.blobs[0]!)}`)).toBeNull();
+    expect(await inner.get("gc/runs/run-crashed")).toBeNull();
+    expect(await inner.get(`gc/pending/${sha256(live.blobs[0]!)}`)).not.toBeNull();
+    expect(await inner.get("gc/runs/run-live")).not.toBeNull();
   });
 
   it("a run whose heartbeat lapses stops deleting (pushes may be ignoring its marks by then)", async () => {
@@ -254,15 +249,15 @@ describe("marks expire with their GC run", () => {
     const stalled = hooked(inner, async (call) => {
       if (call.phase !== "before") return;
       // Storage grows slow for the run's heartbeat after its first one...
-      if (call.method === "putObject" && String(call.arg).startsWith("gc/runs/") && ++beats > 1)
+      if (call.method === "put" && String(call.arg).startsWith("gc/runs/") && ++beats > 1)
         await new Promise((r) => setTimeout(r, 1000));
       // ...and the run is held up between its marks and its last scan for longer than half its timeout.
       if (call.method === "list" && call.arg === "gc/pins/") await new Promise((r) => setTimeout(r, 500));
     });
-    const err = await runGc(stalled, { ...GC, runTimeoutMs: 600, heartbeatMs: 50 }).catch((e: Error) => e);
+    const err = await gcOn(stalled, { ...GC, runTimeoutMs: 600, heartbeatMs: 50 }).catch((e: Error) => e);
     expect(String(err)).toMatch(/heartbeat in storage lapsed/);
-    expect(await inner.statBlob(hex)).not.toBeNull();
-    expect(await inner.getObject(`gc/pending/${hex}`)).toBeNull();
+    expect(await storeOf(inner).blobs.stat(hex)).not.toBeNull();
+    expect(await inner.get(`gc/pending/${hex}`)).toBeNull();
   });
 });
 
@@ -276,9 +271,9 @@ describe("templar mirror into storage that a registry collects", () => {
     let fetched = 0;
     const gcAtDelete = gate();
     const mirrorChecked = gate();
-    const gc = runGc(
+    const gc = gcOn(
       hooked(inner, async (call) => {
-        if (call.method === "deleteBlob" && call.arg === hex && call.phase === "before") {
+        if (call.method === "delete" && call.arg === blobKey(hex) && call.phase === "before") {
           gcAtDelete.open();
           await mirrorChecked.promise;
         }
@@ -287,10 +282,12 @@ describe("templar mirror into storage that a registry collects", () => {
     );
     await gcAtDelete.promise;
     // The mirror finds the blob there (GC has it marked) and publishes its manifest.
-    const target = new StorageMirrorTarget(
-      hooked(inner, (call) => {
-        if (call.method === "getObject" && isMark(call, hex) && call.phase === "after") mirrorChecked.open();
-      }),
+    const target = new StoreMirrorTarget(
+      storeOf(
+        hooked(inner, (call) => {
+          if (call.method === "get" && isMark(call, hex) && call.phase === "after") mirrorChecked.open();
+        }),
+      ),
       "the bucket",
     );
     const source = {
@@ -315,7 +312,7 @@ describe("templar mirror into storage that a registry collects", () => {
   });
 });
 
-async function list(storage: Storage, prefix: string): Promise<Set<string>> {
+async function list(storage: StorageDriver, prefix: string): Promise<Set<string>> {
   const keys = new Set<string>();
   for await (const o of storage.list(prefix)) keys.add(o.key);
   return keys;

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalStorage } from "../../registry/storage/local.js";
+import { LocalDriver } from "../../registry/storage/local-driver.js";
 import { gcSoak } from "../helpers/gc-soak.js";
 import { writeConfig } from "../helpers/registry.js";
 
@@ -22,7 +22,7 @@ describe("online GC with no grace period against concurrent pushes (local storag
     };
     const data = join(dir, "data");
     // Two replicas of one directory, each with its own GC loop.
-    const replicas = [new LocalStorage(data), new LocalStorage(data)];
+    const replicas = [new LocalDriver(data), new LocalDriver(data)];
     await replicas[0]!.check();
     const result = await gcSoak({
       replicas,

@@ -9,9 +9,8 @@ import { artifactFileName } from "../../common/manifest-files.js";
 import { createApp } from "../../registry/app.js";
 import { RegistryClient } from "../../registry/client/http.js";
 import { loadLocalTemplate, pushTemplate as push } from "../../registry/client/push.js";
-import { runGc } from "../../registry/gc.js";
 import { createDeps, startRegistry } from "../../registry/server.js";
-import { LocalStorage } from "../../registry/storage/local.js";
+import { LocalDriver } from "../../registry/storage/local-driver.js";
 import {
   CLI,
   makeTemplate,
@@ -22,6 +21,7 @@ import {
   type TestRegistry,
   writeConfig,
 } from "../helpers/registry.js";
+import { blobKey, gcOn, storeOf } from "../helpers/store.js";
 
 const run = promisify(execFile);
 const HOUR = 3_600_000;
@@ -48,41 +48,41 @@ describe("gc", () => {
     const referenced = sha256(kept.blobs[0]!);
     const young = randomBytes(1000);
     const old = randomBytes(2000);
-    for (const b of [young, old]) await r.storage.putBlob(sha256(b), Readable.from([b]));
+    for (const b of [young, old]) await storeOf(r.storage).blobs.put(sha256(b), Readable.from([b]));
     await age(blobPath(referenced), 5 * HOUR);
     await age(blobPath(sha256(old)), 2 * HOUR);
-    const abandoned = await r.storage.createUpload();
-    const fresh = await r.storage.createUpload();
+    const abandoned = await storeOf(r.storage).uploads.create("o");
+    const fresh = await storeOf(r.storage).uploads.create("o");
 
-    const dry = await runGc(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR, dryRun: true });
+    const dry = await gcOn(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR, dryRun: true });
     expect(dry).toMatchObject({ deleted: 1, bytesFreed: 2000, dryRun: true });
-    expect(await r.storage.statBlob(sha256(old))).not.toBeNull(); // a dry run deletes nothing
+    expect(await storeOf(r.storage).blobs.stat(sha256(old))).not.toBeNull(); // a dry run deletes nothing
 
-    const report = await runGc(r.storage, {
+    const report = await gcOn(r.storage, {
       graceMs: HOUR,
       uploadExpiryMs: 24 * HOUR,
       now: Date.now(),
     });
     expect(report).toMatchObject({ deleted: 1, bytesFreed: 2000, keptYoung: 1 });
     expect(report.referenced).toBeGreaterThanOrEqual(1);
-    expect(await r.storage.statBlob(sha256(old))).toBeNull();
-    expect(await r.storage.statBlob(referenced)).not.toBeNull();
-    expect(await r.storage.statBlob(sha256(young))).not.toBeNull();
+    expect(await storeOf(r.storage).blobs.stat(sha256(old))).toBeNull();
+    expect(await storeOf(r.storage).blobs.stat(referenced)).not.toBeNull();
+    expect(await storeOf(r.storage).blobs.stat(sha256(young))).not.toBeNull();
     // The template is still pullable, bytes intact.
     const blob = Buffer.from(await (await fetch(`${r.url}/v1/blobs/sha256:${referenced}`)).arrayBuffer());
     expect(sha256(blob)).toBe(referenced);
 
     // Uploads: with "now" two days ahead both are abandoned; GC removes them.
-    const later = await runGc(r.storage, {
+    const later = await gcOn(r.storage, {
       graceMs: HOUR,
       uploadExpiryMs: 24 * HOUR,
       now: Date.now() + 48 * HOUR,
     });
     expect(later.uploadsExpired).toBeGreaterThanOrEqual(2);
-    expect(await r.storage.uploadState(abandoned.id)).toBeNull();
-    expect(await r.storage.uploadState(fresh.id)).toBeNull();
+    expect(await storeOf(r.storage).uploads.state(abandoned.id, "o")).toBeNull();
+    expect(await storeOf(r.storage).uploads.state(fresh.id, "o")).toBeNull();
     // ...and an orphan of a deleted version goes once it is old.
-    expect(await r.storage.statBlob(referenced)).not.toBeNull();
+    expect(await storeOf(r.storage).blobs.stat(referenced)).not.toBeNull();
   });
 
   it("frees a deleted version's blobs at the next run", async () => {
@@ -90,16 +90,16 @@ describe("gc", () => {
     expect((await pushTemplate(r.url, r.tokens.push!, t)).status).toBe(201);
     const hex = sha256(t.blobs[0]!);
     await age(blobPath(hex), 2 * HOUR);
-    expect((await runGc(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR })).deleted).toBe(0);
-    await r.storage.deleteObject(`templates/${t.name}/versions/1.0.0.json`);
-    const report = await runGc(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    expect((await gcOn(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR })).deleted).toBe(0);
+    await r.storage.delete(`templates/${t.name}/versions/1.0.0.json`);
+    const report = await gcOn(r.storage, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
     expect(report.deleted).toBe(1);
-    expect(await r.storage.statBlob(hex)).toBeNull();
+    expect(await storeOf(r.storage).blobs.stat(hex)).toBeNull();
   });
 
   it("templar gc --dry-run and --grace from the command line", async () => {
     const orphan = randomBytes(3000);
-    await r.storage.putBlob(sha256(orphan), Readable.from([orphan]));
+    await storeOf(r.storage).blobs.put(sha256(orphan), Readable.from([orphan]));
     await age(blobPath(sha256(orphan)), 30 * 60_000);
     const args = ["gc", "--storage", r.storageDir, "--config", r.configPath, "--json"];
     const dry = JSON.parse(
@@ -110,7 +110,7 @@ describe("gc", () => {
     expect(keep).toMatchObject({ deleted: 0 });
     const go = JSON.parse((await run(process.execPath, [CLI, ...args, "--grace", "10m"])).stdout);
     expect(go).toMatchObject({ deleted: 1, bytesFreed: 3000 });
-    expect(await r.storage.statBlob(sha256(orphan))).toBeNull();
+    expect(await storeOf(r.storage).blobs.stat(sha256(orphan))).toBeNull();
     const bad = await run(process.execPath, [CLI, ...args, "--grace", "soon"]).catch((e) => e);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("--grace");
@@ -120,16 +120,19 @@ describe("gc", () => {
     const configPath = join(r.dir, "gc-often.yaml");
     await writeConfig(configPath, { gc: { interval: "500ms", grace: "1m" } });
     const orphan = randomBytes(4000);
-    await r.storage.putBlob(sha256(orphan), Readable.from([orphan]));
+    await storeOf(r.storage).blobs.put(sha256(orphan), Readable.from([orphan]));
     await age(blobPath(sha256(orphan)), 5 * 60_000);
     const server = await spawnServe(r.storageDir, configPath);
     try {
       const deadline = Date.now() + 10_000;
       const gcLogged = () => server.stdout.some((l) => l.includes('"event":"gc"'));
-      while (Date.now() < deadline && ((await r.storage.statBlob(sha256(orphan))) !== null || !gcLogged())) {
+      while (
+        Date.now() < deadline &&
+        ((await storeOf(r.storage).blobs.stat(sha256(orphan))) !== null || !gcLogged())
+      ) {
         await new Promise((ok) => setTimeout(ok, 100));
       }
-      expect(await r.storage.statBlob(sha256(orphan))).toBeNull();
+      expect(await storeOf(r.storage).blobs.stat(sha256(orphan))).toBeNull();
       const gcLine = server.stdout.map((l) => JSON.parse(l)).find((l) => l.event === "gc");
       expect(gcLine).toMatchObject({ deleted: expect.any(Number) });
     } finally {
@@ -140,15 +143,15 @@ describe("gc", () => {
 
 describe("gc racing a push", () => {
   it("a blob GC removed just before the PUT's checks: 400 BLOB_UNKNOWN, nothing published", async () => {
-    const inner = new LocalStorage(r.storageDir);
+    const inner = new LocalDriver(r.storageDir);
     const t = makeTemplate("debian-13-x86_64-gcrace", "1.0.0");
     const hex = sha256(t.blobs[0]!);
-    await inner.putBlob(hex, Readable.from([t.blobs[0]!]));
+    await storeOf(inner).blobs.put(hex, Readable.from([t.blobs[0]!]));
     // Storage whose pin write first lets "GC" delete the blob (a run that ended just before).
     const racing = Object.create(inner) as typeof inner;
-    racing.putObject = async (key, data) => {
-      if (key.startsWith("gc/pins/")) await inner.deleteBlob(hex);
-      return inner.putObject(key, data);
+    racing.put = async (key: string, data: Buffer) => {
+      if (key.startsWith("gc/pins/")) await inner.delete(blobKey(hex));
+      return inner.put(key, data);
     };
     const app = createApp(await createDeps({ storage: racing, configPath: r.configPath, log: () => {} }));
     const res = await app.request(`/v1/templates/${t.name}/1.0.0`, {
@@ -158,16 +161,16 @@ describe("gc racing a push", () => {
     });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("BLOB_UNKNOWN");
-    expect(await inner.getObject(`templates/${t.name}/versions/1.0.0.json`)).toBeNull();
+    expect(await inner.get(`templates/${t.name}/versions/1.0.0.json`)).toBeNull();
   });
 });
 
 describe("gc marks what it deletes, and a push that races it never leaves a manifest naming a missing blob", () => {
   async function orphan(name: string) {
-    const inner = new LocalStorage(r.storageDir);
+    const inner = new LocalDriver(r.storageDir);
     const t = makeTemplate(name, "1.0.0");
     const hex = sha256(t.blobs[0]!);
-    await inner.putBlob(hex, Readable.from([t.blobs[0]!]));
+    await storeOf(inner).blobs.put(hex, Readable.from([t.blobs[0]!]));
     await age(blobPath(hex), 2 * HOUR); // old and unreferenced: GC's to delete
     return { inner, t, hex, manifestKey: `templates/${name}/versions/1.0.0.json` };
   }
@@ -183,64 +186,64 @@ describe("gc marks what it deletes, and a push that races it never leaves a mani
     // GC's storage: right before it deletes the blob, the push arrives (the worst moment).
     let push: Response | undefined;
     const racing = Object.create(inner) as typeof inner;
-    racing.deleteBlob = async (h) => {
-      if (h === hex) push ??= await putManifest(t);
-      return inner.deleteBlob(h);
+    racing.delete = async (key: string) => {
+      if (key === blobKey(hex)) push ??= await putManifest(t);
+      return inner.delete(key);
     };
-    const report = await runGc(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    const report = await gcOn(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
     expect(push?.status).toBe(503);
     expect(push?.headers.get("retry-after")).toBe("5");
     expect(((await push!.json()) as { error: { code: string } }).error.code).toBe("GC_IN_PROGRESS");
     expect(report.deleted).toBeGreaterThanOrEqual(1);
-    expect(await inner.statBlob(hex)).toBeNull();
-    expect(await inner.getObject(manifestKey)).toBeNull();
-    expect(await inner.getObject(`gc/pending/${hex}`)).toBeNull(); // marks are removed
+    expect(await storeOf(inner).blobs.stat(hex)).toBeNull();
+    expect(await inner.get(manifestKey)).toBeNull();
+    expect(await inner.get(`gc/pending/${hex}`)).toBeNull(); // marks are removed
   });
 
   it("a push landing before the marks are written saves its blob", async () => {
     const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcsave");
     let push: Response | undefined;
     const racing = Object.create(inner) as typeof inner;
-    racing.putObject = async (key, data) => {
+    racing.put = async (key: string, data: Buffer) => {
       if (key === `gc/pending/${hex}`) push ??= await putManifest(t);
-      return inner.putObject(key, data);
+      return inner.put(key, data);
     };
-    const report = await runGc(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    const report = await gcOn(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
     expect(push?.status).toBe(201);
     expect(report.deleted).toBe(0);
-    expect(await inner.statBlob(hex)).not.toBeNull();
-    expect(await inner.getObject(manifestKey)).not.toBeNull();
+    expect(await storeOf(inner).blobs.stat(hex)).not.toBeNull();
+    expect(await inner.get(manifestKey)).not.toBeNull();
   });
 
   it("when another replica's GC marks the same blob meanwhile, only that run may delete it", async () => {
     const { inner, hex } = await orphan("debian-13-x86_64-gctwo");
     const theirs = Buffer.from(`${Date.now()} other-replica-run`);
     const racing = Object.create(inner) as typeof inner;
-    racing.putObject = async (key, data) => {
-      await inner.putObject(key, data);
-      if (key === `gc/pending/${hex}`) await inner.putObject(key, theirs); // the other run, right after
+    racing.put = async (key: string, data: Buffer) => {
+      await inner.put(key, data);
+      if (key === `gc/pending/${hex}`) await inner.put(key, theirs); // the other run, right after
     };
-    const report = await runGc(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    const report = await gcOn(racing, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
     expect(report.deleted).toBe(0);
-    expect(await inner.statBlob(hex)).not.toBeNull();
-    expect(await inner.getObject(`gc/pending/${hex}`)).toEqual(theirs); // not ours to remove
-    await inner.deleteObject(`gc/pending/${hex}`);
+    expect(await storeOf(inner).blobs.stat(hex)).not.toBeNull();
+    expect(await inner.get(`gc/pending/${hex}`)).toEqual(theirs); // not ours to remove
+    await inner.delete(`gc/pending/${hex}`);
   });
 
   it("a mark of a finished or unknown run blocks nobody and is removed by the next run", async () => {
     const { inner, t, hex, manifestKey } = await orphan("debian-13-x86_64-gcstale");
-    await inner.putObject(`gc/pending/${hex}`, Buffer.from(`${Date.now()} run-gone`));
+    await inner.put(`gc/pending/${hex}`, Buffer.from(`${Date.now()} run-gone`));
     const fresh = randomBytes(64);
-    await inner.putObject("gc/runs/run-busy", Buffer.from(String(Date.now())));
-    await inner.putObject(`gc/pending/${sha256(fresh)}`, Buffer.from(`${Date.now()} run-busy`));
+    await inner.put("gc/runs/run-busy", Buffer.from(String(Date.now())));
+    await inner.put(`gc/pending/${sha256(fresh)}`, Buffer.from(`${Date.now()} run-busy`));
     expect((await putManifest(t)).status).toBe(201);
-    expect(await inner.getObject(manifestKey)).not.toBeNull();
-    await runGc(inner, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
-    expect(await inner.getObject(`gc/pending/${hex}`)).toBeNull();
+    expect(await inner.get(manifestKey)).not.toBeNull();
+    await gcOn(inner, { graceMs: HOUR, uploadExpiryMs: 24 * HOUR });
+    expect(await inner.get(`gc/pending/${hex}`)).toBeNull();
     // A live run's mark (another replica's GC at work) is left alone.
-    expect(await inner.getObject(`gc/pending/${sha256(fresh)}`)).not.toBeNull();
-    await inner.deleteObject(`gc/pending/${sha256(fresh)}`);
-    await inner.deleteObject("gc/runs/run-busy");
+    expect(await inner.get(`gc/pending/${sha256(fresh)}`)).not.toBeNull();
+    await inner.delete(`gc/pending/${sha256(fresh)}`);
+    await inner.delete("gc/runs/run-busy");
   });
 
   it("templar push uploads again a blob that GC took between its check and the manifest", async () => {
@@ -248,12 +251,12 @@ describe("gc marks what it deletes, and a push that races it never leaves a mani
     // The registry's storage: GC deletes the blob between push's HEAD and its manifest PUT.
     const racing = Object.create(inner) as typeof inner;
     let raced = false;
-    racing.putObject = async (key, data) => {
+    racing.put = async (key: string, data: Buffer) => {
       if (key.startsWith("gc/pins/") && !raced) {
         raced = true;
-        await inner.deleteBlob(hex);
+        await inner.delete(blobKey(hex));
       }
-      return inner.putObject(key, data);
+      return inner.put(key, data);
     };
     const server = await startRegistry({
       storage: racing,
@@ -272,8 +275,8 @@ describe("gc marks what it deletes, and a push that races it never leaves a mani
       const result = await push(client, local);
       expect(raced).toBe(true);
       expect(result.uploaded).toBe(1); // the first round found the blob there; the second sent it
-      expect(await inner.statBlob(hex)).not.toBeNull();
-      expect(await inner.getObject(manifestKey)).not.toBeNull();
+      expect(await storeOf(inner).blobs.stat(hex)).not.toBeNull();
+      expect(await inner.get(manifestKey)).not.toBeNull();
     } finally {
       await server.close();
     }

@@ -142,7 +142,7 @@ describe("10,000 versions", () => {
     const median = times[Math.floor(times.length / 2)]!;
     const p90 = times[Math.floor(times.length * 0.9)]!;
     // The resolution itself, without HTTP: what a busy host does not blur.
-    const index = r.registry.deps.index;
+    const index = r.registry.deps.store.versions;
     const inProcess: number[] = [];
     for (let round = 0; round < 20; round++) {
       for (const ref of refs.slice(0, -1)) {

@@ -96,17 +96,19 @@ describe("resumable uploads are bound to the token that opened them", () => {
   it("stores the owner as a hash beside the upload, never the token or its id", async () => {
     const id = await open(r.tokens.bob!);
     const dir = join(r.storageDir, "uploads", id);
-    expect((await readdir(dir)).sort()).toEqual(["data", "owner", "started"]);
-    const owner = await readFile(join(dir, "owner"), "utf8");
+    expect((await readdir(dir)).sort()).toEqual(["info"]);
+    const info = await readFile(join(dir, "info"), "utf8");
+    const owner = (JSON.parse(info) as { owner: string }).owner;
     expect(owner).toMatch(/^[0-9a-f]{64}$/);
     const config = await loadConfig(r.configPath);
     const entry = config.tokens.find((t) => t.sha256 === hashToken(r.tokens.bob!))!;
     expect(owner).not.toContain(entry.id);
     expect(owner).not.toBe(entry.sha256);
-    expect(await readFile(join(dir, "started"), "utf8")).not.toContain(entry.id);
+    expect(info).not.toContain(entry.id);
     // Another token's upload has another owner.
     expect(
-      await readFile(join(r.storageDir, "uploads", await open(r.tokens.alice!), "owner"), "utf8"),
+      JSON.parse(await readFile(join(r.storageDir, "uploads", await open(r.tokens.alice!), "info"), "utf8"))
+        .owner,
     ).not.toBe(owner);
   });
 

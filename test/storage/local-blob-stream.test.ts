@@ -5,11 +5,11 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AlignedBufferPool } from "../../common/aligned-buffers.js";
-import { LocalStorage } from "../../registry/storage/local.js";
-import { isDirectSendable } from "../../registry/storage/storage.js";
+import { isDirectSendable } from "../../registry/storage/driver.js";
+import { LocalDriver } from "../../registry/storage/local-driver.js";
 
 // Blob downloads write from reused page-aligned slots (local-blob-stream.ts). A slot handed back
 // too early, an off-by-one at a page or slot edge, or a leaked file handle would show here.
@@ -17,20 +17,20 @@ const MiB = 1 << 20;
 const data = randomBytes(5 * MiB + 12_345);
 const hex = createHash("sha256").update(data).digest("hex");
 let dir: string;
-let storage: LocalStorage;
+let storage: LocalDriver;
 let server: http.Server;
 let base: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "templar-blobstream-"));
-  storage = new LocalStorage(dir);
-  await storage.putBlob(hex, Readable.from([data]));
+  storage = new LocalDriver(dir);
+  await storage.put(`blobs/sha256/${hex}`, data);
   // GET /<hex>?start=S&end=E sends that range the way the registry does, through sendTo.
   server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     const start = url.searchParams.get("start");
     const range = start ? { start: Number(start), end: Number(url.searchParams.get("end")) } : undefined;
-    const stream = await storage.readBlob(url.pathname.slice(1), range);
+    const stream = await storage.read(`blobs/sha256/${url.pathname.slice(1)}`, range);
     if (!stream || !isDirectSendable(stream)) {
       res.writeHead(500).end();
       return;
@@ -93,8 +93,8 @@ describe("local blob stream", () => {
   it("cuts the body short, never pads it, when the file shrinks under a download", async () => {
     const small = randomBytes(3 * MiB);
     const smallHex = createHash("sha256").update(small).digest("hex");
-    await storage.putBlob(smallHex, Readable.from([small]));
-    const stream = await storage.readBlob(smallHex);
+    await storage.put(`blobs/sha256/${smallHex}`, small);
+    const stream = await storage.read(`blobs/sha256/${smallHex}`);
     if (!stream || !isDirectSendable(stream)) throw new Error("local blobs are sent directly");
     // Truncate after open: a damaged disk or an operator's mistake, never our own writes.
     await truncate(join(dir, "blobs", "sha256", smallHex), MiB);

@@ -2,8 +2,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalStorage } from "../../registry/storage/local.js";
-import { putImmutable } from "../../registry/storage/storage.js";
+import { LocalDriver } from "../../registry/storage/local-driver.js";
+import { putImmutable } from "../../registry/store/manifests.js";
 import { hooked } from "../helpers/hooked-storage.js";
 
 let dir: string;
@@ -16,27 +16,27 @@ afterAll(async () => {
 
 describe("putImmutable", () => {
   it("created, same, other", async () => {
-    const storage = new LocalStorage(join(dir, "plain"));
+    const storage = new LocalDriver(join(dir, "plain"));
     expect(await putImmutable(storage, "templates/a/versions/1.json", Buffer.from("one"))).toBe("created");
     expect(await putImmutable(storage, "templates/a/versions/1.json", Buffer.from("one"))).toBe("same");
     expect(await putImmutable(storage, "templates/a/versions/1.json", Buffer.from("two"))).toBe("other");
-    expect((await storage.getObject("templates/a/versions/1.json"))?.toString()).toBe("one");
+    expect((await storage.get("templates/a/versions/1.json"))?.toString()).toBe("one");
   });
 
   it("an object deleted between the failed create and the read is created again, not reported as other content", async () => {
-    const inner = new LocalStorage(join(dir, "vanish"));
+    const inner = new LocalDriver(join(dir, "vanish"));
     const key = "templates/a/versions/1.json";
-    await inner.putObject(key, Buffer.from("deleted soon"));
+    await inner.put(key, Buffer.from("deleted soon"));
     let raced = false;
     // A DELETE lands right after the create-if-absent found the key taken.
     const storage = hooked(inner, async (call) => {
-      if (call.method === "getObject" && call.arg === key && call.phase === "before" && !raced) {
+      if (call.method === "get" && call.arg === key && call.phase === "before" && !raced) {
         raced = true;
-        await inner.deleteObject(key);
+        await inner.delete(key);
       }
     });
     expect(await putImmutable(storage, key, Buffer.from("mine"))).toBe("created");
     expect(raced).toBe(true);
-    expect((await inner.getObject(key))?.toString()).toBe("mine");
+    expect((await inner.get(key))?.toString()).toBe("mine");
   });
 });

@@ -1,31 +1,30 @@
 import { createReadStream } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseDigest } from "../../common/digest.js";
-import { UserError } from "../../common/errors.js";
-import { ApiError } from "../errors.js";
-import { keys } from "../keys.js";
-import { publishManifest } from "../publish.js";
-import { putImmutable, type Storage } from "../storage/storage.js";
-import type { FetchBlob, MirrorTarget, SourceVersion } from "./mirror.js";
+import { parseDigest } from "../common/digest.js";
+import { CodedError } from "../common/error-codes.js";
+import { UserError } from "../common/errors.js";
+import type { Format } from "../common/formats.js";
+import type { FetchBlob, MirrorTarget, SourceVersion } from "../registry/client/mirror.js";
+import type { Store } from "../registry/store/store.js";
 
 /** Tries of a manifest that a GC refused: its backoff (250 ms doubling, up to 5 s) spans ~45 s. */
 const PUBLISH_ATTEMPTS = 12;
 
 /**
- * A mirror into storage in the registry's own layout (a directory or a bucket), which `templar
- * serve --storage` then serves. It writes what the registry's push handlers write, in the order
- * that keeps readers safe: blobs (visible only once their digest matched), signatures, and the
- * manifest last, create-if-absent, so a version appears whole or not at all. The manifest goes
- * through publishManifest, like a PUT, so the mirror is safe beside a registry's online GC.
+ * A mirror into storage (a directory or a bucket) through the registry's store, in the layout
+ * `templar serve --storage` then serves: it writes what a push writes, through the same code, in
+ * the order that keeps readers safe: blobs (visible only once their digest matched), signatures,
+ * and the manifest last, published as a PUT publishes it, so a version appears whole or not at
+ * all and the mirror is safe beside a registry's online GC.
  */
-export class StorageMirrorTarget implements MirrorTarget {
+export class StoreMirrorTarget implements MirrorTarget {
   constructor(
-    private readonly storage: Storage,
+    private readonly store: Store,
     readonly display: string,
   ) {}
 
   manifest(name: string, version: string): Promise<Buffer | null> {
-    return this.storage.getObject(keys.manifest(name, version));
+    return this.store.manifests.bytes(name, version);
   }
 
   async publish(source: SourceVersion, fetchBlob: FetchBlob): Promise<number> {
@@ -40,10 +39,10 @@ export class StorageMirrorTarget implements MirrorTarget {
       try {
         // What the registry's PUT does (pin, GC check, create), so a registry serving and
         // collecting this storage meanwhile never deletes a blob of what we published.
-        await publishManifest(this.storage, source.manifest, source.bytes); // "same" is fine too
+        await this.store.publish(source.manifest, source.bytes); // "same" is fine too
         return copied;
       } catch (err) {
-        if (!(err instanceof ApiError)) throw err;
+        if (!(err instanceof CodedError)) throw err;
         if (err.code === "VERSION_EXISTS") {
           throw new UserError(
             `mirror ${name}@${version}: ${this.display} got other content for this version meanwhile`,
@@ -67,10 +66,10 @@ export class StorageMirrorTarget implements MirrorTarget {
     let copied = 0;
     for (const artifact of source.manifest.artifacts) {
       const hex = parseDigest(artifact.digest)!;
-      if (await this.storage.statBlob(hex)) continue;
+      if (await this.store.blobs.stat(hex)) continue;
       const file = fetched.get(hex) ?? (await fetchBlob(hex, artifact.size));
       fetched.set(hex, file);
-      await this.storage.putBlob(hex, createReadStream(file));
+      await this.store.blobs.put(hex, createReadStream(file));
       copied++;
     }
     return copied;
@@ -78,19 +77,19 @@ export class StorageMirrorTarget implements MirrorTarget {
 
   async addSignatures(source: SourceVersion): Promise<void> {
     const { name, version } = source;
-    const wanted: [string, Buffer][] = [...source.artifactSignatures].map(([format, sig]) => [
-      keys.artifactSignature(name, version, format),
-      sig,
-    ]);
-    if (source.signature) wanted.push([keys.signature(name, version), source.signature]);
-    for (const [key, sig] of wanted) {
+    try {
       // Signatures are immutable as in the registry: a different one is never replaced.
-      if ((await putImmutable(this.storage, key, sig)) === "other")
-        throw new UserError(`mirror ${name}@${version}: ${this.display} has another signature in ${key}`);
+      for (const [format, sig] of source.artifactSignatures)
+        await this.store.manifests.putArtifactSignature(name, version, format as Format, sig);
+      if (source.signature) await this.store.putSignature(name, version, source.signature);
+    } catch (err) {
+      if (err instanceof CodedError && err.code === "SIGNATURE_EXISTS")
+        throw new UserError(`mirror ${name}@${version}: ${this.display}: ${err.message}`);
+      throw err;
     }
   }
 
   async setTag(name: string, tag: string, version: string): Promise<void> {
-    await this.storage.putObject(keys.tag(name, tag), Buffer.from(`${version}\n`));
+    await this.store.setTag(name, tag, version);
   }
 }

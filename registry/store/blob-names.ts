@@ -1,6 +1,6 @@
-import { parseDigest } from "../common/digest.js";
-import { keys, parseTemplateKey } from "./keys.js";
-import type { ObjectInfo, Storage } from "./storage/storage.js";
+import { parseDigest } from "../../common/digest.js";
+import type { ObjectInfo, StorageDriver } from "../storage/driver.js";
+import { layout, parseTemplateKey } from "./layout.js";
 import type { SummaryCache } from "./summaries.js";
 
 /**
@@ -32,7 +32,7 @@ export class BlobNames {
   private invalidatedAt = 0;
 
   constructor(
-    private readonly storage: Storage,
+    private readonly driver: StorageDriver,
     private readonly summaries: SummaryCache,
     private readonly ttlMs: () => number,
   ) {}
@@ -76,7 +76,7 @@ export class BlobNames {
 
   private async build(startedAt: number): Promise<NameMap> {
     const manifests: { name: string; obj: ObjectInfo }[] = [];
-    for await (const obj of this.storage.list(keys.templates)) {
+    for await (const obj of this.driver.list(layout.templates)) {
       const parsed = parseTemplateKey(obj.key);
       if (parsed?.kind === "manifest") manifests.push({ name: parsed.name, obj });
     }

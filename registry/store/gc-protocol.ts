@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { keys } from "./keys.js";
-import type { Storage } from "./storage/storage.js";
+import type { StorageDriver } from "../storage/driver.js";
+import { layout } from "./layout.js";
 
 /**
  * What a GC run and a manifest publisher (a PUT, a mirror into storage) agree on in storage, so
@@ -23,8 +23,8 @@ export const HEARTBEAT_MS = 5_000;
 export const PIN_TTL_MS = 10 * 60_000;
 
 /** Whether the run's heartbeat is fresh: a missing or stale one is a finished or dead run. */
-export async function runAlive(storage: Storage, runId: string, now = Date.now()): Promise<boolean> {
-  const at = Number((await storage.getObject(keys.gcRun(runId)))?.toString("utf8"));
+export async function runAlive(storage: StorageDriver, runId: string, now = Date.now()): Promise<boolean> {
+  const at = Number((await storage.get(layout.gcRun(runId)))?.toString("utf8"));
   return Number.isFinite(at) && at > 0 && now - at < RUN_TIMEOUT_MS;
 }
 
@@ -35,23 +35,26 @@ function markRun(mark: Buffer | null): string | null {
 }
 
 /** Whether a live GC run has marked this blob for deletion. */
-export async function markedByLiveRun(storage: Storage, hex: string): Promise<boolean> {
-  const runId = markRun(await storage.getObject(keys.gcPending(hex)));
+export async function markedByLiveRun(storage: StorageDriver, hex: string): Promise<boolean> {
+  const runId = markRun(await storage.get(layout.gcMark(hex)));
   return runId !== null && (await runAlive(storage, runId));
 }
 
 /** Writes a pin for `blobs`, unique to this publisher; returns its key and time. */
-export async function pinBlobs(storage: Storage, blobs: string[]): Promise<{ key: string; at: number }> {
+export async function pinBlobs(
+  storage: StorageDriver,
+  blobs: string[],
+): Promise<{ key: string; at: number }> {
   const at = Date.now();
-  const key = keys.gcPin(randomBytes(12).toString("hex"));
-  await storage.putObject(key, Buffer.from([String(at), ...blobs].join("\n")));
+  const key = layout.gcPin(randomBytes(12).toString("hex"));
+  await storage.put(key, Buffer.from([String(at), ...blobs].join("\n")));
   return { key, at };
 }
 
 /** Every blob a fresh pin names (older pins are crashed publishers': removeLeftovers). */
-export async function pinnedBlobs(storage: Storage): Promise<Set<string>> {
+export async function pinnedBlobs(storage: StorageDriver): Promise<Set<string>> {
   const pinned = new Set<string>();
-  for await (const obj of storage.list(keys.gcPinsPrefix)) {
+  for await (const obj of storage.list(layout.gcPins)) {
     const pin = await readPin(storage, obj.key);
     if (pin && Date.now() - pin.at < PIN_TTL_MS) for (const hex of pin.blobs) pinned.add(hex);
   }
@@ -59,8 +62,8 @@ export async function pinnedBlobs(storage: Storage): Promise<Set<string>> {
 }
 
 /** null when the pin is gone: its publisher finished (its manifest, if any, exists by then). */
-async function readPin(storage: Storage, key: string): Promise<{ at: number; blobs: string[] } | null> {
-  const bytes = await storage.getObject(key);
+async function readPin(storage: StorageDriver, key: string): Promise<{ at: number; blobs: string[] } | null> {
+  const bytes = await storage.get(key);
   if (!bytes) return null;
   const [at, ...blobs] = bytes.toString("utf8").split("\n");
   return { at: Number(at), blobs };
@@ -71,22 +74,22 @@ async function readPin(storage: Storage, key: string): Promise<{ at: number; blo
  * records (after the marks, so a dead run's marks never outlive its record), and pins older
  * than PIN_TTL_MS (or unreadable: only pinBlobs writes them, whole).
  */
-export async function removeLeftovers(storage: Storage): Promise<void> {
+export async function removeLeftovers(storage: StorageDriver): Promise<void> {
   const alive = new Map<string, boolean>();
   const isAlive = async (runId: string) => {
     if (!alive.has(runId)) alive.set(runId, await runAlive(storage, runId));
     return alive.get(runId)!;
   };
-  for await (const obj of storage.list(keys.gcPendingPrefix)) {
-    const runId = markRun(await storage.getObject(obj.key));
-    if (runId === null || !(await isAlive(runId))) await storage.deleteObject(obj.key);
+  for await (const obj of storage.list(layout.gcMarks)) {
+    const runId = markRun(await storage.get(obj.key));
+    if (runId === null || !(await isAlive(runId))) await storage.delete(obj.key);
   }
-  for await (const obj of storage.list(keys.gcRunsPrefix)) {
-    if (!(await isAlive(obj.key.slice(keys.gcRunsPrefix.length)))) await storage.deleteObject(obj.key);
+  for await (const obj of storage.list(layout.gcRuns)) {
+    if (!(await isAlive(obj.key.slice(layout.gcRuns.length)))) await storage.delete(obj.key);
   }
-  for await (const obj of storage.list(keys.gcPinsPrefix)) {
+  for await (const obj of storage.list(layout.gcPins)) {
     const pin = await readPin(storage, obj.key);
-    if (pin && !(Date.now() - pin.at < PIN_TTL_MS)) await storage.deleteObject(obj.key);
+    if (pin && !(Date.now() - pin.at < PIN_TTL_MS)) await storage.delete(obj.key);
   }
 }
 
@@ -106,7 +109,7 @@ export class GcRun {
 
   /** `timeoutMs`, `heartbeatMs`: shorter than the defaults for tests (longer is clamped: unsafe). */
   constructor(
-    private readonly storage: Storage,
+    private readonly storage: StorageDriver,
     timeoutMs = RUN_TIMEOUT_MS,
     private readonly heartbeatMs = HEARTBEAT_MS,
   ) {
@@ -135,7 +138,7 @@ export class GcRun {
   async end(): Promise<void> {
     clearInterval(this.timer);
     await this.beating;
-    await this.storage.deleteObject(keys.gcRun(this.id));
+    await this.storage.delete(layout.gcRun(this.id));
   }
 
   private beat(): Promise<void> {
@@ -143,7 +146,7 @@ export class GcRun {
     const at = Date.now();
     if (this.lastBeat && !this.mayDelete()) return Promise.resolve(); // lapsed for good
     this.beating = this.storage
-      .putObject(keys.gcRun(this.id), Buffer.from(String(at)))
+      .put(layout.gcRun(this.id), Buffer.from(String(at)))
       .then(
         () => {
           this.lastBeat = at;

@@ -1,9 +1,12 @@
+import type { StorageDriver } from "../storage/driver.js";
+import type { Blobs } from "./blobs.js";
+import type { DerivedSums } from "./derived.js";
 import { GcRun, pinnedBlobs, removeLeftovers } from "./gc-protocol.js";
-import { keys, parseTemplateKey } from "./keys.js";
-import type { Storage } from "./storage/storage.js";
+import { layout, parseTemplateKey } from "./layout.js";
+import type { Uploads } from "./uploads.js";
 
 /**
- * Online garbage collection (DESIGN.md "Storage"): deletes blobs that no manifest names and that
+ * Online garbage collection (docs/storage.md): deletes blobs that no manifest names and that
  * are older than the grace period, and expires abandoned uploads. There is no read-only window.
  *
  * The rule: once a manifest PUT (or a mirror into storage) is acknowledged, the manifest and
@@ -68,7 +71,16 @@ export interface GcReport {
 
 const DIGEST_IN_TEXT = /sha256:([0-9a-f]{64})/g;
 
-export async function runGc(storage: Storage, options: GcOptions): Promise<GcReport> {
+/** What GC works on: the driver (marks, pins, manifests) and the store's blobs, uploads and derived sums. */
+export interface GcTarget {
+  driver: StorageDriver;
+  blobs: Blobs;
+  uploads: Uploads;
+  derived: DerivedSums;
+}
+
+export async function runGc(target: GcTarget, options: GcOptions): Promise<GcReport> {
+  const { driver: storage, blobs: blobStore, uploads, derived } = target;
   const started = Date.now();
   const now = options.now ?? started;
   const cutoff = now - options.graceMs;
@@ -77,7 +89,7 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
   let blobs = 0;
   let keptYoung = 0;
   const candidates = new Map<string, number>();
-  for await (const blob of storage.listBlobs()) {
+  for await (const blob of blobStore.list()) {
     blobs++;
     if (blob.modified.getTime() < cutoff) candidates.set(blob.hex, blob.size);
     else keptYoung++;
@@ -105,11 +117,11 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
       const ours = run.mark();
       // Another replica's GC may mark the same blob after us: then only it may delete the blob
       // (its last scan came after its mark), and only it removes that mark.
-      const stillOurs = async (hex: string) => (await storage.getObject(keys.gcPending(hex)))?.equals(ours);
+      const stillOurs = async (hex: string) => (await storage.get(layout.gcMark(hex)))?.equals(ours);
       const marked: string[] = [];
       try {
         for (const [hex] of doomed) {
-          await storage.putObject(keys.gcPending(hex), ours);
+          await storage.put(layout.gcMark(hex), ours);
           marked.push(hex);
         }
         // The last scan, after every mark: pins first, then every manifest (not only new keys:
@@ -121,7 +133,7 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
         for (const [hex, size] of doomed) {
           if (pinned.has(hex) || named.has(hex)) continue;
           if (!(await stillOurs(hex))) continue;
-          const info = await storage.statBlob(hex);
+          const info = await blobStore.stat(hex);
           if (!info || info.modified.getTime() >= cutoff) continue; // gone, or written again meanwhile
           if (!run.mayDelete()) {
             // Checked last, right before the delete: the window a stall could widen is one call.
@@ -129,23 +141,23 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
               "gc stopped: its heartbeat in storage lapsed (storage too slow, or the process stalled), so pushes may no longer honour its marks",
             );
           }
-          await storage.deleteBlob(hex);
-          await storage.deleteObject(keys.derived(hex)); // its md5/sha512 (registry/compat/checksums.ts)
+          await blobStore.delete(hex);
+          await derived.drop(hex); // its md5/sha512 (derived.ts)
           deleted++;
           bytesFreed += size;
           options.onDelete?.(hex, size);
         }
       } finally {
-        for (const hex of marked) if (await stillOurs(hex)) await storage.deleteObject(keys.gcPending(hex));
+        for (const hex of marked) if (await stillOurs(hex)) await storage.delete(layout.gcMark(hex));
         await run.end();
       }
     }
   }
 
   let uploadsExpired = 0;
-  for await (const upload of storage.listUploads()) {
+  for await (const upload of uploads.list()) {
     if (upload.started.getTime() < now - options.uploadExpiryMs) {
-      if (!dryRun) await storage.abortUpload(upload.id);
+      if (!dryRun) await uploads.remove(upload.id);
       uploadsExpired++;
     }
   }
@@ -153,13 +165,8 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
   // Writes a crashed process left unfinished (S3: incomplete multipart uploads, invisible to
   // listing but stored and billed); older than the grace period, nobody is still writing them.
   let partialWritesAborted = 0;
-  if (storage.listPartialWrites && storage.abortPartialWrite) {
-    for await (const partial of storage.listPartialWrites()) {
-      if (partial.started.getTime() >= cutoff) continue;
-      if (!dryRun) await storage.abortPartialWrite(partial.id);
-      partialWritesAborted++;
-    }
-  }
+  if (!dryRun && storage.sweepAbandoned)
+    partialWritesAborted = await storage.sweepAbandoned(new Date(cutoff));
 
   return {
     dryRun,
@@ -175,10 +182,14 @@ export async function runGc(storage: Storage, options: GcOptions): Promise<GcRep
   };
 }
 
-async function scanManifests(storage: Storage, seen: Set<string>, referenced: Set<string>): Promise<void> {
-  for await (const obj of storage.list(keys.templates)) {
+async function scanManifests(
+  storage: StorageDriver,
+  seen: Set<string>,
+  referenced: Set<string>,
+): Promise<void> {
+  for await (const obj of storage.list(layout.templates)) {
     if (seen.has(obj.key) || parseTemplateKey(obj.key)?.kind !== "manifest") continue;
-    const bytes = await storage.getObject(obj.key);
+    const bytes = await storage.get(obj.key);
     if (!bytes) continue; // deleted meanwhile: its blobs may go
     const text = bytes.toString("utf8");
     try {
