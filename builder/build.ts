@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { UserError } from "../common/errors.js";
-import type { Format } from "../common/manifest.js";
+import type { Format } from "../common/formats.js";
 import { archProblem } from "./arch.js";
 import { mountsUnder } from "./chroot.js";
 import type { BuildContext } from "./context.js";

@@ -1,10 +1,10 @@
 import { createReadStream } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { FetchBlob, MirrorTarget, SourceVersion } from "../client/mirror.js";
 import { parseDigest } from "../common/digest.js";
 import { CodedError } from "../common/error-codes.js";
 import { UserError } from "../common/errors.js";
 import type { Format } from "../common/formats.js";
-import type { FetchBlob, MirrorTarget, SourceVersion } from "../registry/client/mirror.js";
 import type { Store } from "../registry/store/store.js";
 
 /** Tries of a manifest that a GC refused: its backoff (250 ms doubling, up to 5 s) spans ~45 s. */

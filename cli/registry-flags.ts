@@ -1,5 +1,5 @@
+import { RegistryClient } from "../client/http.js";
 import { usageError } from "../common/errors.js";
-import { RegistryClient } from "../registry/client/http.js";
 import { flagOrEnv } from "./args.js";
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);

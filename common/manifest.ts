@@ -1,25 +1,15 @@
 import { z } from "zod";
 import { UserError } from "./errors.js";
-import { FORMATS } from "./manifest-files.js";
+import { FORMATS } from "./formats.js";
 import { archProblem, isVersion, namePartProblem, templateNameProblem } from "./names.js";
 
 /**
- * The template manifest of DESIGN.md ("Template artifact"). Declared once here and validated
+ * The template manifest (docs/template-format.md). Declared once here and validated
  * wherever a manifest comes in (inspect, push, registry). Fields may be added later; existing
  * ones never change meaning, so unknown fields are kept (looseObject), not rejected.
  */
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lower-case hex characters");
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, "expected sha256:<64 hex>");
-
-// The zod-free parts (formats, file names, serialisation) live in manifest-files.ts so that the
-// packer's start-up does not pay for loading zod; re-exported here for everyone else.
-export {
-  artifactFileName,
-  FORMATS,
-  type Format,
-  manifestFileName,
-  serializeManifest,
-} from "./manifest-files.js";
 
 export const SourceInput = z.looseObject({
   uri: z.string(),

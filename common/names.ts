@@ -70,20 +70,3 @@ export function assertVersion(version: string, what = "version"): string {
 export function isTag(tag: string): boolean {
   return tag.length <= MAX_NAME_LENGTH && TAG_NAME.test(tag) && !tag.includes("..");
 }
-
-/** Maps a distro architecture name to OpenVZ's convention (x86_64, aarch64). */
-export function templateArch(arch: string): string {
-  const map: Record<string, string> = {
-    amd64: "x86_64",
-    arm64: "aarch64",
-    x86_64: "x86_64",
-    aarch64: "aarch64",
-  };
-  return map[arch] ?? arch;
-}
-
-/** Maps OpenVZ's arch names to Debian's (what dpkg, debootstrap and Proxmox use). */
-export function debianArch(arch: string): string {
-  const map: Record<string, string> = { x86_64: "amd64", aarch64: "arm64" };
-  return map[arch] ?? arch;
-}

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { CodedError } from "../common/error-codes.js";
+import { globMatch } from "../common/glob.js";
 import type { RegistryConfig, TokenEntry } from "./config.js";
 
 /**
@@ -104,20 +105,4 @@ export function authorize(
   if (principal.kind === "anonymous")
     throw unauthorized(`a token with scope ${action}:<glob> is needed to ${what}`);
   throw new CodedError("DENIED", `token ${principal.id} has no scope that allows ${what}`);
-}
-
-const globCache = new Map<string, RegExp>();
-
-/** `*` matches any run of characters, `?` one character; names never contain '/'. */
-export function globMatch(glob: string, name: string): boolean {
-  let re = globCache.get(glob);
-  if (!re) {
-    const body = glob
-      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-      .replace(/\*/g, ".*")
-      .replace(/\?/g, ".");
-    re = new RegExp(`^${body}$`);
-    globCache.set(glob, re);
-  }
-  return re.test(name);
 }

@@ -3,7 +3,7 @@ import { serve } from "@hono/node-server";
 import { UserError } from "../common/errors.js";
 import { createApp } from "./app.js";
 import { ConfigWatcher, parseDuration } from "./config.js";
-import type { RegistryDeps } from "./context.js";
+import type { RegistryDeps } from "./http/context.js";
 import { Metrics } from "./metrics.js";
 import type { StorageDriver } from "./storage/driver.js";
 import { Store } from "./store/store.js";

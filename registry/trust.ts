@@ -14,8 +14,8 @@ import {
 } from "../common/signing/keys.js";
 import { signBytes, verifyDetached } from "../common/signing/signatures.js";
 import type { RegistryConfig } from "./config.js";
-import type { Ctx } from "./context.js";
-import { deps } from "./context.js";
+import type { Ctx } from "./http/context.js";
+import { deps } from "./http/context.js";
 
 /**
  * The registry's keys (config `pushPolicy`, `indexKey`): who may publish, and the key that

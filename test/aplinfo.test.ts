@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Manifest } from "../common/manifest.js";
-import { PROXMOX_VERSION, proxmoxFileName, renderAplinfo } from "../registry/compat/aplinfo.js";
+import { proxmoxFileName } from "../common/manifest-files.js";
+import { PROXMOX_VERSION, renderAplinfo } from "../registry/channels/aplinfo.js";
 import { parseAplinfoLikePveam } from "./helpers/pveam-aplinfo.js";
 
 const hex = "b".repeat(64);

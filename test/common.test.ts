@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { UserError } from "../common/errors.js";
-import { parseManifest, serializeManifest } from "../common/manifest.js";
+import { parseManifest } from "../common/manifest.js";
+import { serializeManifest } from "../common/manifest-files.js";
 import { assertTemplateName, isTag, isVersion, templateNameProblem } from "../common/names.js";
 
 const hex = "a".repeat(64);

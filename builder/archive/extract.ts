@@ -4,6 +4,7 @@ import { lstat, open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { ExitCode, UserError } from "../../common/errors.js";
+import { compressionOf } from "../../common/formats.js";
 import { formatBytes } from "../../common/progress.js";
 import { listTar, type Member } from "./tar-list.js";
 
@@ -215,12 +216,13 @@ export async function extractTar(
   return { members: scan.members, bytes: scan.bytes };
 }
 
-const DECOMPRESSORS: { magic: number[]; offset?: number; argv: string[]; name: string }[] = [
-  { name: "xz", magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], argv: ["xz", "-d", "-c", "-T0"] },
-  { name: "gzip", magic: [0x1f, 0x8b], argv: ["gzip", "-d", "-c"] },
-  { name: "zstd", magic: [0x28, 0xb5, 0x2f, 0xfd], argv: ["zstd", "-d", "-c", "-q"] },
-  { name: "bzip2", magic: [0x42, 0x5a, 0x68], argv: ["bzip2", "-d", "-c"] },
-];
+/** How each compression an upstream archive may use is undone (compressions: common/formats.ts). */
+const DECOMPRESS_ARGV: Record<string, string[]> = {
+  xz: ["xz", "-d", "-c", "-T0"],
+  gzip: ["gzip", "-d", "-c"],
+  zstd: ["zstd", "-d", "-c", "-q"],
+  bzip2: ["bzip2", "-d", "-c"],
+};
 
 /** Compression by magic bytes: "xz", "gzip", "zstd", "bzip2", "tar" (none) or null (unknown). */
 export async function detectCompression(path: string): Promise<string | null> {
@@ -228,7 +230,8 @@ export async function detectCompression(path: string): Promise<string | null> {
   try {
     const head = Buffer.alloc(512);
     const { bytesRead } = await fh.read(head, 0, 512, 0);
-    for (const d of DECOMPRESSORS) if (d.magic.every((b, i) => head[i] === b)) return d.name;
+    const compression = compressionOf(head.subarray(0, bytesRead));
+    if (compression) return compression.name;
     if (bytesRead >= 262 && head.subarray(257, 262).toString("latin1") === "ustar") return "tar";
     return null;
   } finally {
@@ -253,7 +256,7 @@ export async function decompressTo(
     await pipeline(createReadStream(src), createWriteStream(dest));
     return;
   }
-  const argv = DECOMPRESSORS.find((d) => d.name === kind)!.argv;
+  const argv = DECOMPRESS_ARGV[kind]!;
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
   let out = 0;
   let bomb = false;

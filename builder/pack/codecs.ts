@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { delimiter, join } from "node:path";
 import type { Transform } from "node:stream";
 import { UserError } from "../../common/errors.js";
-import type { Format } from "../../common/manifest.js";
+import { compressionOf, type Format } from "../../common/formats.js";
 
 /**
  * The one table of compression formats: which program does the work when installed (fixed
@@ -29,7 +29,6 @@ interface CodecRow {
   inProcessDecompress?: () => Promise<Transform>;
   /** Package that provides the program, for error messages. */
   packageHint: string;
-  magic: Buffer;
 }
 
 interface ZstdStreams {
@@ -61,7 +60,6 @@ export const CODECS: Record<Format, CodecRow> = {
     inProcessCompress: async () => new (await loadZstd()).ZstdCompressTransform(3),
     inProcessDecompress: async () => new (await loadZstd()).ZstdDecompressTransform(),
     packageHint: "zstd",
-    magic: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]),
   },
   "tar.gz": {
     // -n: no file name and no mtime in the gzip header (reproducible).
@@ -77,13 +75,11 @@ export const CODECS: Record<Format, CodecRow> = {
     inProcessCompress: async () => (await import("node:zlib")).createGzip({ level: 6 }),
     inProcessDecompress: async () => (await import("node:zlib")).createGunzip(),
     packageHint: "pigz or gzip",
-    magic: Buffer.from([0x1f, 0x8b]),
   },
   "tar.xz": {
     compress: [{ command: "xz", args: ["-6", "-T0", "-q", "-c"] }],
     decompress: [{ command: "xz", args: ["-d", "-q", "-c"] }],
     packageHint: "xz-utils",
-    magic: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]),
   },
 };
 
@@ -135,9 +131,5 @@ export function chooseCodec(
 
 /** Recognises a compressed tar by its first bytes. */
 export function formatFromMagic(head: Buffer): Format | null {
-  for (const [format, row] of Object.entries(CODECS) as [Format, CodecRow][]) {
-    if (head.length >= row.magic.length && head.subarray(0, row.magic.length).equals(row.magic))
-      return format;
-  }
-  return null;
+  return compressionOf(head)?.format ?? null;
 }

@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError } from "../../common/errors.js";
-import type { Format } from "../../common/manifest.js";
+import type { Format } from "../../common/formats.js";
 import { chooseCodec, formatFromMagic } from "./codecs.js";
 
 /** Reads the first bytes of a file and names its compression format, or null. */

@@ -3,14 +3,9 @@ import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { sha256File } from "../../common/digest.js";
 import { ExitCode, UserError } from "../../common/errors.js";
-import {
-  artifactFileName,
-  FORMATS,
-  type Format,
-  type Manifest,
-  manifestFileName,
-  parseManifest,
-} from "../../common/manifest.js";
+import { FORMATS, type Format } from "../../common/formats.js";
+import { type Manifest, parseManifest } from "../../common/manifest.js";
+import { artifactFileName, manifestFileName } from "../../common/manifest-files.js";
 import { decompressFile, sniffFormat } from "./decompress.js";
 import { readTar } from "./tar-reader.js";
 

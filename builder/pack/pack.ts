@@ -5,14 +5,9 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
 import { toDigest } from "../../common/digest.js";
 import { UserError, usageError } from "../../common/errors.js";
+import { FORMATS, type Format } from "../../common/formats.js";
 import type { Artifact, Manifest } from "../../common/manifest.js";
-import {
-  artifactFileName,
-  FORMATS,
-  type Format,
-  manifestFileName,
-  serializeManifest,
-} from "../../common/manifest-files.js";
+import { artifactFileName, manifestFileName, serializeManifest } from "../../common/manifest-files.js";
 import { assertTemplateName, assertVersion } from "../../common/names.js";
 import { chooseCodec } from "./codecs.js";
 import { type CompressSink, openCompressSink, openFifoSink } from "./compress-sink.js";
@@ -42,19 +37,11 @@ export function removePartialOutputsSync(): void {
   activeFifos.clear();
 }
 
-/** SOURCE_DATE_EPOCH from the option or the environment; undefined when neither is set. */
-export function resolveSourceDateEpoch(value: number | undefined): number | undefined {
-  if (value !== undefined) {
-    if (!Number.isSafeInteger(value) || value < 0) {
-      throw usageError(`source date epoch ${value} is not a whole number of seconds >= 0`);
-    }
-    return value;
+function checkEpoch(value: number | undefined): number | undefined {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+    throw usageError(`source date epoch ${value} is not a whole number of seconds >= 0`);
   }
-  const env = process.env.SOURCE_DATE_EPOCH;
-  if (env === undefined || env === "") return undefined;
-  if (!/^\d+$/.test(env))
-    throw usageError(`SOURCE_DATE_EPOCH=${JSON.stringify(env)} is not a whole number of seconds`);
-  return Number(env);
+  return value;
 }
 
 async function checkRootfs(rootfs: string): Promise<string> {
@@ -113,7 +100,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     if (!FORMATS.includes(f))
       throw usageError(`unknown format ${JSON.stringify(f)} (known: ${FORMATS.join(", ")})`);
   }
-  const sde = resolveSourceDateEpoch(options.sourceDateEpoch);
+  const sde = checkEpoch(options.sourceDateEpoch);
   const root = await checkRootfs(options.rootfs);
   const outDir = resolve(options.outDir);
   const rel = relative(root, outDir);

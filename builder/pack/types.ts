@@ -1,4 +1,5 @@
-import type { Format, Manifest } from "../../common/manifest.js";
+import type { Format } from "../../common/formats.js";
+import type { Manifest } from "../../common/manifest.js";
 import type { XattrMap } from "./xattrs.js";
 
 /** What `packTemplate` needs: the builder and `templar pack` both call it. */
@@ -11,7 +12,7 @@ export interface PackOptions {
   version: string;
   /** Default: ["tar.zst", "tar.gz"]. */
   formats?: Format[];
-  /** Clamp for every mtime, and the manifest's `created`; default: $SOURCE_DATE_EPOCH, else no clamp and now. */
+  /** Clamp for every mtime, and the manifest's `created`; default: no clamp, and now. */
   sourceDateEpoch?: number;
   /** Manifest fields the packer does not compute itself (distro, release, recipe, source, packages...). */
   manifestFields?: Partial<Omit<Manifest, "schemaVersion" | "name" | "version" | "rootfs" | "artifacts">>;

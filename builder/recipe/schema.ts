@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { FORMATS, type Format } from "../../common/manifest.js";
+import { FORMATS, type Format } from "../../common/formats.js";
 import { isVersion, templateNameProblem } from "../../common/names.js";
 
 /**

@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { debianArch } from "../../common/names.js";
+import { archAs } from "../../common/arch.js";
 import { acquire } from "../archive/acquire.js";
 import { type ArchiveConfig, ArchiveConfigSchema } from "../archive/config.js";
 import { applyLayout } from "../archive/layouts.js";
@@ -21,7 +21,11 @@ export const archive = defineSource<ArchiveConfig>({
     const got = await acquire(config, {
       cacheDir: ctx.cacheDir,
       recipeDir: dirname(resolve(ctx.recipe.path)),
-      values: { arch: ctx.recipe.arch, debarch: debianArch(ctx.recipe.arch), release: ctx.recipe.release },
+      values: {
+        arch: ctx.recipe.arch,
+        debarch: archAs(ctx.recipe.arch, "debian"),
+        release: ctx.recipe.release,
+      },
       signal: ctx.signal,
       log: ctx.log,
       progress: Boolean(process.stderr.isTTY),
@@ -33,7 +37,7 @@ export const archive = defineSource<ArchiveConfig>({
     try {
       const layout = await applyLayout(config.layout, got.path, ctx.root, {
         workDir: work,
-        ociArch: debianArch(ctx.recipe.arch),
+        ociArch: archAs(ctx.recipe.arch, "debian"),
         ...(config.maxSize ? { maxBytes: config.maxSize } : {}),
         signal: ctx.signal,
         log: ctx.log,

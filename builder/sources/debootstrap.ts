@@ -5,8 +5,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
+import { archAs } from "../../common/arch.js";
 import { UserError } from "../../common/errors.js";
-import { debianArch } from "../../common/names.js";
 import { isolated, runInRoot } from "../chroot.js";
 import type { BuildContext } from "../context.js";
 import { buildEnv, runTool } from "../exec.js";
@@ -114,7 +114,7 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
       `${where}: source.keyring: ${keyring} does not exist (install debian-archive-keyring?)`,
     );
   }
-  const arch = debianArch(ctx.recipe.arch);
+  const arch = archAs(ctx.recipe.arch, "debian");
   const cache = join(ctx.cacheDir, "debian", "archives");
   await mkdir(cache, { recursive: true, mode: 0o700 });
   const forced = process.env.TEMPLAR_BOOTSTRAP_TOOL;

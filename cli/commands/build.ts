@@ -3,7 +3,7 @@ import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR, parseEpoch } from "
 import { loadRecipe } from "../../builder/recipe/load.js";
 import type { Recipe } from "../../builder/recipe/schema.js";
 import { usageError } from "../../common/errors.js";
-import { FORMATS, type Format } from "../../common/manifest.js";
+import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes, type Progress } from "../../common/progress.js";
 import { openSigner, signFiles } from "../../common/signing/signer.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
@@ -32,15 +32,6 @@ Options:
   -v, --verbose             show the output of mmdebstrap/debootstrap and of steps
 `;
 
-function parseFormats(value: string): Format[] {
-  return value.split(",").map((item) => {
-    const format = (item.startsWith("tar.") ? item : `tar.${item}`) as Format;
-    if (!FORMATS.includes(format))
-      throw usageError(`build: --formats: unknown format ${JSON.stringify(item)} (zst, gz, xz)`);
-    return format;
-  });
-}
-
 async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs("build", argv, {
     out: { type: "string" },
@@ -58,7 +49,7 @@ async function run(argv: string[]): Promise<number> {
   });
   if (positionals.length === 0)
     throw usageError("build: expected at least one recipe file (see 'templar build --help')");
-  const formats = values.formats ? parseFormats(values.formats) : undefined;
+  const formats = values.formats ? parseFormatList(values.formats) : undefined;
   const sde = values["source-date-epoch"]
     ? parseEpoch(values["source-date-epoch"], "--source-date-epoch")
     : undefined;

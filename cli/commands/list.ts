@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
+import { DEFAULT_CACHE, listCache, templateFile } from "../../client/cache.js";
+import { hostSettings } from "../../client/host-config.js";
 import { ExitCode, UserError, usageError } from "../../common/errors.js";
-import { DEFAULT_CACHE, listCache, templateFile } from "../../registry/client/cache.js";
-import { hostSettings } from "../../registry/client/host-config.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";

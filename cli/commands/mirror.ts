@@ -2,10 +2,10 @@ import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { RegistryClient } from "../../client/http.js";
+import { type MirrorTarget, mirror } from "../../client/mirror.js";
 import { ExitCode, usageError } from "../../common/errors.js";
 import { createProgress } from "../../common/progress.js";
-import type { RegistryClient } from "../../registry/client/http.js";
-import { type MirrorTarget, mirror } from "../../registry/client/mirror.js";
 import { flagOrEnv, parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";
@@ -41,7 +41,7 @@ async function openTarget(
   workDir: string,
 ): Promise<MirrorTarget> {
   if (/^https?:\/\//i.test(destination)) {
-    const { RegistryMirrorTarget } = await import("../../registry/client/mirror-to-registry.js");
+    const { RegistryMirrorTarget } = await import("../../client/mirror-to-registry.js");
     return new RegistryMirrorTarget(registryClient("mirror", { registry: destination, token }), workDir);
   }
   const { openStorage, storageBackends } = await import("../../registry/storage/backends.js");

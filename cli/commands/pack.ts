@@ -1,9 +1,9 @@
 import { resolve } from "node:path";
 import { readTreeXattrs } from "../../builder/pack/xattrs.js";
 import { usageError } from "../../common/errors.js";
-import { FORMATS, type Format } from "../../common/manifest-files.js";
+import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { flagOrEnv, parseCommandArgs, sourceDateEpoch } from "../args.js";
 import type { Command } from "../command.js";
 
 const help = `Usage: templar pack <rootfs-dir> --name NAME --version VER [options]
@@ -26,29 +26,6 @@ Options:
   --json                   print the result as JSON on stdout
 `;
 
-/** "zst,gz" or "tar.zst,tar.gz" -> formats; anything else is a usage error. */
-export function parseFormats(list: string): Format[] {
-  const formats: Format[] = [];
-  for (const raw of list
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const format = (raw.startsWith("tar.") ? raw : `tar.${raw}`) as Format;
-    if (!FORMATS.includes(format)) {
-      throw usageError(`unknown format ${JSON.stringify(raw)} in --formats (known: zst, gz, xz)`);
-    }
-    if (!formats.includes(format)) formats.push(format);
-  }
-  if (formats.length === 0) throw usageError("--formats is empty (known: zst, gz, xz)");
-  return formats;
-}
-
-function parseEpoch(text: string): number {
-  if (!/^\d+$/.test(text))
-    throw usageError(`--source-date-epoch ${JSON.stringify(text)} is not a whole number of seconds`);
-  return Number(text);
-}
-
 export const command: Command = {
   help,
   async run(argv) {
@@ -68,7 +45,7 @@ export const command: Command = {
       throw usageError("pack: expected exactly one <rootfs-dir> (see 'templar pack --help')");
     if (values.name === undefined) throw usageError("pack: --name is required");
     if (values.version === undefined) throw usageError("pack: --version is required");
-    const formats = values.formats !== undefined ? parseFormats(values.formats) : undefined;
+    const formats = values.formats !== undefined ? parseFormatList(values.formats) : undefined;
     const epoch = values["source-date-epoch"];
     // getfattr over a Debian minbase takes ~70 ms and loading the packer ~45 ms: overlap them
     // (the packer reports a missing rootfs itself; this early run's failure is then ignored).
@@ -100,7 +77,7 @@ export const command: Command = {
       name: values.name,
       version: values.version,
       formats,
-      sourceDateEpoch: epoch !== undefined ? parseEpoch(epoch) : undefined,
+      sourceDateEpoch: sourceDateEpoch(epoch)?.value,
       inProcessOnly: values["in-process"] ?? false,
       xattrs,
       onProgress: (bytes, n) => {

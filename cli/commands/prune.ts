@@ -1,7 +1,7 @@
+import { hostSettings } from "../../client/host-config.js";
+import { RegistryClient, templatePath } from "../../client/http.js";
+import { localTemplates, removeLocal } from "../../client/local-templates.js";
 import { ExitCode, errorMessage, UserError } from "../../common/errors.js";
-import { hostSettings } from "../../registry/client/host-config.js";
-import { RegistryClient, templatePath } from "../../registry/client/http.js";
-import { localTemplates, removeLocal } from "../../registry/client/local-templates.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 

@@ -1,14 +1,9 @@
+import { hostPull } from "../../client/host.js";
+import { DEFAULT_KEYRING, hostSettings, OPENVZ_CACHE, PROXMOX_CACHE } from "../../client/host-config.js";
 import { ExitCode, usageError } from "../../common/errors.js";
-import type { Format } from "../../common/manifest.js";
+import { parseFormat } from "../../common/formats.js";
 import { createProgress } from "../../common/progress.js";
-import { hostPull } from "../../registry/client/host.js";
-import {
-  DEFAULT_KEYRING,
-  hostSettings,
-  OPENVZ_CACHE,
-  PROXMOX_CACHE,
-} from "../../registry/client/host-config.js";
-import { parseRef } from "../../registry/client/ref.js";
+import { parseRef } from "../../common/reference.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";
@@ -50,15 +45,6 @@ TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 
 Exit codes: 0 ok (also when already up to date), 3 signature or digest check failed, 4 not found
 (template, version, format, or the keyring needed to check a signature).`;
 
-export const FORMAT_NAMES: Record<string, Format> = {
-  gz: "tar.gz",
-  xz: "tar.xz",
-  zst: "tar.zst",
-  "tar.gz": "tar.gz",
-  "tar.xz": "tar.xz",
-  "tar.zst": "tar.zst",
-};
-
 export const command: Command = {
   help,
   async run(argv) {
@@ -75,8 +61,8 @@ export const command: Command = {
     if (positionals.length !== 1)
       throw usageError("pull: expected one template reference (see 'templar pull --help')");
     const ref = parseRef(positionals[0]!);
-    const format = values.format === undefined ? undefined : FORMAT_NAMES[values.format];
-    if (values.format !== undefined && !format)
+    const format = values.format === undefined ? undefined : parseFormat(values.format);
+    if (format === null)
       throw usageError(`pull: --format ${JSON.stringify(values.format)}: expected gz, xz or zst`);
     const settings = await hostSettings(values);
     if (!settings.registry)

@@ -1,6 +1,6 @@
+import { findManifests, loadLocalTemplate, pushTemplate } from "../../client/push.js";
 import { ExitCode, usageError } from "../../common/errors.js";
 import { createProgress } from "../../common/progress.js";
-import { findManifests, loadLocalTemplate, pushTemplate } from "../../registry/client/push.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";

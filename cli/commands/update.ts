@@ -1,8 +1,8 @@
+import { hostPull } from "../../client/host.js";
+import { hostSettings } from "../../client/host-config.js";
+import { RegistryClient } from "../../client/http.js";
+import { localTemplates, updateRef } from "../../client/local-templates.js";
 import { ExitCode, errorMessage, UserError, usageError } from "../../common/errors.js";
-import { hostPull } from "../../registry/client/host.js";
-import { hostSettings } from "../../registry/client/host-config.js";
-import { RegistryClient } from "../../registry/client/http.js";
-import { localTemplates, updateRef } from "../../registry/client/local-templates.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 

@@ -1,7 +1,7 @@
 import { isSha256Hex } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
-import { countedBody, sendStream } from "../body.js";
-import { type Ctx, deps, mayReadBlob, need } from "../context.js";
+import { countedBody, sendStream } from "../http/body.js";
+import { type Ctx, deps, mayReadBlob, need } from "../http/context.js";
 import type { ByteRange } from "../storage/driver.js";
 
 /** `sha256:<hex>` from the path; anything else is a 400. */

@@ -1,6 +1,6 @@
 import { authenticate, requireToken } from "../auth.js";
-import { type Ctx, deps } from "../context.js";
-import { errorBody } from "../errors.js";
+import { type Ctx, deps } from "../http/context.js";
+import { errorBody } from "../http/errors.js";
 
 export function healthz(c: Ctx): Response {
   return c.json({ status: "ok" });

@@ -1,8 +1,8 @@
 import { parseDigest } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
 import { FORMATS, type Format, isFormat } from "../../common/formats.js";
-import { readLimited } from "../body.js";
-import { type Ctx, deps, nameParam, need, versionParam } from "../context.js";
+import { readLimited } from "../http/body.js";
+import { type Ctx, deps, nameParam, need, versionParam } from "../http/context.js";
 import { enforceArtifactPolicy } from "../trust.js";
 import { checkArmour, MAX_SIGNATURE_BYTES } from "./manifests.js";
 

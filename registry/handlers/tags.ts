@@ -1,7 +1,7 @@
 import { CodedError } from "../../common/error-codes.js";
 import { isVersion } from "../../common/names.js";
-import { readLimited } from "../body.js";
-import { type Ctx, deps, nameParam, need, tagParam } from "../context.js";
+import { readLimited } from "../http/body.js";
+import { type Ctx, deps, nameParam, need, tagParam } from "../http/context.js";
 
 /** PUT /v1/templates/{name}/tags/{tag}: body is the version (plain text, or JSON {"version"}). */
 export async function putTag(c: Ctx): Promise<Response> {

@@ -1,6 +1,6 @@
 import { CodedError } from "../../common/error-codes.js";
 import { allowed } from "../auth.js";
-import { type Ctx, deps, nameParam, need } from "../context.js";
+import { type Ctx, deps, nameParam, need } from "../http/context.js";
 import type { CatalogEntry } from "../store/catalog.js";
 import type { TemplateListing } from "../store/store.js";
 

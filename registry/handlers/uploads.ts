@@ -1,8 +1,8 @@
 import { parseDigest } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
 import { uploadOwner } from "../auth.js";
-import { countedBody } from "../body.js";
-import { type Ctx, deps, need } from "../context.js";
+import { countedBody } from "../http/body.js";
+import { type Ctx, deps, need } from "../http/context.js";
 import type { UploadState } from "../store/uploads.js";
 
 /**

@@ -1,5 +1,5 @@
 import { html } from "hono/html";
-import type { Ctx } from "../context.js";
+import type { Ctx } from "../http/context.js";
 import type { CatalogEntry } from "../store/catalog.js";
 import { catalog, publicOrigin, versionSummary } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";

@@ -1,7 +1,7 @@
 import { sha256Hex } from "../../common/digest.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
-import { assertRefSafe, type Ctx, deps, nameParam, need } from "../context.js";
 import { templateListing, visibleCatalog } from "../handlers/templates.js";
+import { assertRefSafe, type Ctx, deps, nameParam, need } from "../http/context.js";
 import type { CatalogEntry } from "../store/catalog.js";
 import type { TemplateListing } from "../store/store.js";
 import type { VersionSummary } from "../store/summaries.js";

@@ -1,5 +1,5 @@
 import { html } from "hono/html";
-import type { Ctx } from "../context.js";
+import type { Ctx } from "../http/context.js";
 import { publicOrigin, templateInfo } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
 import { shellWord } from "./shell.js";

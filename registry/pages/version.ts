@@ -1,7 +1,7 @@
 import { html } from "hono/html";
 import { parseDigest } from "../../common/digest.js";
-import { debianArch } from "../../common/names.js";
-import type { Ctx } from "../context.js";
+import { proxmoxFileName } from "../../common/manifest-files.js";
+import type { Ctx } from "../http/context.js";
 import { publicOrigin, type VersionDetail, versionDetail } from "./data.js";
 import { blobHref, formatSize, formatTime, type Html, layout, templateHref } from "./layout.js";
 import { shellWord } from "./shell.js";
@@ -121,7 +121,7 @@ function howToPull(origin: string, d: VersionDetail): Html {
   const zst = m.artifacts.find((a) => a.format === "tar.zst");
   const gz = m.artifacts.find((a) => a.format === "tar.gz");
   // Proxmox names templates <name>_<version>_<debian arch>.tar.zst (FACTS.md).
-  const pveFile = `${name}_${version}_${debianArch(m.arch ?? "x86_64")}.tar.zst`;
+  const pveFile = proxmoxFileName(m);
   const ovzFile = `/vz/template/cache/${name}.tar.gz`;
   // Every value in a command is one shellWord (registry/pages/shell.ts).
   return html`<pre><code>templar pull ${shellWord(`${name}@${version}`)} --registry ${shellWord(origin)}</code></pre>

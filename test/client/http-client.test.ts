@@ -1,8 +1,8 @@
 import http, { type IncomingHttpHeaders } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
+import { RegistryClient, RegistryError } from "../../client/http.js";
 import { UserError } from "../../common/errors.js";
-import { RegistryClient, RegistryError } from "../../registry/client/http.js";
-import { parseRef } from "../../registry/client/ref.js";
+import { parseRef } from "../../common/reference.js";
 
 /**
  * The client's own rules, against small node:http servers that misbehave on purpose (the real

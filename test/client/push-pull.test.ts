@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RegistryClient, RegistryError } from "../../client/http.js";
+import { uploadBlob } from "../../client/upload.js";
 import { parseDigest } from "../../common/digest.js";
-import { RegistryClient, RegistryError } from "../../registry/client/http.js";
-import { uploadBlob } from "../../registry/client/upload.js";
 import { startCutProxy } from "../helpers/cut-proxy.js";
 import { createToken, type RegistryProcess, startRegistry, templar } from "../helpers/registry-process.js";
 import { haveTools } from "../helpers/require-tool.js";

@@ -3,7 +3,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDigest } from "../../common/digest.js";
-import { proxmoxFileName } from "../../registry/compat/aplinfo.js";
+import { proxmoxFileName } from "../../common/manifest-files.js";
 import { layout as keys } from "../../registry/store/layout.js";
 import { templar } from "../helpers/registry-process.js";
 import { haveTools } from "../helpers/require-tool.js";

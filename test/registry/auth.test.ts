@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { globMatch, hashToken } from "../../registry/auth.js";
+import { globMatch } from "../../common/glob.js";
+import { hashToken } from "../../registry/auth.js";
 import { loadConfig } from "../../registry/config.js";
 import {
   bearer,

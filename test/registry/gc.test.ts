@@ -5,10 +5,10 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RegistryClient } from "../../client/http.js";
+import { loadLocalTemplate, pushTemplate as push } from "../../client/push.js";
 import { artifactFileName } from "../../common/manifest-files.js";
 import { createApp } from "../../registry/app.js";
-import { RegistryClient } from "../../registry/client/http.js";
-import { loadLocalTemplate, pushTemplate as push } from "../../registry/client/push.js";
 import { createDeps, startRegistry } from "../../registry/server.js";
 import { LocalDriver } from "../../registry/storage/local-driver.js";
 import {

@@ -2,10 +2,10 @@ import { constants } from "node:fs";
 import { lstat, mkdir, open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { CREATE_EXCLUSIVE, writeFileAtomic } from "../../common/atomic.js";
-import { errorMessage, UserError } from "../../common/errors.js";
-import { FORMATS, type Format } from "../../common/manifest.js";
-import { templateNameProblem } from "../../common/names.js";
+import { CREATE_EXCLUSIVE, writeFileAtomic } from "../common/atomic.js";
+import { errorMessage, UserError } from "../common/errors.js";
+import { FORMATS, type Format } from "../common/formats.js";
+import { templateNameProblem } from "../common/names.js";
 
 /**
  * The layout `templar pull` keeps in a host's template cache (default /vz/template/cache):

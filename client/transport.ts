@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
-import { UserError } from "../../common/errors.js";
+import { UserError } from "../common/errors.js";
 
 /**
  * One HTTP exchange on node:http(s) with keep-alive. We use it instead of fetch because blob

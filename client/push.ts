@@ -1,14 +1,9 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import type { ErrorCode } from "../../common/error-codes.js";
-import { ExitCode, UserError } from "../../common/errors.js";
-import {
-  type Artifact,
-  artifactFileName,
-  MAX_MANIFEST_BYTES,
-  type Manifest,
-  parseManifest,
-} from "../../common/manifest.js";
+import type { ErrorCode } from "../common/error-codes.js";
+import { ExitCode, UserError } from "../common/errors.js";
+import { type Artifact, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../common/manifest.js";
+import { artifactFileName } from "../common/manifest-files.js";
 import { type RegistryClient, RegistryError, templatePath } from "./http.js";
 import { uploadBlob } from "./upload.js";
 

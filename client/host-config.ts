@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import { z } from "zod";
-import { UserError } from "../../common/errors.js";
+import { UserError } from "../common/errors.js";
 
 /**
  * A host's settings for `templar pull|update|prune|list` (DESIGN: flags, then TEMPLAR_*

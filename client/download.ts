@@ -1,9 +1,9 @@
 import { createHash, type Hash } from "node:crypto";
 import { constants } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
-import { CREATE_EXCLUSIVE } from "../../common/atomic.js";
-import { parseDigest } from "../../common/digest.js";
-import { ExitCode, errorMessage, UserError } from "../../common/errors.js";
+import { CREATE_EXCLUSIVE } from "../common/atomic.js";
+import { parseDigest } from "../common/digest.js";
+import { ExitCode, errorMessage, UserError } from "../common/errors.js";
 import { connectionReason, isRetryable, type RegistryClient } from "./http.js";
 import type { Reply } from "./transport.js";
 

@@ -1,11 +1,11 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import semver from "semver";
-import { sha256Hex } from "../../common/digest.js";
-import { errorMessage, UserError } from "../../common/errors.js";
-import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
-import { isTag, isVersion, templateNameProblem } from "../../common/names.js";
-import { globMatch } from "../auth.js";
+import { sha256Hex } from "../common/digest.js";
+import { errorMessage, UserError } from "../common/errors.js";
+import { globMatch } from "../common/glob.js";
+import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../common/manifest.js";
+import { isTag, isVersion, templateNameProblem } from "../common/names.js";
 import { downloadBlob } from "./download.js";
 import { type RegistryClient, templatePath } from "./http.js";
 

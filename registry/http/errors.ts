@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { CodedError, type ErrorCode } from "../common/error-codes.js";
-import { UserError } from "../common/errors.js";
+import { CodedError, type ErrorCode } from "../../common/error-codes.js";
+import { UserError } from "../../common/errors.js";
 
 /**
  * Every error the API answers: `{ "error": { "code", "message" } }` with the status that

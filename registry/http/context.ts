@@ -1,11 +1,11 @@
 import type { HttpBindings } from "@hono/node-server";
 import type { Context } from "hono";
-import { CodedError } from "../common/error-codes.js";
-import { isTag, isVersion, templateNameProblem } from "../common/names.js";
-import { type Action, allowed, authorize, type Principal, pullsEverything } from "./auth.js";
-import type { ConfigWatcher, RegistryConfig } from "./config.js";
-import type { Metrics } from "./metrics.js";
-import type { Store } from "./store/store.js";
+import { CodedError } from "../../common/error-codes.js";
+import { isTag, isVersion, templateNameProblem } from "../../common/names.js";
+import { type Action, allowed, authorize, type Principal, pullsEverything } from "../auth.js";
+import type { ConfigWatcher, RegistryConfig } from "../config.js";
+import type { Metrics } from "../metrics.js";
+import type { Store } from "../store/store.js";
 
 /** What every handler can reach: the store and the per-process helpers around it. */
 export interface RegistryDeps {

@@ -3,8 +3,8 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
-import { CodedError } from "../common/error-codes.js";
-import { isDirectSendable } from "./storage/driver.js";
+import { CodedError } from "../../common/error-codes.js";
+import { isDirectSendable } from "../storage/driver.js";
 
 /**
  * The request body as a Node stream. On @hono/node-server the IncomingMessage itself is used:

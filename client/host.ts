@@ -1,8 +1,8 @@
-import type { Format } from "../../common/manifest.js";
-import { proxmoxFileName } from "../compat/aplinfo.js";
+import type { Format } from "../common/formats.js";
+import { proxmoxFileName } from "../common/manifest-files.js";
+import type { TemplateRef } from "../common/reference.js";
 import type { RegistryClient } from "./http.js";
 import { type PullResult, pullTemplate } from "./pull.js";
-import type { TemplateRef } from "./ref.js";
 import { manifestVerifier } from "./verify.js";
 
 /**

@@ -1,5 +1,5 @@
 import { createReadStream } from "node:fs";
-import { UserError } from "../../common/errors.js";
+import { UserError } from "../common/errors.js";
 import { isRetryable, type RegistryClient, RegistryError } from "./http.js";
 import type { Reply } from "./transport.js";
 

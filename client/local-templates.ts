@@ -1,7 +1,7 @@
 import { readdir, rm } from "node:fs/promises";
-import type { Format } from "../../common/manifest.js";
+import type { Format } from "../common/formats.js";
+import { parseRef, type TemplateRef } from "../common/reference.js";
 import { cacheFile, listCache, type Origin, stateDir, templateFile } from "./cache.js";
-import { parseRef, type TemplateRef } from "./ref.js";
 
 /**
  * The templates `templar pull` put into a template cache, for `templar update` and `prune`:

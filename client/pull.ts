@@ -2,11 +2,12 @@ import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import { open, rename, rm, rmdir } from "node:fs/promises";
 import { basename } from "node:path";
-import semver from "semver";
-import { writeFileAtomic } from "../../common/atomic.js";
-import { parseDigest, sha256Hex } from "../../common/digest.js";
-import { ExitCode, UserError } from "../../common/errors.js";
-import { type Format, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
+import { writeFileAtomic } from "../common/atomic.js";
+import { parseDigest, sha256Hex } from "../common/digest.js";
+import { ExitCode, UserError } from "../common/errors.js";
+import type { Format } from "../common/formats.js";
+import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../common/manifest.js";
+import { inRange, type TemplateRef } from "../common/reference.js";
 import {
   type CachePaths,
   cacheFile,
@@ -22,8 +23,7 @@ import {
   writeOrigin,
 } from "./cache.js";
 import { DigestMismatch, DownloadInterrupted, downloadBlob } from "./download.js";
-import { type RegistryClient, templatePath } from "./http.js";
-import { manifestPath, type TemplateRef } from "./ref.js";
+import { manifestPath, type RegistryClient, templatePath } from "./http.js";
 
 export interface PullOptions {
   dest: string;
@@ -78,7 +78,7 @@ export async function fetchManifest(client: RegistryClient, ref: TemplateRef): P
       ? `names template ${manifest.name}`
       : ref.kind === "version" && manifest.version !== ref.ref
         ? `has version ${manifest.version}`
-        : ref.kind === "range" && !semver.satisfies(manifest.version, ref.ref, { includePrerelease: true })
+        : ref.kind === "range" && !inRange(manifest.version, ref.ref)
           ? `has version ${manifest.version}, outside the range`
           : null;
   if (wrong)

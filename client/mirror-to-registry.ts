@@ -1,8 +1,8 @@
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseDigest } from "../../common/digest.js";
-import { MAX_MANIFEST_BYTES } from "../../common/manifest.js";
-import { artifactFileName, manifestFileName } from "../../common/manifest-files.js";
+import { parseDigest } from "../common/digest.js";
+import { MAX_MANIFEST_BYTES } from "../common/manifest.js";
+import { artifactFileName, manifestFileName } from "../common/manifest-files.js";
 import { type RegistryClient, templatePath } from "./http.js";
 import type { FetchBlob, MirrorTarget, SourceVersion } from "./mirror.js";
 import { loadLocalTemplate, pushTemplate } from "./push.js";

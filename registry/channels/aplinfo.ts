@@ -1,8 +1,8 @@
 import type { Manifest } from "../../common/manifest.js";
-import { debianArch } from "../../common/names.js";
+import { proxmoxArch } from "../../common/manifest-files.js";
 
 /**
- * Proxmox's appliance index (`aplinfo.dat`), as pveam reads it (PVE/APLInfo.pm; FACTS.md):
+ * Proxmox's appliance index (`aplinfo.dat`), as pveam reads it (PVE/APLInfo.pm; docs/hosts.md):
  * Debian-control stanzas separated by blank lines; Package, Type, OS, Version and Infopage are
  * required; Version must match PROXMOX_VERSION; Description comes LAST in a stanza because
  * pveam's parser takes everything after "Description:" as the description; one bad record
@@ -19,25 +19,6 @@ export interface AplinfoRecord {
   /** Page for people about this template. */
   infopage: string;
   maintainer: string;
-}
-
-const KNOWN_ARCHES = ["x86_64", "aarch64", "x86", "i386", "amd64", "arm64", "ppc64le", "s390x", "riscv64"];
-
-/**
- * The template's architecture in Debian's naming: the manifest's `arch`, else the one its name
- * carries (`<distro>-<release>-<arch>[-<flavour>]`, e.g. from `templar pack`), else amd64.
- */
-export function proxmoxArch(manifest: Manifest): string {
-  const fromName = manifest.name.split("-").find((part) => KNOWN_ARCHES.includes(part));
-  return debianArch(manifest.arch ?? fromName ?? "x86_64");
-}
-
-/** Proxmox-style template file name: `<name>_<version>_<debian arch>.tar.zst`. */
-export function proxmoxFileName(
-  manifest: Manifest,
-  format: "tar.zst" | "tar.gz" | "tar.xz" = "tar.zst",
-): string {
-  return `${manifest.name}_${manifest.version}_${proxmoxArch(manifest)}.${format}`;
 }
 
 /**

@@ -3,9 +3,9 @@ import { CodedError } from "../../common/error-codes.js";
 import { compressionOfFormat } from "../../common/formats.js";
 import type { Artifact, Manifest } from "../../common/manifest.js";
 import { isTag } from "../../common/names.js";
-import { sendStream } from "../body.js";
-import { type Ctx, deps } from "../context.js";
 import { visibleCatalog } from "../handlers/templates.js";
+import { sendStream } from "../http/body.js";
+import { type Ctx, deps } from "../http/context.js";
 
 /**
  * What the compatibility routes (OpenVZ /precreated/, Proxmox /aplinfo.dat) share: which

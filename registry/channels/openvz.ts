@@ -2,16 +2,17 @@ import { sha256Hex } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
 import type { Format } from "../../common/formats.js";
 import { templateNameProblem } from "../../common/names.js";
-import { type Ctx, deps, need } from "../context.js";
-import { channelParam, chooseVersion, pullableTemplates, sendArtifact, sendSmall } from "./catalog.js";
+import { type Ctx, deps, need } from "../http/context.js";
+import type { HostChannel } from "./channel.js";
+import { channelParam, chooseVersion, pullableTemplates, sendArtifact, sendSmall } from "./serve.js";
 
 /**
- * OpenVZ's template repository layout, as vztmpl-dl reads it (FACTS.md "OpenVZ"):
+ * OpenVZ's template repository layout, as vztmpl-dl reads it (docs/hosts.md "OpenVZ"):
  *
  *   GET /precreated/.listing              one template name per line (vztmpl-dl --list-remote)
  *   GET|HEAD /precreated/<name>.tar.gz    newest release's artifact (also .tar.xz, .tar.zst)
  *   GET|HEAD /precreated/<name>.tar.gz.asc  its detached signature (CHECK_TEMPLATE_SIG=yes)
- *   the same below /precreated/<channel>/ (beta, or a tag: see catalog.ts)
+ *   the same below /precreated/<channel>/ (beta, or a tag: see serve.ts)
  *
  * vztmpl-dl runs `wget -q --spider URL` then `wget -N -P $TEMPLATE/cache URL`: Last-Modified is
  * the version's `created`, so a newer version is fetched again and an unchanged one is not.
@@ -62,3 +63,14 @@ export async function getPrecreatedFile(c: Ctx): Promise<Response> {
     );
   return sendSmall(c, sig, "application/pgp-signature", chosen.lastModified, `"sha256:${sha256Hex(sig)}"`);
 }
+
+export const openvz: HostChannel = {
+  name: "OpenVZ vztmpl-dl",
+  paths: ["/precreated/*"],
+  routes(app) {
+    app.get("/precreated/.listing", getListing);
+    app.get("/precreated/:channel/.listing", getListing);
+    app.get("/precreated/:file", getPrecreatedFile);
+    app.get("/precreated/:channel/:file", getPrecreatedFile);
+  },
+};

@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ExitCode, UserError } from "../../common/errors.js";
+import { ExitCode, UserError } from "../common/errors.js";
+import type { TemplateRef } from "../common/reference.js";
 import { displayUrl, type Reply, send } from "./transport.js";
 
 /**
@@ -31,6 +32,11 @@ export interface RequestOptions {
   accept?: number[];
   /** Says what the request is for, as the start of error lines ("push debian-13@13.2.0"). */
   what?: string;
+}
+
+/** The API path of a reference's manifest: /v1/templates/{name}/{ref}. */
+export function manifestPath(ref: TemplateRef): string {
+  return templatePath(ref.name, ref.ref);
 }
 
 /** `v1/templates/<part>/<part>...`, each part URL-encoded (names, versions, tags, ranges). */

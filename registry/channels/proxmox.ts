@@ -1,21 +1,18 @@
 import { gzipSync } from "node:zlib";
 import { parseDigest, sha256Hex } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
-import type { Artifact, Format, Manifest } from "../../common/manifest.js";
+import type { Format } from "../../common/formats.js";
+import type { Artifact, Manifest } from "../../common/manifest.js";
+import { proxmoxArch, proxmoxFileName } from "../../common/manifest-files.js";
 import { isVersion, templateNameProblem } from "../../common/names.js";
-import { type Ctx, deps, need } from "../context.js";
+import { type Ctx, deps, need } from "../http/context.js";
 import { indexKey, signIndex } from "../trust.js";
-import {
-  type AplinfoRecord,
-  PROXMOX_VERSION,
-  proxmoxArch,
-  proxmoxFileName,
-  renderAplinfo,
-} from "./aplinfo.js";
-import { chooseVersion, exactVersion, pullableTemplates, sendArtifact, sendSmall } from "./catalog.js";
+import { type AplinfoRecord, PROXMOX_VERSION, renderAplinfo } from "./aplinfo.js";
+import type { HostChannel } from "./channel.js";
+import { chooseVersion, exactVersion, pullableTemplates, sendArtifact, sendSmall } from "./serve.js";
 
 /**
- * Proxmox's appliance index and template files (FACTS.md "Proxmox"):
+ * Proxmox's appliance index and template files, as pveam reads them (docs/hosts.md "Proxmox"):
  *
  *   GET /aplinfo.dat        one stanza per template: its newest non-pre-release version
  *   GET /aplinfo.dat.gz     the same, gzipped (what `pveam update` fetches)
@@ -134,3 +131,14 @@ export async function getProxmoxFile(c: Ctx): Promise<Response> {
   }
   return sendArtifact(c, artifact, chosen.lastModified);
 }
+
+export const proxmox: HostChannel = {
+  name: "Proxmox pveam",
+  paths: ["/aplinfo.dat*", "/proxmox/*"],
+  routes(app) {
+    app.get("/aplinfo.dat", getAplinfo);
+    app.get("/aplinfo.dat.gz", getAplinfoGz);
+    app.get("/aplinfo.dat.asc", getAplinfoSignature);
+    app.get("/proxmox/:file", getProxmoxFile);
+  },
+};

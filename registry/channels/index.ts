@@ -1,0 +1,6 @@
+import type { HostChannel } from "./channel.js";
+import { openvz } from "./openvz.js";
+import { proxmox } from "./proxmox.js";
+
+/** The ONE table of host channels: a new kind of host adds one row here. */
+export const hostChannels: readonly HostChannel[] = [openvz, proxmox];
