@@ -178,11 +178,14 @@ export async function bootTest(
   }
 }
 
-/** One line naming the first failed check, for errors ("network: eth0 did not get ..."). */
+/**
+ * One line naming every failed check with what it found ("units: 1 failed: ...; network: ..."):
+ * a missing ifup, for one, fails networking.service (units) and leaves eth0 down (network).
+ */
 export function failureLine(report: BootTestReport): string {
-  const first = report.checks.find((c) => c.status === "failed");
-  const more = report.failed.length > 1 ? ` (failed checks: ${report.failed.join(", ")})` : "";
-  return first ? `boot test failed: ${first.name}: ${first.detail}${more}` : "boot test passed";
+  const failed = report.checks.filter((c) => c.status === "failed");
+  if (failed.length === 0) return "boot test passed";
+  return `boot test failed: ${failed.map((c) => `${c.name}: ${c.detail}`).join("; ")}`;
 }
 
 /** The host end of the veth pair: the gateway address, up. nspawn creates it before init runs. */

@@ -77,17 +77,37 @@ const units: Check = {
     const list = await ctx.initSystem.failed(ctx.container, ctx.deadline);
     if (list === undefined) return skipped(`${ctx.init.kind} does not track failed services`);
     if (list.length === 0) return ok("no failed units");
-    let why = "";
-    if (ctx.init.kind === "systemd") {
-      const r = await ctx.container.exec(
-        ["journalctl", "--boot", "--no-pager", "--output=cat", "--lines=1", `--unit=${list[0]}`],
-        left(ctx),
-      );
-      why = lastLine(r.stdout) ? ` (${list[0]}: ${lastLine(r.stdout)})` : "";
-    }
+    const why = ctx.init.kind === "systemd" ? await lastWords(ctx, list[0]!) : "";
     return failed(`${list.length} failed: ${list.join(", ")}${why}`);
   },
 };
+
+/**
+ * The last thing a failed unit's own processes logged (" (unit: message)"), else systemd's last
+ * word on it: "ifup: not found" tells more than "Failed to start networking.service".
+ */
+async function lastWords(ctx: CheckContext, unit: string): Promise<string> {
+  const r = await ctx.container.exec(
+    ["journalctl", "--boot", "--no-pager", "--output=json", "--lines=20", `--unit=${unit}`],
+    left(ctx),
+  );
+  const entries = r.stdout
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => {
+      try {
+        return JSON.parse(l) as { MESSAGE?: unknown; _PID?: unknown };
+      } catch {
+        return {};
+      }
+    })
+    .filter(
+      (e): e is { MESSAGE: string; _PID?: unknown } =>
+        typeof e.MESSAGE === "string" && e.MESSAGE.trim() !== "",
+    );
+  const own = entries.filter((e) => e._PID !== "1").at(-1) ?? entries.at(-1);
+  return own ? ` (${unit}: ${own.MESSAGE.trim()})` : "";
+}
 
 /** The interface gets the static address (and default route) the host wrote into the root. */
 const network: Check = {
@@ -234,7 +254,7 @@ const dbus: Check = {
       ["timedatectl", "status"],
       ["loginctl", "list-sessions"],
     ]) {
-      const r = await ctx.container.exec([...argv, "--no-pager"], left(ctx));
+      const r = await ctx.container.exec(argv, left(ctx));
       if (r.code !== 0) return failed(`${argv.join(" ")}: ${lastLine(r.stderr) || `exit ${r.code}`}`);
     }
     return ok("hostnamectl, timedatectl and loginctl answer over D-Bus");

@@ -3,10 +3,10 @@ import type { PackageCheck, TestFamily } from "./family.js";
 import { writeNetworkdConfig } from "./networkd.js";
 
 /**
- * Gentoo. openrc: netifrc's /etc/conf.d/net with the interface's address and default route
- * and the `net.eth0 -> net.lo` service, as pve-container and vzctl's gentoo scripts set it up,
- * added to the default runlevel as vzctl does (pct leaves that to the template). systemd: a
- * systemd-networkd .network file, since netifrc is openrc's.
+ * Gentoo. openrc: netifrc's /etc/conf.d/net with the interface's address and default route,
+ * and the `net.eth0 -> net.lo` service, as pve-container sets them up; starting net.eth0 (a
+ * runlevel) is left to the template, as pct leaves it. systemd: a systemd-networkd .network
+ * file, since netifrc is openrc's.
  */
 export const gentooFamily: TestFamily = {
   name: "gentoo",
@@ -20,10 +20,17 @@ export const gentooFamily: TestFamily = {
     );
     const netifrc = await existsInRoot(root, "/etc/init.d/net.lo");
     await replaceSymlink(root, `/etc/init.d/net.${net.iface}`, "net.lo");
-    await replaceSymlink(root, `/etc/runlevels/default/net.${net.iface}`, `/etc/init.d/net.${net.iface}`);
+    const service = `net.${net.iface}`;
+    const started =
+      (await existsInRoot(root, `/etc/runlevels/default/${service}`)) ||
+      (await existsInRoot(root, `/etc/runlevels/boot/${service}`));
     return {
-      describe: `/etc/conf.d/net, net.${net.iface} (netifrc)`,
-      problem: netifrc ? undefined : "the template has no netifrc (/etc/init.d/net.lo)",
+      describe: `/etc/conf.d/net, ${service} (netifrc)`,
+      problem: !netifrc
+        ? "the template has no netifrc (/etc/init.d/net.lo)"
+        : started
+          ? undefined
+          : `${service} is in no runlevel of the template: nothing starts it`,
     };
   },
   async packageCheck(root): Promise<PackageCheck | undefined> {
