@@ -98,7 +98,10 @@ export async function bootTest(
         onLine: options.onLine,
       },
       signal,
-    );
+    ).catch((err: unknown) => {
+      if (signal.aborted) throw new UserError("interrupted", 130);
+      throw new UserError(`${target.label}: ${errorMessage(err)}`);
+    });
     if (signal.aborted) throw new UserError("interrupted", 130);
     const root = container.root;
     const os = await readOsRelease(root);
@@ -158,6 +161,8 @@ export async function bootTest(
         status: "failed" as const,
         detail: errorMessage(err),
       }));
+      // An interrupted test reports nothing more: the checks failed because the container went.
+      if (signal.aborted) throw new UserError("interrupted", 130);
       const result: CheckResult = { name: check.name, ...outcome, seconds: (Date.now() - t0) / 1000 };
       results.push(result);
       options.onCheck?.(result);

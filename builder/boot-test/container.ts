@@ -216,7 +216,9 @@ export class Container {
         container.ready = resolve;
         void container.exit.then(() =>
           reject(
-            new UserError(`could not prepare the root: ${container.consoleTail(1)[0] ?? container.exitNote}`),
+            new UserError(
+              `could not prepare the root: ${container.consoleTail(3).join(" | ") || container.exitNote}`,
+            ),
           ),
         );
       });
