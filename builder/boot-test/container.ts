@@ -14,8 +14,9 @@ import { UserError } from "../../common/errors.js";
  * configuration into it (through /proc/PID/root, which reaches into that namespace), then
  * becomes systemd-nspawn. When templar dies for any reason the helper dies with it, and with
  * its pid and mount namespaces every process of the container and the tmpfs: nothing outlives
- * the test, and nothing is written to (or has to be deleted from) the host's disk. The normal
- * stop kills the container's init, which lets nspawn remove its veth pair itself.
+ * the test, and the host's disk only ever holds the empty mount point and nspawn's flag list
+ * (deleting a booted root from a slow disk took longer than the boot). The normal stop kills
+ * the container's init, which lets nspawn remove its veth pair itself.
  */
 
 // $1: mount point, $2: nspawn's flags file (one per line), then the populate command.
