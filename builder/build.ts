@@ -5,6 +5,9 @@ import { basename, join, resolve } from "node:path";
 import { UserError } from "../common/errors.js";
 import type { Format } from "../common/formats.js";
 import { archProblem } from "./arch.js";
+import { type BootTestOptions, type BootTestReport, bootTest, failureLine } from "./boot-test/boot-test.js";
+import { hostProblem } from "./boot-test/container.js";
+import { preferredArtifact } from "./boot-test/targets.js";
 import { mountsUnder } from "./chroot.js";
 import type { BuildContext } from "./context.js";
 import { familyOf } from "./family/index.js";
@@ -28,7 +31,12 @@ export interface BuildOptions {
   /** Where the temporary build directory is made (default: os.tmpdir()). */
   workParent?: string;
   signal?: AbortSignal;
-  /** Stage changes ("source", "steps", "inventory", "pack") and tool output lines. */
+  /**
+   * Boot-test the packed template before its output appears (`--test`): a failed check fails
+   * the build and leaves no output. Its own signal and work directory come from this build's.
+   */
+  test?: Omit<BootTestOptions, "signal" | "workParent">;
+  /** Stage changes ("source", "steps", "inventory", "pack", "test") and tool output lines. */
   onStage?: (stage: string, note?: string) => void;
   onLine?: (line: string) => void;
   onPackProgress?: (tarBytes: number, entries: number) => void;
@@ -49,6 +57,8 @@ export interface BuildResult {
   /** Package files downloaded by this build (the rest came from the cache). */
   fetched?: { files: number; bytes: number };
   warnings: string[];
+  /** The boot test's report, with --test. */
+  test?: BootTestReport;
   seconds: number;
 }
 
@@ -67,6 +77,10 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
   const signal = options.signal ?? new AbortController().signal;
   const stage = (name: string, note?: string) => options.onStage?.(name, note);
   const outDir = resolve(options.outDir);
+  // Said now, not after minutes of bootstrapping.
+  const cannotTest = options.test ? hostProblem() : undefined;
+  if (cannotTest)
+    throw new UserError(`${recipe.path}: ${recipe.name}: --test: cannot boot-test here: ${cannotTest}`);
   await mkdir(outDir, { recursive: true });
 
   let sde = options.sourceDateEpoch;
@@ -147,6 +161,23 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       },
     });
     checkAborted(signal);
+    // The boot test runs on what ships (the packed artifact, extracted as pct extracts it),
+    // while the output still sits in the staging directory.
+    let test: BootTestReport | undefined;
+    if (options.test) {
+      const artifact = preferredArtifact(packed.files)!;
+      stage("test", basename(artifact));
+      test = await bootTest(
+        {
+          label: `${recipe.name}-${recipe.version}`,
+          source: { kind: "archive", path: artifact },
+          distro: recipe.distro,
+        },
+        { ...options.test, signal, workParent: options.workParent },
+      );
+      checkAborted(signal);
+      if (!test.ok) throw new UserError(`${recipe.path}: ${recipe.name}: ${failureLine(test)}`);
+    }
     const files: Partial<Record<Format, string>> = {};
     for (const [format, path] of Object.entries(packed.files) as [Format, string][]) {
       files[format] = join(outDir, basename(path));
@@ -167,6 +198,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       packages: packages.length,
       fetched: source.fetched,
       warnings: packed.warnings,
+      ...(test ? { test } : {}),
       seconds: (Date.now() - started) / 1000,
     };
   } finally {

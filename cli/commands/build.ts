@@ -1,4 +1,6 @@
 import { archProblem } from "../../builder/arch.js";
+import { DEFAULT_TEST_TIMEOUT } from "../../builder/boot-test/boot-test.js";
+import { checkLine, headerLine, summaryLine } from "../../builder/boot-test/format.js";
 import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR, parseEpoch } from "../../builder/build.js";
 import { loadRecipe } from "../../builder/recipe/load.js";
 import type { Recipe } from "../../builder/recipe/schema.js";
@@ -24,6 +26,10 @@ Options:
   --no-snapshot             run mmdebstrap/debootstrap even when the cache holds the root of an
                             earlier build with the same inputs (same settings and archive state)
   --arch ARCH               build only this arch of a matrix (an error if the host cannot run it)
+  --test                    boot each packed template in a throwaway container before its output
+                            appears and run 'templar test's checks: a failed check fails the build
+                            and leaves no output (needs root and systemd-nspawn)
+  --test-timeout SECONDS    time for boot, network and sshd in that test (default ${DEFAULT_TEST_TIMEOUT})
   --sign-key FILE           sign each manifest and artifact (<file>.asc) with this armoured
                             OpenPGP secret key (default: $TEMPLAR_SIGN_KEY)
   --passphrase-file FILE    passphrase of a protected key (else $TEMPLAR_SIGN_PASSPHRASE)
@@ -40,6 +46,8 @@ async function run(argv: string[]): Promise<number> {
     cache: { type: "string" },
     "source-date-epoch": { type: "string" },
     arch: { type: "string" },
+    test: { type: "boolean" },
+    "test-timeout": { type: "string" },
     "no-snapshot": { type: "boolean" },
     "sign-key": { type: "string" },
     "passphrase-file": { type: "string" },
@@ -54,6 +62,9 @@ async function run(argv: string[]): Promise<number> {
     ? parseEpoch(values["source-date-epoch"], "--source-date-epoch")
     : undefined;
   const json = Boolean(values.json);
+  const testTimeout = values["test-timeout"];
+  if (testTimeout !== undefined && (!/^\d+$/.test(testTimeout) || Number(testTimeout) < 1))
+    throw usageError(`build: --test-timeout: expected whole seconds, got ${JSON.stringify(testTimeout)}`);
   // Opened before any build: a wrong passphrase fails now, not after minutes of bootstrapping.
   const signer = await openSigner({
     keyFile: flagOrEnv(values["sign-key"], "TEMPLAR_SIGN_KEY"),
@@ -113,6 +124,18 @@ async function run(argv: string[]): Promise<number> {
           else progress?.update(++lines, line.slice(0, 60));
         },
         onPackProgress: (bytes) => progress?.update(bytes),
+        test: values.test
+          ? {
+              timeoutSeconds: testTimeout === undefined ? undefined : Number(testTimeout),
+              onStart: (info) => {
+                progress?.finish();
+                progress = undefined;
+                say(headerLine(info));
+              },
+              onCheck: (check) => say(checkLine(check)),
+              onLine: values.verbose && !json ? (line) => process.stderr.write(`  | ${line}\n`) : undefined,
+            }
+          : undefined,
       });
       progress?.finish();
       if (signer) {
@@ -120,6 +143,7 @@ async function run(argv: string[]): Promise<number> {
         say(`${result.name}: signed by ${signer.description}: ${signed.length} .asc files`);
       }
       results.push(result);
+      if (result.test) say(summaryLine(result.test));
       const fetched = result.fetched
         ? `, downloaded ${result.fetched.files} packages (${formatBytes(result.fetched.bytes)})`
         : "";

@@ -10,6 +10,10 @@ export const commands: Record<string, CommandEntry> = {
     summary: "build templates from recipes (source, steps, inventory, pack)",
     load: async () => (await import("./build.js")).command,
   },
+  test: {
+    summary: "boot templates in a throwaway container and check them (network, sshd, units)",
+    load: async () => (await import("./test.js")).command,
+  },
   pack: {
     summary: "pack a root filesystem directory into a template and manifest",
     load: async () => (await import("./pack.js")).command,

@@ -384,7 +384,7 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UserError);
     expect((err as Error).message).toMatch(
-      /^recipes\/debian\/13-minimal\.yaml:10:3: source: no Debian mirror found: pass --mirror URL, set TEMPLAR_DEBIAN_MIRROR/,
+      /^recipes\/debian\/13-minimal\.yaml:16:3: source: no Debian mirror found: pass --mirror URL, set TEMPLAR_DEBIAN_MIRROR/,
     );
     expect(await readdir(join(work, "out-nomirror"))).toEqual([]);
   });

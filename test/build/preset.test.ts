@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clampShadowDates } from "../../builder/steps/presets/common.js";
 import { debianPreset } from "../../builder/steps/presets/debian.js";
+import { rhelPreset } from "../../builder/steps/presets/rhel.js";
 
 /** The container preset on a small made-up Debian tree: sysvinit and systemd variants. */
 let dir: string;
@@ -109,6 +110,22 @@ describe("container preset (Debian)", () => {
       /NAutoVTs=0/,
     );
     expect(await readFile(join(root, "etc/shadow"), "utf8")).toBe("root:!*:1:::::\n");
+    // No ifupdown here: nothing is said about systemd-networkd.
+    expect(await lstat(join(root, "etc/systemd/system-preset")).catch(() => null)).toBeNull();
+  });
+
+  it("with ifupdown, a preset keeps systemd-networkd off at first boot", async () => {
+    const root = join(dir, "ifupdown");
+    await tree(root, { "usr/lib/systemd/systemd": "", "usr/sbin/ifup": "" });
+    await debianPreset.apply(root, () => {});
+    const preset = await readFile(join(root, "etc/systemd/system-preset/00-templar.preset"), "utf8");
+    // Read before systemd's 90-systemd.preset (which enables networkd); the first match wins.
+    for (const unit of [
+      "systemd-networkd.service",
+      "systemd-networkd.socket",
+      "systemd-networkd-wait-online.service",
+    ])
+      expect(preset).toMatch(new RegExp(`^disable ${unit.replace(/\./g, "\\.")}$`, "m"));
   });
 
   it("clamps shadow's last-change days to SOURCE_DATE_EPOCH", async () => {
@@ -120,5 +137,35 @@ describe("container preset (Debian)", () => {
     expect(await readFile(join(root, "etc/shadow"), "utf8")).toBe(
       "root:!*:20758:0:99999:7:::\nold:*:100:0:99999:7:::\nnone:*::0:99999:7:::\n",
     );
+  });
+});
+
+describe("container preset (RHEL-likes)", () => {
+  it("Fedora with systemd-networkd: enabled, since pct configures Fedora's network through it", async () => {
+    const unit = "usr/lib/systemd/system/systemd-networkd.service";
+    const fedora = join(dir, "fedora");
+    await tree(fedora, {
+      "usr/lib/os-release": "ID=fedora\nVERSION_ID=43\n",
+      "usr/lib/systemd/systemd": "",
+      [unit]: "",
+    });
+    await rhelPreset.apply(fedora, () => {});
+    expect(
+      await readlink(join(fedora, "etc/systemd/system/multi-user.target.wants/systemd-networkd.service")),
+    ).toBe(`/${unit}`);
+    expect(await readFile(join(fedora, "etc/systemd/system-preset/00-templar.preset"), "utf8")).toMatch(
+      /^enable systemd-networkd\.service$/m,
+    );
+    // CentOS: NetworkManager applies what pct writes there; networkd stays as the image has it.
+    const centos = join(dir, "centos");
+    await tree(centos, {
+      "usr/lib/os-release": 'ID="centos"\nVERSION_ID="10"\n',
+      "usr/lib/systemd/systemd": "",
+      [unit]: "",
+    });
+    await rhelPreset.apply(centos, () => {});
+    expect(
+      await lstat(join(centos, "etc/systemd/system/multi-user.target.wants")).catch(() => null),
+    ).toBeNull();
   });
 });

@@ -19,9 +19,12 @@ async function inittabWithoutTtys(root: string): Promise<void> {
 }
 
 /**
- * Gentoo, openrc or systemd stage3. openrc: the network comes up through `net.venet0` (vzctl's
- * gentoo scripts configure it in /etc/conf.d/net), made like every netifrc interface as a
- * symlink to net.lo and added to the default runlevel with sshd (FACTS.md, OpenVZ wiki);
+ * Gentoo, openrc or systemd stage3. openrc: the network comes up through netifrc's `net.eth0`
+ * (a symlink to net.lo) in the default runlevel, as in LXC's Gentoo images: pct writes eth0's
+ * address into /etc/conf.d/net and links net.eth0 but starts nothing, so the template must.
+ * vzctl with venet needs nothing from the template: its gentoo-add_ip.sh takes net.eth0 out
+ * of the runlevel and adds net.venet0 itself (a net.venet0 in the template would fail at every
+ * boot on hosts without venet0, as net.eth0 would there). sshd joins the default runlevel;
  * OpenRC is told it runs in an OpenVZ/LXC container (`rc_sys`), which skips hardware services.
  */
 export const gentooPreset: ContainerPreset = {
@@ -34,8 +37,8 @@ export const gentooPreset: ContainerPreset = {
       (await existsInRoot(root, "/sbin/openrc")) || (await existsInRoot(root, "/usr/sbin/openrc"));
     if (openrc) {
       if (await existsInRoot(root, "/etc/init.d/net.lo")) {
-        await replaceSymlink(root, "/etc/init.d/net.venet0", "net.lo");
-        await rcUpdateAdd(root, "net.venet0", "default");
+        await replaceSymlink(root, "/etc/init.d/net.eth0", "net.lo");
+        await rcUpdateAdd(root, "net.eth0", "default");
       }
       if (await existsInRoot(root, "/etc/init.d/sshd")) await rcUpdateAdd(root, "sshd", "default");
       await replaceFile(

@@ -1,5 +1,5 @@
-import { rm } from "node:fs/promises";
-import { existsInRoot, pathInRoot, replaceFile } from "../../rootfs.js";
+import { readFile, rm } from "node:fs/promises";
+import { existsInRoot, pathInRoot, replaceFile, replaceSymlink } from "../../rootfs.js";
 import {
   containerBaseline,
   emptyDir,
@@ -8,6 +8,38 @@ import {
   truncateLogs,
 } from "./common.js";
 import type { ContainerPreset } from "./preset.js";
+
+/**
+ * pct configures a Fedora container's network with a systemd-networkd .network file (and
+ * enables networkd only through a first-boot preset). Fedora's own presets leave networkd
+ * disabled, so where the template has it, it is enabled here (and preset so): without it the
+ * host's configuration is never applied.
+ */
+async function networkdForFedora(root: string, log: (line: string) => void): Promise<void> {
+  const osRelease =
+    (await readFile(await pathInRoot(root, "/usr/lib/os-release"), "utf8").catch(() => "")) ||
+    (await readFile(await pathInRoot(root, "/etc/os-release"), "utf8").catch(() => ""));
+  if (!/^ID="?fedora"?$/m.test(osRelease)) return;
+  const unit = "/usr/lib/systemd/system/systemd-networkd.service";
+  if (!(await existsInRoot(root, unit))) return;
+  await replaceSymlink(root, "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service", unit);
+  await replaceSymlink(
+    root,
+    "/etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
+    "/usr/lib/systemd/system/systemd-networkd.socket",
+  );
+  await replaceFile(
+    root,
+    "/etc/systemd/system-preset/00-templar.preset",
+    [
+      "# templar: the container's network is systemd-networkd's (pct writes a .network file).",
+      "enable systemd-networkd.service",
+      "enable systemd-networkd.socket",
+      "",
+    ].join("\n"),
+  );
+  log("container preset: systemd-networkd enabled (pct configures Fedora's network through it)");
+}
 
 /**
  * Fedora, CentOS Stream and other RHEL-likes: systemd, dnf, network-scripts or NetworkManager.
@@ -27,6 +59,7 @@ export const rhelPreset: ContainerPreset = {
     );
     await emptyDir(root, "/etc/NetworkManager/system-connections");
     const systemd = await systemdForContainers(root);
+    if (systemd) await networkdForFedora(root, log);
     // The image may run without systemd (the container base images have none): then the
     // template's own packages step installs it and this preset runs again after it.
     log(`container preset: ${systemd ? "systemd" : "no init found (install systemd in a packages step)"}`);
