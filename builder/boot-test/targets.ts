@@ -1,7 +1,9 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { UserError } from "../../common/errors.js";
-import { artifactFileName, FORMATS, type Format, parseManifest } from "../../common/manifest.js";
+import { FORMATS, type Format } from "../../common/formats.js";
+import { parseManifest } from "../../common/manifest.js";
+import { artifactFileName } from "../../common/manifest-files.js";
 import type { BootTestTarget } from "./boot-test.js";
 
 /** Fastest to extract first: zstd, then gzip, then xz. */
