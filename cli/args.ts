@@ -1,5 +1,4 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { parseEpoch } from "../common/epoch.js";
 import { usageError } from "../common/errors.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -33,22 +32,4 @@ export function parseCommandArgs<O extends Options>(
     const message = first.replace(/\. To specify a positional argument.*$/, "");
     throw usageError(`${command}: ${message} (see 'templar ${command} --help')`);
   }
-}
-
-/** Reads a flag, then the TEMPLAR_* environment variable, then a fallback (DESIGN: flags, env, config). */
-export function flagOrEnv(flag: string | undefined, envName: string, fallback?: string): string | undefined {
-  return flag ?? process.env[envName] ?? fallback;
-}
-
-/**
- * SOURCE_DATE_EPOCH as the user gave it: `--source-date-epoch`, else the environment variable
- * (reproducible-builds.org); undefined when neither is set.
- */
-export function sourceDateEpoch(
-  flag: string | undefined,
-): { value: number; from: "option" | "environment" } | undefined {
-  if (flag !== undefined) return { value: parseEpoch(flag, "--source-date-epoch"), from: "option" };
-  const env = process.env.SOURCE_DATE_EPOCH;
-  if (env === undefined || env === "") return undefined;
-  return { value: parseEpoch(env, "SOURCE_DATE_EPOCH"), from: "environment" };
 }

@@ -1,6 +1,6 @@
 import { RegistryClient } from "../client/http.js";
 import { usageError } from "../common/errors.js";
-import { flagOrEnv } from "./args.js";
+import { flagOrEnv } from "./settings.js";
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
 

@@ -8,7 +8,8 @@ import { usageError } from "../../common/errors.js";
 import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes, type Progress } from "../../common/progress.js";
 import { openSigner, signFiles } from "../../common/signing/signer.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { parseCommandArgs } from "../args.js";
+import { flagOrEnv } from "../settings.js";
 import type { Command } from "../command.js";
 
 const help = `Usage: templar build <recipe>... [options]

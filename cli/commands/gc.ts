@@ -4,7 +4,8 @@ import { formatBytes } from "../../common/progress.js";
 import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/config.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import { Store } from "../../registry/store/store.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { parseCommandArgs } from "../args.js";
+import { flagOrEnv } from "../settings.js";
 import type { Command } from "../command.js";
 
 const help = `Usage: templar gc [--grace 1h] [--upload-expiry 24h] [--dry-run] [--storage DIR|URL] [--config FILE] [--json]

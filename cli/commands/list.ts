@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
-import { DEFAULT_CACHE, listCache, templateFile } from "../../client/cache.js";
-import { hostSettings } from "../../client/host-config.js";
+import { OPENVZ_CACHE, listCache, templateFile } from "../../client/host/cache.js";
+import { hostSettings } from "../host-settings.js";
 import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
@@ -9,7 +9,7 @@ import { registryClient } from "../registry-flags.js";
 const help = `Usage: templar list [--remote [--registry URL] [--distro D] [--arch A]] [--dest DIR] [--json]
 
 Without --remote: the templates pulled into the local template cache (--dest, default
-$TEMPLAR_DEST, the host config's dest, else ${DEFAULT_CACHE}, or with --proxmox
+$TEMPLAR_DEST, the host config's dest, else ${OPENVZ_CACHE}, or with --proxmox
 /var/lib/vz/template/cache) with their installed versions and how they were verified.
 With --remote: the registry's catalog (name, latest version, distro, release, arch, updated).
 

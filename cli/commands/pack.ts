@@ -3,7 +3,8 @@ import { readTreeXattrs } from "../../builder/pack/xattrs.js";
 import { usageError } from "../../common/errors.js";
 import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
-import { flagOrEnv, parseCommandArgs, sourceDateEpoch } from "../args.js";
+import { parseCommandArgs } from "../args.js";
+import { flagOrEnv, sourceDateEpoch } from "../settings.js";
 import type { Command } from "../command.js";
 
 const help = `Usage: templar pack <rootfs-dir> --name NAME --version VER [options]

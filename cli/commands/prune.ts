@@ -1,6 +1,6 @@
-import { hostSettings } from "../../client/host-config.js";
+import { hostSettings } from "../host-settings.js";
 import { RegistryClient, templatePath } from "../../client/http.js";
-import { localTemplates, removeLocal } from "../../client/local-templates.js";
+import { localTemplates, removeLocal } from "../../client/host/local-templates.js";
 import { ExitCode, errorMessage, UserError } from "../../common/errors.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";

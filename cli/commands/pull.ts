@@ -1,5 +1,6 @@
-import { hostPull } from "../../client/host.js";
-import { DEFAULT_KEYRING, hostSettings, OPENVZ_CACHE, PROXMOX_CACHE } from "../../client/host-config.js";
+import { hostPull } from "../../client/host/host-pull.js";
+import { OPENVZ_CACHE, PROXMOX_CACHE } from "../../client/host/cache.js";
+import { DEFAULT_KEYRING, hostSettings } from "../host-settings.js";
 import { ExitCode, usageError } from "../../common/errors.js";
 import { parseFormat } from "../../common/formats.js";
 import { createProgress } from "../../common/progress.js";

@@ -3,7 +3,8 @@ import { errorMessage, usageError } from "../../common/errors.js";
 import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/config.js";
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
-import { flagOrEnv, parseCommandArgs } from "../args.js";
+import { parseCommandArgs } from "../args.js";
+import { flagOrEnv } from "../settings.js";
 import type { Command } from "../command.js";
 
 const help = `Usage: templar serve [--storage DIR | s3://bucket/prefix] [--listen HOST:PORT] [--config FILE]

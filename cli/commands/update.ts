@@ -1,7 +1,7 @@
-import { hostPull } from "../../client/host.js";
-import { hostSettings } from "../../client/host-config.js";
+import { hostPull } from "../../client/host/host-pull.js";
+import { hostSettings } from "../host-settings.js";
 import { RegistryClient } from "../../client/http.js";
-import { localTemplates, updateRef } from "../../client/local-templates.js";
+import { localTemplates, updateRef } from "../../client/host/local-templates.js";
 import { ExitCode, errorMessage, UserError, usageError } from "../../common/errors.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";

@@ -1,6 +1,6 @@
-import { ExitCode, UserError } from "../common/errors.js";
-import { type PublicKey, readPublicKeysFile } from "../common/signing/keys.js";
-import { verifyDetached } from "../common/signing/signatures.js";
+import { ExitCode, UserError } from "../../common/errors.js";
+import { type PublicKey, readPublicKeysFile } from "../../common/signing/keys.js";
+import { verifyDetached } from "../../common/signing/signatures.js";
 import type { FetchedManifest } from "./pull.js";
 
 /**

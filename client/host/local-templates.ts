@@ -1,6 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
-import type { Format } from "../common/formats.js";
-import { parseRef, type TemplateRef } from "../common/reference.js";
+import type { Format } from "../../common/formats.js";
+import { parseRef, type TemplateRef } from "../../common/reference.js";
 import { cacheFile, listCache, type Origin, stateDir, templateFile } from "./cache.js";
 
 /**

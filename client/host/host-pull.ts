@@ -1,7 +1,7 @@
-import type { Format } from "../common/formats.js";
-import { proxmoxFileName } from "../common/manifest-files.js";
-import type { TemplateRef } from "../common/reference.js";
-import type { RegistryClient } from "./http.js";
+import type { Format } from "../../common/formats.js";
+import { proxmoxFileName } from "../../common/manifest-files.js";
+import type { TemplateRef } from "../../common/reference.js";
+import type { RegistryClient } from "../http.js";
 import { type PullResult, pullTemplate } from "./pull.js";
 import { manifestVerifier } from "./verify.js";
 

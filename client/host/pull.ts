@@ -2,12 +2,12 @@ import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import { open, rename, rm, rmdir } from "node:fs/promises";
 import { basename } from "node:path";
-import { writeFileAtomic } from "../common/atomic.js";
-import { parseDigest, sha256Hex } from "../common/digest.js";
-import { ExitCode, UserError } from "../common/errors.js";
-import type { Format } from "../common/formats.js";
-import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../common/manifest.js";
-import { inRange, type TemplateRef } from "../common/reference.js";
+import { writeFileAtomic } from "../../common/atomic.js";
+import { parseDigest, sha256Hex } from "../../common/digest.js";
+import { ExitCode, UserError } from "../../common/errors.js";
+import type { Format } from "../../common/formats.js";
+import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
+import { inRange, type TemplateRef } from "../../common/reference.js";
 import {
   type CachePaths,
   cacheFile,
@@ -22,8 +22,8 @@ import {
   stateDir,
   writeOrigin,
 } from "./cache.js";
-import { DigestMismatch, DownloadInterrupted, downloadBlob } from "./download.js";
-import { manifestPath, type RegistryClient, templatePath } from "./http.js";
+import { DigestMismatch, DownloadInterrupted, downloadBlob } from "../download.js";
+import { manifestPath, type RegistryClient, templatePath } from "../http.js";
 
 export interface PullOptions {
   dest: string;

@@ -2,10 +2,10 @@ import { constants } from "node:fs";
 import { lstat, mkdir, open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { CREATE_EXCLUSIVE, writeFileAtomic } from "../common/atomic.js";
-import { errorMessage, UserError } from "../common/errors.js";
-import { FORMATS, type Format } from "../common/formats.js";
-import { templateNameProblem } from "../common/names.js";
+import { CREATE_EXCLUSIVE, writeFileAtomic } from "../../common/atomic.js";
+import { errorMessage, UserError } from "../../common/errors.js";
+import { FORMATS, type Format } from "../../common/formats.js";
+import { templateNameProblem } from "../../common/names.js";
 
 /**
  * The layout `templar pull` keeps in a host's template cache (default /vz/template/cache):
@@ -27,7 +27,9 @@ import { templateNameProblem } from "../common/names.js";
  * so a symlink planted in the cache cannot send a write anywhere else.
  */
 export const STATE_DIR = ".templar";
-export const DEFAULT_CACHE = "/vz/template/cache";
+/** Where vzctl looks for templates (OpenVZ), and where pveam keeps them (Proxmox). */
+export const OPENVZ_CACHE = "/vz/template/cache";
+export const PROXMOX_CACHE = "/var/lib/vz/template/cache";
 
 /** Longest file name Linux filesystems take (NAME_MAX, in bytes). */
 const NAME_MAX = 255;

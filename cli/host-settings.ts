@@ -1,0 +1,61 @@
+import { z } from "zod";
+import { OPENVZ_CACHE, PROXMOX_CACHE } from "../client/host/cache.js";
+import { loadYamlFile } from "../common/config-file.js";
+import { env, envBoolean, flagOrEnv } from "./settings.js";
+
+/**
+ * A host's settings for `templar pull|update|prune|list`: flags, then TEMPLAR_* environment,
+ * then a config file, /etc/templar/templar.yaml or $TEMPLAR_HOST_CONFIG:
+ *
+ *   registry: https://templates.example.org
+ *   keyring: /etc/templar/trusted.asc   # public keys of the maintainers this host trusts
+ *   proxmox: false                       # true: Proxmox naming, tar.zst, /var/lib/vz/template/cache
+ *   dest: /vz/template/cache             # template cache (default depends on `proxmox`)
+ *   token: ...                           # only for registries without anonymous pull
+ */
+export const HostConfigSchema = z.strictObject({
+  registry: z.string().optional(),
+  keyring: z.string().optional(),
+  proxmox: z.boolean().optional(),
+  dest: z.string().optional(),
+  token: z.string().optional(),
+});
+export type HostConfig = z.infer<typeof HostConfigSchema>;
+
+export const DEFAULT_HOST_CONFIG = "/etc/templar/templar.yaml";
+export const DEFAULT_KEYRING = "/etc/templar/trusted.asc";
+
+export function loadHostConfig(): Promise<HostConfig> {
+  return loadYamlFile(env("TEMPLAR_HOST_CONFIG") ?? DEFAULT_HOST_CONFIG, HostConfigSchema, "host config", {});
+}
+
+export interface HostSettings {
+  registry: string | undefined;
+  token: string | undefined;
+  keyring: string;
+  proxmox: boolean;
+  dest: string;
+  /** --allow-unsigned or TEMPLAR_ALLOW_UNSIGNED=1 (deliberately not a config file setting). */
+  allowUnsigned: boolean;
+}
+
+/** Resolves each setting: flag, then environment, then the host config, then the default. */
+export async function hostSettings(flags: {
+  registry?: string;
+  token?: string;
+  keyring?: string;
+  proxmox?: boolean;
+  dest?: string;
+  "allow-unsigned"?: boolean;
+}): Promise<HostSettings> {
+  const config = await loadHostConfig();
+  const proxmox = flags.proxmox ?? envBoolean("TEMPLAR_PROXMOX") ?? config.proxmox ?? false;
+  return {
+    registry: flagOrEnv(flags.registry, "TEMPLAR_REGISTRY") ?? config.registry,
+    token: flagOrEnv(flags.token, "TEMPLAR_TOKEN") ?? config.token,
+    keyring: flagOrEnv(flags.keyring, "TEMPLAR_KEYRING") ?? config.keyring ?? DEFAULT_KEYRING,
+    proxmox,
+    allowUnsigned: flags["allow-unsigned"] ?? envBoolean("TEMPLAR_ALLOW_UNSIGNED") ?? false,
+    dest: flagOrEnv(flags.dest, "TEMPLAR_DEST") ?? config.dest ?? (proxmox ? PROXMOX_CACHE : OPENVZ_CACHE),
+  };
+}
