@@ -1,12 +1,5 @@
-import { rm } from "node:fs/promises";
-import { existsInRoot, pathInRoot, replaceFile } from "../../rootfs.js";
-import {
-  containerBaseline,
-  emptyDir,
-  removeRunLeftovers,
-  systemdForContainers,
-  truncateLogs,
-} from "./common.js";
+import { emptyDirInRoot, existsInRoot, removeInRoot, replaceFile } from "../../rootfs.js";
+import { containerBaseline, removeRunLeftovers, systemdForContainers, truncateLogs } from "./common.js";
 import type { ContainerPreset } from "./preset.js";
 
 /**
@@ -20,21 +13,21 @@ export const rhelPreset: ContainerPreset = {
     await containerBaseline(root);
     await replaceFile(root, "/etc/locale.conf", "LANG=C.UTF-8\n");
     await replaceFile(root, "/etc/sysconfig/network", "NETWORKING=yes\nHOSTNAME=localhost\n");
-    await emptyDir(
+    await emptyDirInRoot(
       root,
       "/etc/sysconfig/network-scripts",
       (name) => !/^ifcfg-/.test(name) || name === "ifcfg-lo",
     );
-    await emptyDir(root, "/etc/NetworkManager/system-connections");
+    await emptyDirInRoot(root, "/etc/NetworkManager/system-connections");
     const systemd = await systemdForContainers(root);
     // The image may run without systemd (the container base images have none): then the
     // template's own packages step installs it and this preset runs again after it.
     log(`container preset: ${systemd ? "systemd" : "no init found (install systemd in a packages step)"}`);
     // `dnf clean all`: metadata, packages and the dnf/yum caches (a container refreshes them).
     for (const dir of ["/var/cache/dnf", "/var/cache/yum", "/var/cache/libdnf5"]) {
-      if (await existsInRoot(root, dir)) await emptyDir(root, dir);
+      if (await existsInRoot(root, dir)) await emptyDirInRoot(root, dir);
     }
-    await rm(await pathInRoot(root, "/var/lib/rpm/__db.001"), { force: true });
+    await removeInRoot(root, "/var/lib/rpm/__db.001");
     await truncateLogs(root);
     await removeRunLeftovers(root);
   },
