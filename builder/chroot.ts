@@ -1,8 +1,7 @@
 import { readFileSync } from "node:fs";
-import { lstat, rm, writeFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { relative } from "node:path";
 import { type RunOptions, runTool } from "./exec.js";
-import { pathInRoot } from "./rootfs.js";
+import { existsInRoot, pathInRoot, removeInRoot, replaceFile } from "./rootfs.js";
 
 /**
  * Running commands inside a rootfs. Everything runs under
@@ -59,26 +58,20 @@ export async function runInRoot(root: string, script: string, options: ChrootOpt
     const target = relative(root, await pathInRoot(root, b.target));
     bindArgs.push(b.source, target, b.readOnly ? "ro" : "rw");
   }
-  const policy = join(root, "usr/sbin/policy-rc.d");
-  const addPolicy = options.denyServices && !(await exists(policy));
+  const policy = "/usr/sbin/policy-rc.d";
+  const addPolicy = options.denyServices && !(await existsInRoot(root, policy));
   if (addPolicy)
-    await writeFile(policy, "#!/bin/sh\n# templar: no services start during a build\nexit 101\n", {
-      mode: 0o755,
-    });
+    await replaceFile(
+      root,
+      policy,
+      "#!/bin/sh\n# templar: no services start during a build\nexit 101\n",
+      0o755,
+    );
   try {
     const [cmd, args] = isolated(["/bin/sh", "-c", SETUP, "setup", root, script, ...bindArgs]);
     await runTool(cmd, args, options);
   } finally {
-    if (addPolicy) await rm(policy, { force: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch {
-    return false;
+    if (addPolicy) await removeInRoot(root, policy);
   }
 }
 

@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
 import { createReadStream, createWriteStream } from "node:fs";
 import { lstat, open, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { ExitCode, UserError } from "../../common/errors.js";
 import { compressionOf } from "../../common/formats.js";
 import { formatBytes } from "../../common/progress.js";
+import { joinInRoot } from "../rootfs.js";
 import { listTar, type Member } from "./tar-list.js";
 
 /**
@@ -59,16 +59,19 @@ function printable(latin1: string): string {
     .replace(/[\x00-\x1f\x7f]/g, "?");
 }
 
-/** Splits a member name into components; refuses absolute names and `..`. */
-function components(name: string, where: string): string[] {
-  if (name.startsWith("/")) refuse(where, name, "absolute path");
+/**
+ * Splits a member name, or a name derived from one (what a whiteout hides), into components;
+ * refuses absolute names and `..` (reported against `member`, the name in the archive).
+ */
+function components(name: string, where: string, member = name): string[] {
+  if (name.startsWith("/")) refuse(where, member, "absolute path");
   const parts = name.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.includes("..")) refuse(where, name, "path contains '..'");
+  if (parts.includes("..")) refuse(where, member, "path contains '..'");
   return parts;
 }
 
 async function kindOnDisk(root: string, parts: string[]): Promise<Kind | null> {
-  const st = await lstat(join(root, ...parts)).catch(() => null);
+  const st = await lstat(joinInRoot(root, parts)).catch(() => null);
   if (!st) return null;
   if (st.isSymbolicLink()) return "symlink";
   return st.isDirectory() ? "dir" : "other";
@@ -113,10 +116,18 @@ export async function scanTar(
     const base = parts[parts.length - 1]!;
     if (policy.whiteouts && base.startsWith(WHITEOUT)) {
       if (m.type !== "file") refuse(where, m.name, "a whiteout must be an empty regular file");
-      const dir = parts.slice(0, -1).join("/");
-      if (base === WHITEOUT) refuse(where, m.name, "a whiteout must name what it hides");
-      if (base === OPAQUE) result.opaque.push(dir);
-      else result.whiteouts.push([dir, base.slice(WHITEOUT.length)].filter(Boolean).join("/"));
+      const dir = parts.slice(0, -1);
+      if (base === OPAQUE) {
+        result.opaque.push(dir.join("/"));
+        continue;
+      }
+      // What it hides goes through the member-name check: `.wh...` names the parent of its
+      // directory (above the root at the top) and is refused there; `.wh..` names the directory
+      // itself (the root at the top) and `.wh.` nothing, both dropped there as `.` and "" are.
+      const target = components([...dir, base.slice(WHITEOUT.length)].join("/"), where, m.name);
+      if (target.length !== dir.length + 1)
+        refuse(where, m.name, "a whiteout must name an entry of its directory");
+      result.whiteouts.push(target.join("/"));
       continue;
     }
     const existing = await kindOf(parts);
@@ -167,22 +178,26 @@ export async function scanTar(
   return result;
 }
 
-/** Removes `parts` inside root without following symlinks (parents were checked by the scan). */
-async function removeInRoot(root: string, rel: string): Promise<void> {
-  const parts = rel.split("/").filter(Boolean);
+/**
+ * Removes what a whiteout hides, without following symlinks (parents were checked by the scan);
+ * joinInRoot refuses anything but plain names, so never the root or something above it.
+ */
+async function applyWhiteout(root: string, rel: string): Promise<void> {
+  const parts = rel.split("/");
   for (let i = 1; i < parts.length; i++) {
     if ((await kindOnDisk(root, parts.slice(0, i))) !== "dir") return; // nothing below to remove
   }
-  await rm(join(root, ...parts), { recursive: true, force: true });
+  await rm(joinInRoot(root, parts), { recursive: true, force: true });
 }
 
-async function emptyDir(root: string, rel: string): Promise<void> {
+/** An opaque directory: what lower layers put in it goes (the directory stays). */
+async function applyOpaque(root: string, rel: string): Promise<void> {
   const parts = rel.split("/").filter(Boolean);
   for (let i = 1; i <= parts.length; i++) {
     if ((await kindOnDisk(root, parts.slice(0, i))) !== "dir") return;
   }
-  const dir = join(root, ...parts);
-  for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
+  const dir = joinInRoot(root, parts);
+  for (const name of await readdir(dir)) await rm(joinInRoot(dir, [name]), { recursive: true, force: true });
 }
 
 /** Scans, applies whiteouts (for layers) and extracts one uncompressed tar into root. */
@@ -195,8 +210,8 @@ export async function extractTar(
 ): Promise<{ members: number; bytes: number }> {
   const scan = await scanTar(tarPath, root, policy, where, signal);
   // Whiteouts hide what lower layers put there; entries of this layer come after.
-  for (const dir of scan.opaque) await emptyDir(root, dir);
-  for (const path of scan.whiteouts) await removeInRoot(root, path);
+  for (const dir of scan.opaque) await applyOpaque(root, dir);
+  for (const path of scan.whiteouts) await applyWhiteout(root, path);
   const args = [
     "-x",
     "-f",

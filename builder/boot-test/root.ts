@@ -1,7 +1,7 @@
-import { lstat, open, readdir, readFile, readlink } from "node:fs/promises";
+import { lstat, open } from "node:fs/promises";
 import { posix } from "node:path";
 import { UserError } from "../../common/errors.js";
-import { existsInRoot, pathInRoot } from "../rootfs.js";
+import { existsInRoot, readdirInRoot, readFileInRoot, realPathInRoot } from "../rootfs.js";
 
 /** The throwaway root a boot test starts, and what the test reads in it before booting. */
 
@@ -48,7 +48,7 @@ export type OsRelease = Record<string, string>;
 /** /etc/os-release (else /usr/lib/os-release) as key/value pairs, unquoted. */
 export async function readOsRelease(root: string): Promise<OsRelease> {
   for (const path of ["/etc/os-release", "/usr/lib/os-release"]) {
-    const text = await readFile(await resolveInRoot(root, path), "utf8").catch(() => undefined);
+    const text = await readFileInRoot(root, path, "utf8").catch(() => undefined);
     if (text === undefined) continue;
     const out: OsRelease = {};
     for (const line of text.split("\n")) {
@@ -85,7 +85,7 @@ export async function detectInit(root: string): Promise<InitInfo> {
     }
   }
   if (!found) throw new UserError("no init system (no /usr/lib/systemd/systemd, no /sbin/init)");
-  const target = await resolveInRoot(root, found);
+  const target = await realPathInRoot(root, found);
   const problem = await notRunnable(target);
   if (problem) throw new UserError(`its init ${found} ${problem}`);
   const real = `/${posix.relative(root, target)}`;
@@ -118,24 +118,8 @@ async function notRunnable(file: string): Promise<string | undefined> {
   return undefined;
 }
 
-/** Like pathInRoot, but the last component is followed too (for reading what a link points at). */
-export async function resolveInRoot(root: string, path: string): Promise<string> {
-  let current = path;
-  for (let hops = 0; hops < 40; hops++) {
-    const host = await pathInRoot(root, current);
-    const info = await lstat(host).catch(() => undefined);
-    if (!info?.isSymbolicLink()) return host;
-    const target = await readlink(host);
-    current = target.startsWith("/")
-      ? target
-      : posix.join(posix.dirname(posix.normalize(`/${current}`)), target);
-  }
-  throw new UserError(`${path}: too many symbolic links inside the root`);
-}
-
 /** The SSH host private keys a root holds (`ssh_host_*_key`), by file name. */
 export async function sshHostKeys(root: string): Promise<string[]> {
-  const dir = await resolveInRoot(root, "/etc/ssh");
-  const names = await readdir(dir).catch(() => [] as string[]);
+  const names = (await readdirInRoot(root, "/etc/ssh").catch(() => [])).map((e) => e.name);
   return names.filter((n) => /^ssh_host_.*_key$/.test(n)).sort();
 }

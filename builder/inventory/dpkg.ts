@@ -1,6 +1,6 @@
-import { readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { UserError } from "../../common/errors.js";
 import type { PackageEntry } from "../../common/manifest.js";
+import { readdirInRoot, readFileInRoot, statInRoot } from "../rootfs.js";
 import type { Inventory } from "./inventory.js";
 
 /**
@@ -27,16 +27,20 @@ export function parseDpkgStatus(text: string): PackageEntry[] {
 export const dpkg: Inventory = {
   name: "dpkg",
   async packages(root) {
-    return parseDpkgStatus(await readFile(join(root, "var/lib/dpkg/status"), "utf8"));
+    const status = "/var/lib/dpkg/status";
+    const text = await readFileInRoot(root, status, "utf8").catch((err: NodeJS.ErrnoException) => {
+      throw new UserError(`dpkg inventory: cannot read ${status} of the root: ${err.code ?? err.message}`);
+    });
+    return parseDpkgStatus(text);
   },
   // Debian packages install /usr/share/doc/<pkg>/changelog.Debian.gz with the mtime of their
   // newest changelog entry (debhelper clamps it for reproducible builds): the newest of those
   // is the date of the newest package in the set.
   async newestPackageDate(root) {
-    const docs = join(root, "usr/share/doc");
     let newest: number | undefined;
-    for (const pkg of await readdir(docs).catch(() => [] as string[])) {
-      const info = await stat(join(docs, pkg, "changelog.Debian.gz")).catch(() => undefined);
+    for (const pkg of await readdirInRoot(root, "/usr/share/doc").catch(() => [])) {
+      const changelog = `/usr/share/doc/${pkg.name}/changelog.Debian.gz`;
+      const info = await statInRoot(root, changelog).catch(() => undefined);
       if (info?.isFile()) newest = Math.max(newest ?? 0, Math.floor(info.mtimeMs / 1000));
     }
     return newest;

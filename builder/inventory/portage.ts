@@ -1,6 +1,5 @@
-import { readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
 import type { PackageEntry } from "../../common/manifest.js";
+import { readdirInRoot, readFileInRoot, statInRoot } from "../rootfs.js";
 import type { Inventory } from "./inventory.js";
 
 /**
@@ -23,23 +22,34 @@ function archOfChost(chost: string): string {
   return map[machine] ?? machine;
 }
 
-async function readField(dir: string, name: string): Promise<string | undefined> {
-  return (await readFile(join(dir, name), "utf8").catch(() => undefined))?.trim();
+const DB = "/var/db/pkg";
+
+async function readField(root: string, dir: string, name: string): Promise<string | undefined> {
+  return (await readFileInRoot(root, `${dir}/${name}`, "utf8").catch(() => undefined))?.trim();
+}
+
+/** Names in the directory `dir` of the root, sorted; none when it is absent or not a directory. */
+async function names(root: string, dir: string): Promise<string[]> {
+  const entries = await readdirInRoot(root, dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT" || err.code === "ENOTDIR") return [];
+    throw err;
+  });
+  return entries.map((e) => e.name).sort();
 }
 
 export const portageDb: Inventory = {
   name: "portage",
   async packages(root) {
-    const db = join(root, "var/db/pkg");
     const out: PackageEntry[] = [];
-    for (const category of (await readdir(db).catch(() => [] as string[])).sort()) {
-      for (const pf of (await readdir(join(db, category)).catch(() => [] as string[])).sort()) {
-        const dir = join(db, category, pf);
-        if (!(await stat(dir)).isDirectory() || pf.startsWith("-MERGING-")) continue;
-        const full = (await readField(dir, "PF")) ?? pf;
+    for (const category of await names(root, DB)) {
+      for (const pf of await names(root, `${DB}/${category}`)) {
+        const dir = `${DB}/${category}/${pf}`;
+        if (pf.startsWith("-MERGING-")) continue;
+        if (!(await statInRoot(root, dir).catch(() => undefined))?.isDirectory()) continue;
+        const full = (await readField(root, dir, "PF")) ?? pf;
         const m = VERSION.exec(full);
         if (!m) continue;
-        const arch = archOfChost((await readField(dir, "CHOST")) ?? "");
+        const arch = archOfChost((await readField(root, dir, "CHOST")) ?? "");
         out.push({ name: `${category}/${full.slice(0, m.index)}`, version: m[1]!, arch });
       }
     }
@@ -49,10 +59,9 @@ export const portageDb: Inventory = {
   // date of the package set.
   async newestPackageDate(root) {
     let newest: number | undefined;
-    const db = join(root, "var/db/pkg");
-    for (const category of await readdir(db).catch(() => [] as string[])) {
-      for (const pf of await readdir(join(db, category)).catch(() => [] as string[])) {
-        const info = await stat(join(db, category, pf, "PF")).catch(() => undefined);
+    for (const category of await names(root, DB)) {
+      for (const pf of await names(root, `${DB}/${category}`)) {
+        const info = await statInRoot(root, `${DB}/${category}/${pf}/PF`).catch(() => undefined);
         if (info) newest = Math.max(newest ?? 0, Math.floor(info.mtimeMs / 1000));
       }
     }

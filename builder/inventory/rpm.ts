@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
-import { lstat } from "node:fs/promises";
-import { join } from "node:path";
+import { readdir } from "node:fs/promises";
+import { relative } from "node:path";
 import { UserError } from "../../common/errors.js";
 import type { PackageEntry } from "../../common/manifest.js";
+import { realPathInRoot } from "../rootfs.js";
 import type { Inventory } from "./inventory.js";
 
 /**
@@ -10,17 +11,28 @@ import type { Inventory } from "./inventory.js";
  * `rpm` package reads the sqlite backend that Fedora >= 33 and CentOS Stream >= 9 use, and
  * bdb read-only for older roots), so nothing of the root runs and a foreign arch works too.
  * The database is where the root keeps it: /usr/lib/sysimage/rpm (Fedora, CentOS 10) or
- * /var/lib/rpm (CentOS Stream 9, older).
+ * /var/lib/rpm (CentOS Stream 9, older). rpm opens `<root><dbpath>` from the host, following
+ * symlinks as the host sees them, so the dbpath is resolved inside the root first (Fedora's
+ * /var/lib/rpm is a link to the sysimage directory; one to an absolute path must not reach the
+ * build host's database) and rpm gets the real directory, which holds no symlink either.
  */
 const DB_PATHS = ["/usr/lib/sysimage/rpm", "/var/lib/rpm"];
 const DB_FILES = ["rpmdb.sqlite", "Packages", "Packages.db"];
 
+/** The database directory as a path inside the root with no symlink in it, for `--dbpath`. */
 async function findDbPath(root: string): Promise<string> {
   for (const dbpath of DB_PATHS) {
-    for (const file of DB_FILES) {
-      const info = await lstat(join(root, dbpath, file)).catch(() => undefined);
-      if (info?.isFile()) return dbpath;
+    const dir = await realPathInRoot(root, dbpath);
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    if (!entries.some((e) => e.isFile() && DB_FILES.includes(e.name))) continue;
+    // rpm (and sqlite: its -wal and -shm files) would follow a symlink in there from the host.
+    const link = entries.find((e) => e.isSymbolicLink());
+    if (link) {
+      throw new UserError(
+        `rpm inventory: ${dbpath}/${link.name} in the root is a symlink: refusing to let rpm read through it`,
+      );
     }
+    return `/${relative(root, dir)}`;
   }
   throw new UserError(`rpm inventory: no rpm database in ${DB_PATHS.join(" or ")} of the root`);
 }

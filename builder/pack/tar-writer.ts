@@ -1,5 +1,5 @@
-import { closeSync, constants, openSync, readSync } from "node:fs";
-import { UserError } from "../../common/errors.js";
+import { closeSync } from "node:fs";
+import { checkUnchanged, openEntry, readSome, readWhole } from "./entry-file.js";
 import {
   BLOCK,
   END_OF_ARCHIVE,
@@ -15,6 +15,11 @@ import { xattrPaxRecords } from "./xattrs.js";
 export interface TarWriteOptions {
   /** Absolute root directory, no trailing slash. */
   root: string;
+  /**
+   * The entries to write, as walkTree(root) yields them (the default). Tests pass a walk made
+   * earlier, to change the tree between the walk and the reads.
+   */
+  entries?: Iterable<WalkEntry>;
   /** The tree's xattrs; while a promise of them is pending, the tree is walked ahead. */
   xattrs: XattrMap | Promise<XattrMap>;
   /** Every mtime above this (seconds) is written as this. */
@@ -34,31 +39,6 @@ export interface TarWriteOptions {
 export interface TarWriteResult {
   entries: number;
   size: number;
-}
-
-// O_NOATIME: reading the tree must not change it (root may use it on any file).
-const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOATIME ?? 0);
-
-function openForRead(entry: WalkEntry): number {
-  try {
-    return openSync(entry.abs, OPEN_FLAGS);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === "EPERM" && OPEN_FLAGS !== constants.O_RDONLY) {
-      try {
-        return openSync(entry.abs, constants.O_RDONLY);
-      } catch (again) {
-        throw readFailure(again, entry);
-      }
-    }
-    throw readFailure(err, entry);
-  }
-}
-
-function readFailure(err: unknown, entry: WalkEntry): UserError {
-  const e = err as NodeJS.ErrnoException;
-  const why = e.code === "EACCES" || e.code === "EPERM" ? "permission denied" : (e.code ?? e.message);
-  return new UserError(`cannot read ${entry.tarPath.toString("utf8")}: ${why}`);
 }
 
 function headerFor(entry: WalkEntry, xattrs: XattrMap, mtimeClamp: number | undefined): TarHeader {
@@ -200,8 +180,10 @@ class TarOutput {
 
   /** File data across chunk boundaries (the fast path handles data that fits the chunk). */
   async copyFile(entry: WalkEntry, length: number): Promise<void> {
-    const fd = openForRead(entry);
+    const fd = openEntry(entry);
     try {
+      // Checked before the first byte is handed on, as well as after the last.
+      checkUnchanged(fd, entry);
       let left = length;
       let position = 0;
       while (left > 0) {
@@ -211,38 +193,10 @@ class TarOutput {
         position += got;
         await this.flushIfFull();
       }
+      checkUnchanged(fd, entry);
     } finally {
       closeSync(fd);
     }
-  }
-}
-
-function readSome(
-  fd: number,
-  entry: WalkEntry,
-  into: Buffer,
-  at: number,
-  want: number,
-  position: number,
-): number {
-  let got: number;
-  try {
-    got = readSync(fd, into, at, want, position);
-  } catch (err) {
-    throw readFailure(err, entry);
-  }
-  if (got === 0) throw new UserError(`${entry.tarPath.toString("utf8")} shrank while it was being packed`);
-  return got;
-}
-
-/** Reads a whole file of `length` bytes into `into` at `at` (the caller made room). */
-function readWhole(entry: WalkEntry, length: number, into: Buffer, at: number): void {
-  // Empty files are opened too, so an unreadable file is reported whatever its size.
-  const fd = openForRead(entry);
-  try {
-    for (let done = 0; done < length; ) done += readSome(fd, entry, into, at + done, length - done, done);
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -282,7 +236,7 @@ export async function writeTar(options: TarWriteOptions): Promise<TarWriteResult
   const chunkSize = options.chunkSize ?? 1 << 20;
   if (chunkSize % BLOCK !== 0) throw new Error("internal: chunk size must be a whole number of blocks");
   const out = new TarOutput(await allocChunk(options, chunkSize), options, chunkSize);
-  const walk = walkTree(options.root, options.warn);
+  const walk = options.entries?.[Symbol.iterator]() ?? walkTree(options.root, options.warn);
   const ahead = await walkWhilePending(walk, options.xattrs);
   const xattrs = await options.xattrs;
   // The entries walked ahead, then the rest of the walk (a plain function: a generator chaining

@@ -11,6 +11,7 @@ import { isolated, runInRoot } from "../chroot.js";
 import type { BuildContext } from "../context.js";
 import { buildEnv, runTool } from "../exec.js";
 import { formatPlace } from "../recipe/schema.js";
+import { realPathInRoot, removeInRoot, replaceFile } from "../rootfs.js";
 import { hostDebianMirror } from "./apt-sources.js";
 import {
   type DebianSuiteSource,
@@ -83,14 +84,17 @@ if [ "$mode" = in ]; then
 else
   : > "$state/fetched"
   for f in "$archives"/*.deb; do
-    [ -f "$f" ] || continue
+    # Not through a symlink in the root: it could name any file of the host.
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
     name=\${f##*/}
     grep -qxF "$name" "$state/before" || stat -c '%s %n' "$f" >> "$state/fetched"
     # A private temporary name per build: concurrent builds never write the same file.
     if [ ! -e "$cache/$name" ]; then cp -p "$f" "$cache/.$name.$$.partial" && mv -f "$cache/.$name.$$.partial" "$cache/$name"; fi
   done
   mkdir -p "$state/lists"
-  for f in "$root"/var/lib/apt/lists/*Release; do [ -f "$f" ] && cp "$f" "$state/lists/"; done
+  for f in "$root"/var/lib/apt/lists/*Release; do
+    if [ -f "$f" ] && [ ! -L "$f" ]; then cp "$f" "$state/lists/"; fi
+  done
 fi
 `;
 
@@ -218,7 +222,8 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
       let bytes = 0;
       for (const f of added) bytes += (await stat(join(cache, f))).size;
       fetched = { files: added.length, bytes };
-      releaseFiles = (await listFiles(join(ctx.root, "var/lib/apt/lists"))).filter((f) => /Release$/.test(f));
+      const lists = await realPathInRoot(ctx.root, "/var/lib/apt/lists");
+      releaseFiles = (await listFiles(lists)).filter((f) => /Release$/.test(f));
     }
     const inputs = [];
     for (const source of sources) {
@@ -266,8 +271,8 @@ async function upgradeFromPockets(
 ): Promise<void> {
   const keyInRoot = "/tmp/templar-archive-keyring.gpg";
   const listInRoot = "/tmp/templar-sources.list";
-  await writeFile(join(ctx.root, keyInRoot), "");
-  await writeFile(join(ctx.root, listInRoot), `${sourceLines(sources, components, keyInRoot).join("\n")}\n`);
+  await replaceFile(ctx.root, keyInRoot, "");
+  await replaceFile(ctx.root, listInRoot, `${sourceLines(sources, components, keyInRoot).join("\n")}\n`);
   await mkdir(join(cache, "partial"), { recursive: true, mode: 0o700 });
   const apt = [
     "apt-get -q",
@@ -291,10 +296,10 @@ async function upgradeFromPockets(
       },
     );
   } finally {
-    await rm(join(ctx.root, keyInRoot), { force: true });
-    await rm(join(ctx.root, listInRoot), { force: true });
+    await removeInRoot(ctx.root, keyInRoot);
+    await removeInRoot(ctx.root, listInRoot);
   }
-  await writeFile(join(ctx.root, "etc/apt/sources.list"), `${sourceLines(sources, components).join("\n")}\n`);
+  await replaceFile(ctx.root, "/etc/apt/sources.list", `${sourceLines(sources, components).join("\n")}\n`);
 }
 
 /**
@@ -336,9 +341,14 @@ async function countFetched(file: string): Promise<{ files: number; bytes: numbe
   return { files: lines.length, bytes: lines.reduce((sum, line) => sum + Number.parseInt(line, 10), 0) };
 }
 
+/** The regular files in `dir` (a symlink there is not followed: it could lead out of the root). */
 async function listFiles(dir: string): Promise<string[]> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  return names.sort().map((n) => join(dir, n));
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => e.name)
+    .sort()
+    .map((n) => join(dir, n));
 }
 
 export const debootstrap = defineSource({ name: "debootstrap", schema: DebootstrapConfig, populate });

@@ -3,7 +3,7 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { UserError } from "../../common/errors.js";
 import { formatPlace } from "../recipe/schema.js";
-import { pathInRoot, replaceFile } from "../rootfs.js";
+import { readFileInRoot, replaceFile } from "../rootfs.js";
 import { defineStep } from "./step.js";
 
 const FileConfig = z
@@ -33,7 +33,7 @@ async function idOf(
   name: string,
 ): Promise<number | undefined> {
   if (/^\d+$/.test(name)) return Number(name);
-  const text = await readFile(await pathInRoot(root, db), "utf8").catch(() => "");
+  const text = await readFileInRoot(root, db, "utf8").catch(() => "");
   const line = text.split("\n").find((l) => l.split(":")[0] === name);
   return line ? Number(line.split(":")[2]) : undefined;
 }

@@ -1,7 +1,7 @@
 import { lstat } from "node:fs/promises";
 import { type Bind, runInRoot } from "../chroot.js";
 import { buildEnv } from "../exec.js";
-import { pathInRoot, replaceFile } from "../rootfs.js";
+import { lstatInRoot, replaceFile } from "../rootfs.js";
 import type { StepContext } from "./step.js";
 
 /**
@@ -16,7 +16,7 @@ export async function runStepScript(
   binds: Bind[] = [],
 ): Promise<void> {
   const resolv = "/etc/resolv.conf";
-  const inRoot = await lstat(await pathInRoot(ctx.root, resolv)).catch(() => undefined);
+  const inRoot = await lstatInRoot(ctx.root, resolv).catch(() => undefined);
   if (!inRoot) await replaceFile(ctx.root, resolv, "");
   const hostResolv = await lstat(resolv).catch(() => undefined);
   const allBinds = [...binds];

@@ -9,8 +9,8 @@ import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes, type Progress } from "../../common/progress.js";
 import { openSigner, signFiles } from "../../common/signing/signer.js";
 import { parseCommandArgs } from "../args.js";
-import { flagOrEnv } from "../settings.js";
 import type { Command } from "../command.js";
+import { flagOrEnv } from "../settings.js";
 
 const help = `Usage: templar build <recipe>... [options]
 

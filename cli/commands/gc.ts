@@ -5,8 +5,8 @@ import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/con
 import { openStorage } from "../../registry/storage/backends.js";
 import { Store } from "../../registry/store/store.js";
 import { parseCommandArgs } from "../args.js";
-import { flagOrEnv } from "../settings.js";
 import type { Command } from "../command.js";
+import { flagOrEnv } from "../settings.js";
 
 const help = `Usage: templar gc [--grace 1h] [--upload-expiry 24h] [--dry-run] [--storage DIR|URL] [--config FILE] [--json]
 

@@ -1,9 +1,9 @@
 import { stat } from "node:fs/promises";
-import { OPENVZ_CACHE, listCache, templateFile } from "../../client/host/cache.js";
-import { hostSettings } from "../host-settings.js";
+import { listCache, OPENVZ_CACHE, templateFile } from "../../client/host/cache.js";
 import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { hostSettings } from "../host-settings.js";
 import { registryClient } from "../registry-flags.js";
 
 const help = `Usage: templar list [--remote [--registry URL] [--distro D] [--arch A]] [--dest DIR] [--json]

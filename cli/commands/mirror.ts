@@ -7,9 +7,9 @@ import { type MirrorTarget, mirror } from "../../client/mirror.js";
 import { ExitCode, usageError } from "../../common/errors.js";
 import { createProgress } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
-import { flagOrEnv } from "../settings.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";
+import { flagOrEnv } from "../settings.js";
 import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar mirror <source-registry> <destination> [--filter GLOB] [--keep N]

@@ -4,8 +4,8 @@ import { usageError } from "../../common/errors.js";
 import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
-import { flagOrEnv, sourceDateEpoch } from "../settings.js";
 import type { Command } from "../command.js";
+import { flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar pack <rootfs-dir> --name NAME --version VER [options]
 

@@ -1,9 +1,9 @@
-import { hostSettings } from "../host-settings.js";
-import { RegistryClient, templatePath } from "../../client/http.js";
 import { localTemplates, removeLocal } from "../../client/host/local-templates.js";
+import { RegistryClient, templatePath } from "../../client/http.js";
 import { ExitCode, errorMessage, UserError } from "../../common/errors.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { hostSettings } from "../host-settings.js";
 
 const help = `Usage: templar prune [--dry-run] [--dest DIR] [--registry URL] [--json]
 

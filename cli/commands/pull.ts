@@ -1,12 +1,12 @@
-import { hostPull } from "../../client/host/host-pull.js";
 import { OPENVZ_CACHE, PROXMOX_CACHE } from "../../client/host/cache.js";
-import { DEFAULT_KEYRING, hostSettings } from "../host-settings.js";
+import { hostPull } from "../../client/host/host-pull.js";
 import { ExitCode, usageError } from "../../common/errors.js";
 import { parseFormat } from "../../common/formats.js";
 import { createProgress } from "../../common/progress.js";
 import { parseRef } from "../../common/reference.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { DEFAULT_KEYRING, hostSettings } from "../host-settings.js";
 import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
 

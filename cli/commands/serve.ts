@@ -4,8 +4,8 @@ import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/con
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import { parseCommandArgs } from "../args.js";
-import { flagOrEnv } from "../settings.js";
 import type { Command } from "../command.js";
+import { flagOrEnv } from "../settings.js";
 
 const help = `Usage: templar serve [--storage DIR | s3://bucket/prefix] [--listen HOST:PORT] [--config FILE]
 

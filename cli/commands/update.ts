@@ -1,10 +1,10 @@
 import { hostPull } from "../../client/host/host-pull.js";
-import { hostSettings } from "../host-settings.js";
-import { RegistryClient } from "../../client/http.js";
 import { localTemplates, updateRef } from "../../client/host/local-templates.js";
+import { RegistryClient } from "../../client/http.js";
 import { ExitCode, errorMessage, UserError, usageError } from "../../common/errors.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { hostSettings } from "../host-settings.js";
 
 const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned] [--json]
 

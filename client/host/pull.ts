@@ -8,6 +8,8 @@ import { ExitCode, UserError } from "../../common/errors.js";
 import type { Format } from "../../common/formats.js";
 import { MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "../../common/manifest.js";
 import { inRange, type TemplateRef } from "../../common/reference.js";
+import { DigestMismatch, DownloadInterrupted, downloadBlob } from "../download.js";
+import { manifestPath, type RegistryClient, templatePath } from "../http.js";
 import {
   type CachePaths,
   cacheFile,
@@ -22,8 +24,6 @@ import {
   stateDir,
   writeOrigin,
 } from "./cache.js";
-import { DigestMismatch, DownloadInterrupted, downloadBlob } from "../download.js";
-import { manifestPath, type RegistryClient, templatePath } from "../http.js";
 
 export interface PullOptions {
   dest: string;

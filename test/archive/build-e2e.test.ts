@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import {
   existsSync,
   lstatSync,
@@ -10,25 +10,23 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseManifest } from "../../common/manifest.js";
 import { type FixtureServer, serveDirectory } from "../fixtures/http-server.js";
 import { makeUpstreams, type Upstreams } from "../fixtures/upstreams.js";
 import { haveTools } from "../helpers/require-tool.js";
+import { CLI, overrideRecipe as override, templar } from "./templar-build.js";
 
-/**
- * End to end through `templar build` with the REAL recipes: a test recipe `extends:` the real
- * one and overrides only `source.base` (the local fixture server) and the pinned key (the test
- * key and where to fetch it). That is also how a mirror of an upstream is used in practice.
- */
-const CLI = resolve("dist/cli/templar.js");
+/** End to end through `templar build` with the REAL recipes (see overrideRecipe). */
 const tools = haveTools("tar", "xz", "gzip", "zstd", "rpm", "rpmbuild") && existsSync(CLI);
 if (!existsSync(CLI) && process.env.CI === "true")
   throw new Error("dist/ is missing: run npm run build first");
 const dir = mkdtempSync(join(tmpdir(), "templar-archive-e2e-"));
 let up: Upstreams;
 let server: FixtureServer;
+const overrideRecipe = (real: string, base: string, key?: { fingerprint: string; url: string }) =>
+  override(dir, real, base, key);
 
 beforeAll(async () => {
   if (!tools) return;
@@ -39,36 +37,6 @@ afterAll(async () => {
   await server?.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-function overrideRecipe(real: string, base: string, key?: { fingerprint: string; url: string }): string {
-  const path = join(dir, `test-${real.replace(/\W/g, "-")}`);
-  const lines = [`extends: ${relative(dir, resolve(real))}`, "source:", `  base: ${base}`];
-  if (key) {
-    lines.push(
-      "  signature:",
-      "    keys:",
-      `      - fingerprint: ${key.fingerprint}`,
-      `        url: ${key.url}`,
-    );
-  }
-  writeFileSync(path, `${lines.join("\n")}\n`);
-  return path;
-}
-
-// Async: the fixture server runs in this process, so spawnSync would block it.
-function templar(args: string[]): Promise<{ status: number | null; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, SOURCE_DATE_EPOCH: "1790000000" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-    });
-    child.on("close", (status) => done({ status, stderr }));
-  });
-}
 
 /** `templar build` of one recipe for x86_64 into `out`, with the shared package cache. */
 function templarBuild(recipe: string, out: string, ...more: string[]) {

@@ -106,6 +106,25 @@ describe.skipIf(!tools)("safe extraction refuses every escape, writing nothing",
     refuses([file("usr/evil")], /goes through the symlink usr/, layer, (root) =>
       symlinkSync(dir, join(root, "usr")),
     ));
+  it("whiteouts that name the root, its parent or their own directory", async () => {
+    const cases: [string, RegExp][] = [
+      [".wh...", /path contains '\.\.'/], // the root's parent
+      ["etc/.wh...", /path contains '\.\.'/], // the root
+      ["etc/sub/.wh...", /path contains '\.\.'/],
+      [".wh..", /a whiteout must name an entry of its directory/], // the root
+      ["etc/.wh..", /a whiteout must name an entry of its directory/], // etc itself
+    ];
+    for (const [name, why] of cases) {
+      let sibling = "";
+      await refuses([{ name, type: "file" }], why, layer, (root) => {
+        mkdirSync(join(root, "etc/sub"), { recursive: true });
+        writeFileSync(join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n");
+        sibling = join(root, "..", "sibling");
+        writeFileSync(sibling, "next to the root");
+      });
+      expect(existsSync(sibling), name).toBe(true);
+    }
+  });
   it("device nodes in image layers, and outside /dev in a rootfs", async () => {
     await refuses([{ name: "dev/null", type: "chardev" }], /device nodes are not allowed/, layer);
     await refuses([{ name: "etc/null", type: "chardev" }], /device node outside \/dev/);
@@ -224,6 +243,28 @@ describe.skipIf(!tools || !haveTools("zstd"))("OCI images with stacked layers", 
     expect(result.layers).toHaveLength(2);
     expect(readdirSync(join(root, "etc"))).toEqual(["new.conf"]);
     expect(readdirSync(join(root, "var/cache"))).toEqual([]);
+  });
+
+  it("refuses a layer whose whiteout names the root's parent, removing nothing", async () => {
+    const { root } = fresh();
+    const work = mkdtempSync(join(dir, "work-"));
+    const path = join(dir, `image-${++n}.tar`);
+    const hostile = craftTar([{ name: ".wh...", type: "file" }]);
+    writeFileSync(
+      path,
+      ociArchive(
+        [
+          { tar: lower, codec: "gzip" },
+          { tar: hostile, codec: "zstd" },
+        ],
+        "amd64",
+      ),
+    );
+    await expect(applyLayout("oci", path, root, { workDir: work, ociArch: "amd64" })).rejects.toThrow(
+      /refusing member "\.wh\.\.\.": path contains '\.\.'/,
+    );
+    expect(existsSync(work)).toBe(true);
+    expect(readdirSync(root).sort()).toEqual(["etc", "var"]);
   });
 
   it("refuses a layer blob whose bytes do not match its digest, before extracting it", async () => {

@@ -128,6 +128,28 @@ describe("container preset (Debian)", () => {
       expect(preset).toMatch(new RegExp(`^disable ${unit.replace(/\./g, "\\.")}$`, "m"));
   });
 
+  it("edits the root's files, never the build host's, through absolute symlinks", async () => {
+    // `outside` stands in for the build host: the root's links name its files by absolute path.
+    const root = join(dir, "links");
+    const outside = join(dir, "links-host");
+    const hostFiles = {
+      shadow: "root:$6$host:19000:0:99999:7:::\n",
+      inittab: "1:2345:respawn:/sbin/getty 38400 tty1\n",
+      "log/syslog": "host log\n",
+      "log/syslog.1": "old host log\n",
+    };
+    await tree(outside, hostFiles);
+    await tree(root, { "etc/hostname": "buildhost\n", "var/lib/dpkg/status": "" });
+    await symlink(join(outside, "shadow"), join(root, "etc/shadow"));
+    await symlink(join(outside, "inittab"), join(root, "etc/inittab"));
+    await symlink(join(outside, "log"), join(root, "var/log"));
+    await debianPreset.apply(root, () => {});
+    await clampShadowDates(root, 0);
+    for (const [path, content] of Object.entries(hostFiles)) {
+      expect(await readFile(join(outside, path), "utf8"), path).toBe(content);
+    }
+  });
+
   it("clamps shadow's last-change days to SOURCE_DATE_EPOCH", async () => {
     const root = join(dir, "shadow");
     await tree(root, {

@@ -1,5 +1,4 @@
-import { readFile } from "node:fs/promises";
-import { existsInRoot, pathInRoot, replaceFile } from "../../rootfs.js";
+import { existsInRoot, readFileInRoot, replaceFile } from "../../rootfs.js";
 import type { PackageCheck, StaticAddress, TestFamily } from "./family.js";
 import { writeNetworkdConfig } from "./networkd.js";
 
@@ -16,7 +15,7 @@ export const debianFamily: TestFamily = {
     if (os.ID === "ubuntu" && Number.parseFloat(os.VERSION_ID ?? "0") >= 17.1)
       return writeNetworkdConfig(root, net);
     const path = "/etc/network/interfaces";
-    const before = await readFile(await pathInRoot(root, path), "utf8").catch(() => "");
+    const before = await readFileInRoot(root, path, "utf8").catch(() => "");
     await replaceFile(root, path, `${before}${before && !before.endsWith("\n") ? "\n" : ""}\n${stanza(net)}`);
     const ifup = (await existsInRoot(root, "/sbin/ifup")) || (await existsInRoot(root, "/usr/sbin/ifup"));
     return {

@@ -1,6 +1,17 @@
-import { lstat, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { existsInRoot, pathInRoot, replaceFile, replaceSymlink } from "../../rootfs.js";
+import { readdir, rm, truncate } from "node:fs/promises";
+import {
+  emptyDirInRoot,
+  existsInRoot,
+  joinInRoot,
+  lstatInRoot,
+  readdirInRoot,
+  readFileInRoot,
+  realPathInRoot,
+  removeInRoot,
+  replaceFile,
+  replaceSymlink,
+  rewriteFileInRoot,
+} from "../../rootfs.js";
 
 /**
  * The parts of the container checklist (FACTS.md, "Making a rootfs container-ready") that are
@@ -19,31 +30,27 @@ export async function resetIdentity(root: string): Promise<void> {
   await replaceFile(root, "/etc/resolv.conf", "");
   // Empty (not absent): systemd then generates one at first boot and treats it as first boot.
   await replaceFile(root, "/etc/machine-id", "", 0o444);
-  const dbusId = await pathInRoot(root, "/var/lib/dbus/machine-id");
-  if ((await lstat(dbusId).catch(() => undefined))?.isFile()) await rm(dbusId);
+  if ((await lstatInRoot(root, "/var/lib/dbus/machine-id").catch(() => undefined))?.isFile())
+    await removeInRoot(root, "/var/lib/dbus/machine-id");
   await replaceFile(root, "/etc/fstab", "");
   await replaceSymlink(root, "/etc/mtab", "/proc/mounts");
-  await rm(await pathInRoot(root, "/var/lib/systemd/random-seed"), { force: true });
+  await removeInRoot(root, "/var/lib/systemd/random-seed");
 }
 
 /** Host keys are made at container creation (vzctl, pve) or first boot, never shared. */
 export async function removeSshHostKeys(root: string): Promise<void> {
-  const dir = await pathInRoot(root, "/etc/ssh/x");
-  for (const name of await readdir(join(dir, "..")).catch(() => [] as string[])) {
-    if (name.startsWith("ssh_host_")) await rm(join(dir, "..", name), { force: true });
-  }
+  await emptyDirInRoot(root, "/etc/ssh", (name) => !name.startsWith("ssh_host_"));
 }
 
 /** `usermod -L root` without running anything in the root: a '!' in front of the hash. */
 export async function lockRoot(root: string): Promise<void> {
-  const shadow = await pathInRoot(root, "/etc/shadow");
-  const text = await readFile(shadow, "utf8").catch(() => undefined);
+  const text = await readFileInRoot(root, "/etc/shadow", "utf8").catch(() => undefined);
   if (text === undefined) return;
   const locked = text.replace(
     /^root:([^:\n]*)/m,
     (_m, hash: string) => `root:${hash.startsWith("!") ? hash : `!${hash}`}`,
   );
-  if (locked !== text) await writeFile(shadow, locked);
+  if (locked !== text) await rewriteFileInRoot(root, "/etc/shadow", locked);
 }
 
 export async function utcLocaltime(root: string): Promise<void> {
@@ -87,10 +94,11 @@ export async function systemdForContainers(root: string): Promise<boolean> {
     ...TTYS.flatMap((n) => [`getty@tty${n}.service`, `autovt@tty${n}.service`]),
   ];
   for (const unit of units) await replaceSymlink(root, `/etc/systemd/system/${unit}`, "/dev/null");
-  const wants = await pathInRoot(root, "/etc/systemd/system/getty.target.wants/x");
-  for (const name of await readdir(join(wants, "..")).catch(() => [] as string[])) {
-    if (/^getty@tty\d+\.service$/.test(name)) await rm(join(wants, "..", name), { force: true });
-  }
+  await emptyDirInRoot(
+    root,
+    "/etc/systemd/system/getty.target.wants",
+    (name) => !/^getty@tty\d+\.service$/.test(name),
+  );
   await replaceFile(
     root,
     "/etc/systemd/logind.conf.d/90-templar-container.conf",
@@ -101,8 +109,7 @@ export async function systemdForContainers(root: string): Promise<boolean> {
 
 /** sysvinit: comment out the tty1-6 gettys in /etc/inittab and keep (or add) one on the console. */
 export async function inittabForContainers(root: string): Promise<boolean> {
-  const inittab = await pathInRoot(root, "/etc/inittab");
-  const text = await readFile(inittab, "utf8").catch(() => undefined);
+  const text = await readFileInRoot(root, "/etc/inittab", "utf8").catch(() => undefined);
   if (text === undefined) return false;
   let lines = text.split("\n").map((line) => (/^[^#].*getty.*\btty[1-6]\b/.test(line) ? `#${line}` : line));
   if (!lines.some((line) => /^[^#].*getty.*\bconsole\b/.test(line))) {
@@ -112,15 +119,17 @@ export async function inittabForContainers(root: string): Promise<boolean> {
       "",
     ];
   }
-  await writeFile(inittab, lines.join("\n"));
+  await rewriteFileInRoot(root, "/etc/inittab", lines.join("\n"));
   return true;
 }
 
 /** Logs kept as empty files (owners and modes stay), rotated ones removed. */
 export async function truncateLogs(root: string): Promise<void> {
+  // Below the resolved /var/log, only real directories are entered and only regular files
+  // touched (the entry types are lstat's: a symlink is neither).
   const walk = async (dir: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      const path = join(dir, entry.name);
+      const path = joinInRoot(dir, [entry.name]);
       if (entry.isDirectory()) await walk(path);
       else if (entry.isFile()) {
         if (/\.(\d+|gz|xz|old)$/.test(entry.name)) await rm(path);
@@ -128,14 +137,14 @@ export async function truncateLogs(root: string): Promise<void> {
       }
     }
   };
-  await walk(await pathInRoot(root, "/var/log"));
+  await walk(await realPathInRoot(root, "/var/log"));
 }
 
 /** Shell histories, temporary files and caches that differ on every run (reproducibility). */
 export async function removeRunLeftovers(root: string): Promise<void> {
   const homes = [
     "/root",
-    ...(await readdir(await pathInRoot(root, "/home")).catch(() => [] as string[])).map((h) => `/home/${h}`),
+    ...(await readdirInRoot(root, "/home").catch(() => [])).map((h) => `/home/${h.name}`),
   ];
   for (const home of homes) {
     for (const file of [
@@ -146,16 +155,11 @@ export async function removeRunLeftovers(root: string): Promise<void> {
       ".viminfo",
       ".python_history",
     ]) {
-      await rm(await pathInRoot(root, `${home}/${file}`), { force: true });
+      await removeInRoot(root, `${home}/${file}`);
     }
   }
-  for (const dir of ["/tmp", "/var/tmp"]) {
-    const host = await pathInRoot(root, `${dir}/x`);
-    for (const name of await readdir(join(host, "..")).catch(() => [] as string[])) {
-      await rm(join(host, "..", name), { recursive: true, force: true });
-    }
-  }
-  await rm(await pathInRoot(root, "/var/cache/ldconfig/aux-cache"), { force: true });
+  for (const dir of ["/tmp", "/var/tmp"]) await emptyDirInRoot(root, dir);
+  await removeInRoot(root, "/var/cache/ldconfig/aux-cache");
 }
 
 /**
@@ -166,26 +170,12 @@ export async function removeRunLeftovers(root: string): Promise<void> {
 export async function clampShadowDates(root: string, sourceDateEpoch: number): Promise<void> {
   const day = Math.floor(sourceDateEpoch / 86400);
   for (const file of ["/etc/shadow", "/etc/shadow-"]) {
-    const path = await pathInRoot(root, file);
-    const info = await lstat(path).catch(() => undefined);
-    if (!info?.isFile()) continue;
-    const text = await readFile(path, "utf8");
+    const text = await readFileInRoot(root, file, "utf8").catch(() => undefined);
+    if (text === undefined) continue;
     const clamped = text.replace(/^([^:\n]*:[^:\n]*:)(\d+)(?=:)/gm, (m, head: string, days: string) =>
       Number(days) > day ? `${head}${day}` : m,
     );
-    if (clamped !== text) await writeFile(path, clamped);
-  }
-}
-
-/** Removes the entries of `dir` inside the root that `keep` does not keep (default: all). */
-export async function emptyDir(
-  root: string,
-  dir: string,
-  keep: (name: string) => boolean = () => false,
-): Promise<void> {
-  const host = await pathInRoot(root, `${dir}/x`);
-  for (const name of await readdir(join(host, "..")).catch(() => [] as string[])) {
-    if (!keep(name)) await rm(join(host, "..", name), { recursive: true, force: true });
+    if (clamped !== text) await rewriteFileInRoot(root, file, clamped);
   }
 }
 

@@ -1,7 +1,6 @@
-import { existsInRoot, replaceFile } from "../../rootfs.js";
+import { emptyDirInRoot, existsInRoot, replaceFile } from "../../rootfs.js";
 import {
   containerBaseline,
-  emptyDir,
   inittabForContainers,
   removeRunLeftovers,
   systemdForContainers,
@@ -56,19 +55,19 @@ export const debianPreset: ContainerPreset = {
     if (sysv) {
       // sysvinit: udev cannot run in a container.
       for (const level of ["S", "0", "1", "2", "3", "4", "5", "6"]) {
-        await emptyDir(root, `/etc/rc${level}.d`, (name) => !/^[SK]\d\dudev$/.test(name));
+        await emptyDirInRoot(root, `/etc/rc${level}.d`, (name) => !/^[SK]\d\dudev$/.test(name));
       }
     }
     log(
       `container preset: ${[systemd && "systemd", sysv && "sysvinit"].filter(Boolean).join(" + ") || "no init found"}`,
     );
     // apt-get clean, and the indices (a container runs `apt update` before installing anyway).
-    await emptyDir(root, "/var/cache/apt/archives", (name) => name === "partial" || name === "lock");
-    await emptyDir(root, "/var/cache/apt/archives/partial", () => false);
-    await emptyDir(root, "/var/cache/apt", (name) => !name.endsWith(".bin"));
-    await emptyDir(root, "/var/lib/apt/lists", (name) => name === "partial" || name === "lock");
+    await emptyDirInRoot(root, "/var/cache/apt/archives", (name) => name === "partial" || name === "lock");
+    await emptyDirInRoot(root, "/var/cache/apt/archives/partial", () => false);
+    await emptyDirInRoot(root, "/var/cache/apt", (name) => !name.endsWith(".bin"));
+    await emptyDirInRoot(root, "/var/lib/apt/lists", (name) => name === "partial" || name === "lock");
     for (const dir of ["/var/lib/dpkg", "/var/cache/debconf"]) {
-      await emptyDir(root, dir, (name) => !name.endsWith("-old"));
+      await emptyDirInRoot(root, dir, (name) => !name.endsWith("-old"));
     }
     await truncateLogs(root);
     await removeRunLeftovers(root);

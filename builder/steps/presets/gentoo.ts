@@ -1,6 +1,11 @@
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { existsInRoot, pathInRoot, replaceFile, replaceSymlink } from "../../rootfs.js";
+import {
+  emptyDirInRoot,
+  existsInRoot,
+  readFileInRoot,
+  replaceFile,
+  replaceSymlink,
+  rewriteFileInRoot,
+} from "../../rootfs.js";
 import { containerBaseline, removeRunLeftovers, systemdForContainers, truncateLogs } from "./common.js";
 import type { ContainerPreset } from "./preset.js";
 
@@ -11,11 +16,10 @@ async function rcUpdateAdd(root: string, service: string, runlevel: string): Pro
 
 /** openrc's inittab: no gettys on tty1-6 (a container has no VTs); the console stays. */
 async function inittabWithoutTtys(root: string): Promise<void> {
-  const inittab = await pathInRoot(root, "/etc/inittab");
-  const text = await readFile(inittab, "utf8").catch(() => undefined);
+  const text = await readFileInRoot(root, "/etc/inittab", "utf8").catch(() => undefined);
   if (text === undefined) return;
   const lines = text.split("\n").map((line) => (/^[^#].*getty.*\btty[1-6]\b/.test(line) ? `#${line}` : line));
-  await writeFile(inittab, lines.join("\n"));
+  await rewriteFileInRoot(root, "/etc/inittab", lines.join("\n"));
 }
 
 /**
@@ -46,10 +50,10 @@ export const gentooPreset: ContainerPreset = {
         "/etc/conf.d/net",
         "# The container manager (vzctl, pct) adds the container's interfaces here.\n",
       );
-      const rcConf = await pathInRoot(root, "/etc/rc.conf");
-      const text = await readFile(rcConf, "utf8").catch(() => "");
-      if (!/^rc_sys=/m.test(text))
-        await writeFile(rcConf, `${text}${text.endsWith("\n") || text === "" ? "" : "\n"}rc_sys="openvz"\n`);
+      const text = await readFileInRoot(root, "/etc/rc.conf", "utf8").catch(() => undefined);
+      const rcSys = `${text ?? ""}${text?.endsWith("\n") || !text ? "" : "\n"}rc_sys="openvz"\n`;
+      if (text === undefined) await replaceFile(root, "/etc/rc.conf", rcSys);
+      else if (!/^rc_sys=/m.test(text)) await rewriteFileInRoot(root, "/etc/rc.conf", rcSys);
       await inittabWithoutTtys(root);
     }
     const systemd = await systemdForContainers(root);
@@ -65,10 +69,7 @@ export const gentooPreset: ContainerPreset = {
     );
     // Downloaded sources and binary packages are build leftovers, not part of the template.
     for (const dir of ["/var/cache/distfiles", "/var/cache/binpkgs", "/var/tmp/portage"]) {
-      const host = await pathInRoot(root, `${dir}/x`);
-      for (const name of await readdir(join(host, "..")).catch(() => [] as string[])) {
-        await rm(join(host, "..", name), { recursive: true, force: true });
-      }
+      await emptyDirInRoot(root, dir);
     }
     await truncateLogs(root);
     await removeRunLeftovers(root);

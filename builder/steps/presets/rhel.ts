@@ -1,12 +1,12 @@
-import { readFile, rm } from "node:fs/promises";
-import { existsInRoot, pathInRoot, replaceFile, replaceSymlink } from "../../rootfs.js";
 import {
-  containerBaseline,
-  emptyDir,
-  removeRunLeftovers,
-  systemdForContainers,
-  truncateLogs,
-} from "./common.js";
+  emptyDirInRoot,
+  existsInRoot,
+  readFileInRoot,
+  removeInRoot,
+  replaceFile,
+  replaceSymlink,
+} from "../../rootfs.js";
+import { containerBaseline, removeRunLeftovers, systemdForContainers, truncateLogs } from "./common.js";
 import type { ContainerPreset } from "./preset.js";
 
 /**
@@ -17,8 +17,8 @@ import type { ContainerPreset } from "./preset.js";
  */
 async function networkdForFedora(root: string, log: (line: string) => void): Promise<void> {
   const osRelease =
-    (await readFile(await pathInRoot(root, "/usr/lib/os-release"), "utf8").catch(() => "")) ||
-    (await readFile(await pathInRoot(root, "/etc/os-release"), "utf8").catch(() => ""));
+    (await readFileInRoot(root, "/usr/lib/os-release", "utf8").catch(() => "")) ||
+    (await readFileInRoot(root, "/etc/os-release", "utf8").catch(() => ""));
   if (!/^ID="?fedora"?$/m.test(osRelease)) return;
   const unit = "/usr/lib/systemd/system/systemd-networkd.service";
   if (!(await existsInRoot(root, unit))) return;
@@ -52,12 +52,12 @@ export const rhelPreset: ContainerPreset = {
     await containerBaseline(root);
     await replaceFile(root, "/etc/locale.conf", "LANG=C.UTF-8\n");
     await replaceFile(root, "/etc/sysconfig/network", "NETWORKING=yes\nHOSTNAME=localhost\n");
-    await emptyDir(
+    await emptyDirInRoot(
       root,
       "/etc/sysconfig/network-scripts",
       (name) => !/^ifcfg-/.test(name) || name === "ifcfg-lo",
     );
-    await emptyDir(root, "/etc/NetworkManager/system-connections");
+    await emptyDirInRoot(root, "/etc/NetworkManager/system-connections");
     const systemd = await systemdForContainers(root);
     if (systemd) await networkdForFedora(root, log);
     // The image may run without systemd (the container base images have none): then the
@@ -65,9 +65,9 @@ export const rhelPreset: ContainerPreset = {
     log(`container preset: ${systemd ? "systemd" : "no init found (install systemd in a packages step)"}`);
     // `dnf clean all`: metadata, packages and the dnf/yum caches (a container refreshes them).
     for (const dir of ["/var/cache/dnf", "/var/cache/yum", "/var/cache/libdnf5"]) {
-      if (await existsInRoot(root, dir)) await emptyDir(root, dir);
+      if (await existsInRoot(root, dir)) await emptyDirInRoot(root, dir);
     }
-    await rm(await pathInRoot(root, "/var/lib/rpm/__db.001"), { force: true });
+    await removeInRoot(root, "/var/lib/rpm/__db.001");
     await truncateLogs(root);
     await removeRunLeftovers(root);
   },
