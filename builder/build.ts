@@ -23,7 +23,13 @@ export interface BuildOptions {
   cacheDir?: string;
   formats?: Format[];
   mirror?: string;
+  /** The Debian security archive (else from the host's apt sources or the mirror's sibling). */
+  securityMirror?: string;
+  /** Force a Debian bootstrap tool (else mmdebstrap when installed). */
+  bootstrapTool?: "mmdebstrap" | "debootstrap";
+  /** SOURCE_DATE_EPOCH as the user gave it, and where it came from (else the recipe's, else the packages'). */
   sourceDateEpoch?: number;
+  sourceDateEpochFrom?: "option" | "environment";
   /** Host apt configuration to find a mirror in (default /etc/apt). */
   aptDir?: string;
   /** false: always run the source tool, never reuse a root snapshot from the cache. */
@@ -84,11 +90,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
   await mkdir(outDir, { recursive: true });
 
   let sde = options.sourceDateEpoch;
-  let sdeFrom = "option";
-  if (sde === undefined && process.env.SOURCE_DATE_EPOCH) {
-    sde = parseEpoch(process.env.SOURCE_DATE_EPOCH, "SOURCE_DATE_EPOCH");
-    sdeFrom = "environment";
-  }
+  let sdeFrom: string = options.sourceDateEpochFrom ?? "option";
   if (sde === undefined && recipe.created !== undefined) {
     sde = recipe.created;
     sdeFrom = "recipe";
@@ -105,6 +107,8 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       cacheDir: resolve(options.cacheDir ?? DEFAULT_CACHE_DIR),
       mirror: options.mirror,
       aptDir: options.aptDir ?? "/etc/apt",
+      securityMirror: options.securityMirror,
+      bootstrapTool: options.bootstrapTool,
       sourceDateEpoch: sde,
       snapshots: options.snapshots,
       signal,
@@ -209,12 +213,6 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
 
 function checkAborted(signal: AbortSignal): void {
   if (signal.aborted) throw new UserError("interrupted", 130);
-}
-
-export function parseEpoch(value: string, what: string): number {
-  if (!/^\d+$/.test(value))
-    throw new UserError(`${what}: expected seconds since 1970-01-01 UTC, got ${JSON.stringify(value)}`);
-  return Number(value);
 }
 
 /**

@@ -11,6 +11,10 @@ export interface BuildContext {
   mirror?: string;
   /** Where the host's apt configuration lives (default /etc/apt). */
   aptDir: string;
+  /** The Debian security archive, when the user names one (else found from apt sources or the mirror). */
+  securityMirror?: string | undefined;
+  /** Force a Debian bootstrap tool (else mmdebstrap when installed, debootstrap otherwise). */
+  bootstrapTool?: "mmdebstrap" | "debootstrap" | undefined;
   sourceDateEpoch?: number;
   /** Reuse and save root snapshots in the cache (builder/sources/snapshot.ts); default true. */
   snapshots?: boolean;

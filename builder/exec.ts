@@ -31,6 +31,14 @@ export function buildEnv(extra: Record<string, string | undefined> = {}): NodeJS
 }
 
 /**
+ * Environment for host tools that only read (tar listing, getfattr, rpm queries): the host's
+ * own, with the C locale so that their output parses the same everywhere.
+ */
+export function hostToolEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, LC_ALL: "C" };
+}
+
+/**
  * Runs a program to completion. On failure throws a one-line UserError that names `what`,
  * the exit status and the most telling output line (apt's "E:" lines first).
  */

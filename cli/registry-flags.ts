@@ -1,6 +1,6 @@
 import { RegistryClient } from "../client/http.js";
 import { usageError } from "../common/errors.js";
-import { flagOrEnv } from "./settings.js";
+import { clientTuning, flagOrEnv } from "./settings.js";
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
@@ -14,7 +14,11 @@ export function registryClient(
 ): RegistryClient {
   const registry = flagOrEnv(values.registry, "TEMPLAR_REGISTRY");
   if (!registry) throw usageError(`${command}: no registry: pass --registry URL or set TEMPLAR_REGISTRY`);
-  const client = new RegistryClient({ registry, token: flagOrEnv(values.token, "TEMPLAR_TOKEN") });
+  const client = new RegistryClient({
+    registry,
+    token: flagOrEnv(values.token, "TEMPLAR_TOKEN"),
+    ...clientTuning(),
+  });
   if (client.hasToken && client.base.protocol === "http:" && !LOOPBACK.has(client.base.hostname)) {
     process.stderr.write(`templar: warning: sending the token to ${client.display} without TLS\n`);
   }

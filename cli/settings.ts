@@ -1,5 +1,7 @@
+import { resolve } from "node:path";
 import { parseEpoch } from "../common/epoch.js";
 import { usageError } from "../common/errors.js";
+import { DEFAULT_CONFIG_FILE } from "../registry/config.js";
 
 /**
  * Settings as the user gives them, resolved at the edge (docs/architecture.md "Settings"): a
@@ -56,4 +58,9 @@ export function sourceDateEpoch(
   const value = env("SOURCE_DATE_EPOCH");
   if (value === undefined) return undefined;
   return { value: parseEpoch(value, "SOURCE_DATE_EPOCH"), from: "environment" };
+}
+
+/** The registry's config file: `--config`, else $TEMPLAR_CONFIG, else ./templar-registry.yaml. */
+export function registryConfigPath(flag: string | undefined): string {
+  return resolve(flagOrEnv(flag, "TEMPLAR_CONFIG", DEFAULT_CONFIG_FILE)!);
 }

@@ -16,10 +16,14 @@ export interface RegistryClientOptions {
   /** Base URL of the registry, e.g. http://127.0.0.1:8080 (a path prefix is kept). */
   registry: string;
   token?: string | undefined;
-  /** Attempts for idempotent requests (first try included); default 5, or TEMPLAR_RETRIES. */
-  attempts?: number;
+  /** Attempts for idempotent requests (first try included); default 5. */
+  attempts?: number | undefined;
   /** First backoff delay in ms, doubled each retry (with jitter), capped at 5 s. */
   backoffMs?: number;
+  /** Idle time on a connection before it counts as broken; default 60 s. */
+  timeoutMs?: number | undefined;
+  /** Bytes per upload PATCH; default: the whole blob in one (resumed where a cut left it). */
+  chunkSize?: number | undefined;
 }
 
 export interface RequestOptions {
@@ -84,6 +88,8 @@ function exitCodeFor(status: number): number {
 export class RegistryClient {
   readonly base: URL;
   readonly attempts: number;
+  readonly timeoutMs: number;
+  readonly chunkSize: number;
   private readonly backoffMs: number;
   readonly #token: string | undefined;
 
@@ -109,9 +115,10 @@ export class RegistryClient {
     if (!base.pathname.endsWith("/")) base.pathname += "/";
     this.base = base;
     this.#token = options.token || undefined;
-    const envAttempts = Number(process.env.TEMPLAR_RETRIES);
-    this.attempts = options.attempts ?? (Number.isInteger(envAttempts) && envAttempts > 0 ? envAttempts : 5);
+    this.attempts = options.attempts ?? 5;
     this.backoffMs = options.backoffMs ?? 250;
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.chunkSize = options.chunkSize ?? Number.POSITIVE_INFINITY;
   }
 
   get hasToken(): boolean {
@@ -159,7 +166,7 @@ export class RegistryClient {
       try {
         const headers = this.headers(options.headers);
         if (Buffer.isBuffer(body)) headers["content-length"] = String(body.length);
-        reply = await send(url, { method, headers, body });
+        reply = await send(url, { method, headers, body, timeoutMs: this.timeoutMs });
       } catch (err) {
         if (!isConnectionError(err)) throw err;
         lastProblem = `cannot reach registry ${this.display} (${connectionReason(err)})`;

@@ -90,11 +90,6 @@ export function displayUrl(url: string | URL): string {
   }
 }
 
-function timeoutFromEnv(): number {
-  const n = Number(process.env.TEMPLAR_HTTP_TIMEOUT_MS);
-  return Number.isInteger(n) && n > 0 ? n : 60_000;
-}
-
 function once(url: URL, options: SendOptions): Promise<Reply> {
   const client = url.protocol === "https:" ? https : http;
   return new Promise<Reply>((resolve, reject) => {
@@ -102,7 +97,7 @@ function once(url: URL, options: SendOptions): Promise<Reply> {
       method: options.method,
       headers: options.headers,
       agent: agents[url.protocol as "http:" | "https:"],
-      timeout: options.timeoutMs ?? timeoutFromEnv(),
+      timeout: options.timeoutMs ?? 60_000,
     });
     req.on("timeout", () => req.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })));
     req.on("error", (err) => {

@@ -13,18 +13,11 @@ export interface UploadOptions {
   file: string;
   size: number;
   digest: string;
-  /** Bytes per PATCH; default 256 MiB or TEMPLAR_UPLOAD_CHUNK (tests use small chunks). */
+  /** Bytes per PATCH; default: the client's chunkSize. */
   chunkSize?: number;
   /** Called with the bytes of this blob sent so far (may go back after a resume). */
   onProgress?: (sent: number) => void;
   what: string;
-}
-
-const DEFAULT_CHUNK = 256 * 1024 * 1024;
-
-function chunkSizeFromEnv(): number {
-  const n = Number(process.env.TEMPLAR_UPLOAD_CHUNK);
-  return Number.isInteger(n) && n > 0 ? n : DEFAULT_CHUNK;
 }
 
 /** Reads the upload's offset from an answer: JSON `offset`, `Upload-Offset`, or `Range: 0-<last>`. */
@@ -74,7 +67,7 @@ async function uploadIdFrom(response: Reply): Promise<string> {
 
 export async function uploadBlob(client: RegistryClient, options: UploadOptions): Promise<void> {
   const { file, size, digest, what } = options;
-  const chunkSize = options.chunkSize ?? chunkSizeFromEnv();
+  const chunkSize = options.chunkSize ?? client.chunkSize;
   const created = await client.request("POST", "v1/uploads", { what, headers: { "content-length": "0" } });
   const id = await uploadIdFrom(created);
   const path = `v1/uploads/${encodeURIComponent(id)}`;

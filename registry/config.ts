@@ -89,10 +89,6 @@ export type TokenEntry = z.infer<typeof TokenEntrySchema>;
 
 export const DEFAULT_CONFIG_FILE = "templar-registry.yaml";
 
-export function defaultConfigPath(): string {
-  return process.env.TEMPLAR_CONFIG ?? DEFAULT_CONFIG_FILE;
-}
-
 export function parseDuration(text: string | number, what = "duration"): number {
   if (text === 0 || text === "0") return 0;
   const m = DURATION.exec(String(text));

@@ -13,6 +13,8 @@ export interface RegistryOptions {
   storage: StorageDriver;
   /** Config file to read (and re-read on change); null: defaults only. */
   configPath: string | null;
+  /** The index key's passphrase when the config names no passphrase file ($TEMPLAR_INDEX_PASSPHRASE). */
+  indexPassphrase?: string | undefined;
   log?: (entry: Record<string, unknown>) => void;
 }
 
@@ -23,7 +25,7 @@ export async function createDeps(options: RegistryOptions): Promise<RegistryDeps
   const store = new Store(options.storage, {
     cacheTtlMs: parseDuration(config.current.cacheTtl, "cacheTtl"),
   });
-  return { store, config, metrics: new Metrics(store), log };
+  return { store, config, metrics: new Metrics(store), log, indexPassphrase: options.indexPassphrase };
 }
 
 export interface RunningRegistry {

@@ -142,7 +142,7 @@ export async function indexKey(c: Ctx, config: RegistryConfig): Promise<PrivateK
     return await cached(path, async () => {
       const passphrase = entry.passphraseFile
         ? (await readFile(configRelative(c, entry.passphraseFile), "utf8")).replace(/\r?\n$/, "")
-        : process.env.TEMPLAR_INDEX_PASSPHRASE;
+        : deps(c).indexPassphrase;
       return readPrivateKeyFile(path, passphrase);
     });
   } catch (err) {

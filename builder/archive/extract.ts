@@ -5,6 +5,7 @@ import { pipeline } from "node:stream/promises";
 import { ExitCode, UserError } from "../../common/errors.js";
 import { compressionOf } from "../../common/formats.js";
 import { formatBytes } from "../../common/progress.js";
+import { hostToolEnv } from "../exec.js";
 import { joinInRoot } from "../rootfs.js";
 import { listTar, type Member } from "./tar-list.js";
 
@@ -319,7 +320,7 @@ export function runQuiet(command: string, args: string[], what: string, signal?:
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, LC_ALL: "C" },
+      env: hostToolEnv(),
     });
     let stderr = "";
     child.stderr.on("data", (c: Buffer) => {

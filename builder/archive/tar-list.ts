@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { UserError } from "../../common/errors.js";
+import { hostToolEnv } from "../exec.js";
 
 /**
  * The members of a tar file as GNU tar itself sees them (`tar -tv --quoting-style=c`). The
@@ -92,7 +93,7 @@ export async function* listTar(tarPath: string, where: string, signal?: AbortSig
   const child = spawn(
     "tar",
     ["-t", "-v", "-P", "--quoting-style=c", "--numeric-owner", "--full-time", "-f", tarPath],
-    { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" }, stdio: ["ignore", "pipe", "pipe"] },
+    { env: hostToolEnv(), stdio: ["ignore", "pipe", "pipe"] },
   );
   const abort = () => child.kill("SIGTERM");
   signal?.addEventListener("abort", abort, { once: true });

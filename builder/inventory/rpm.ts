@@ -3,6 +3,7 @@ import { readdir } from "node:fs/promises";
 import { relative } from "node:path";
 import { UserError } from "../../common/errors.js";
 import type { PackageEntry } from "../../common/manifest.js";
+import { hostToolEnv } from "../exec.js";
 import { realPathInRoot } from "../rootfs.js";
 import type { Inventory } from "./inventory.js";
 
@@ -44,7 +45,7 @@ function rpmQuery(root: string, dbpath: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn("rpm", ["--root", root, "--dbpath", dbpath, "-qa", "--qf", QUERY], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" },
+      env: hostToolEnv(),
     });
     let out = "";
     let err = "";

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { UserError } from "../../common/errors.js";
+import { hostToolEnv } from "../exec.js";
 
 /**
  * Extended attributes of a whole tree. Node has no xattr API, and a native addon is not wanted,
@@ -71,7 +72,7 @@ export async function readTreeXattrs(root: string): Promise<XattrMap> {
       "--",
       root,
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LC_ALL: "C" } },
+    { stdio: ["ignore", "pipe", "pipe"], env: hostToolEnv() },
   );
   const out: Buffer[] = [];
   const err: Buffer[] = [];

@@ -24,13 +24,17 @@ export interface DebianSuiteSource {
 }
 
 /**
- * Where the security archive is: TEMPLAR_DEBIAN_SECURITY_MIRROR, else the build host's apt
+ * Where the security archive is: the one configured (TEMPLAR_DEBIAN_SECURITY_MIRROR), else the build host's apt
  * sources (its `-security` entry), else the main mirror's sibling when the main mirror ends in
  * /debian (the layout of Debian's own mirror network: .../debian and .../debian-security).
  */
-export function securityMirror(mainMirror: string, aptDir: string, where: string): string {
-  const found =
-    process.env.TEMPLAR_DEBIAN_SECURITY_MIRROR || hostDebianSecurityMirror(aptDir) || siblingOf(mainMirror);
+export function securityMirror(
+  mainMirror: string,
+  aptDir: string,
+  where: string,
+  configured?: string,
+): string {
+  const found = configured || hostDebianSecurityMirror(aptDir) || siblingOf(mainMirror);
   if (!found) {
     throw new UserError(
       `${where}: source: no Debian security mirror found for the security pocket: set ` +

@@ -121,17 +121,11 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
   const arch = archAs(ctx.recipe.arch, "debian");
   const cache = join(ctx.cacheDir, "debian", "archives");
   await mkdir(cache, { recursive: true, mode: 0o700 });
-  const forced = process.env.TEMPLAR_BOOTSTRAP_TOOL;
-  const tool = forced ?? (have("mmdebstrap") ? "mmdebstrap" : "debootstrap");
-  if (tool !== "mmdebstrap" && tool !== "debootstrap") {
-    throw new UserError(
-      `TEMPLAR_BOOTSTRAP_TOOL must be mmdebstrap or debootstrap, not ${JSON.stringify(tool)}`,
-    );
-  }
+  const tool = ctx.bootstrapTool ?? (have("mmdebstrap") ? "mmdebstrap" : "debootstrap");
   if (!have(tool)) throw new UserError(`${where}: source: neither mmdebstrap nor debootstrap is installed`);
   const pockets = config.pockets ?? defaultPockets(config.suite);
   const sources = suiteSources(mirror, config.suite, pockets, () =>
-    securityMirror(mirror, ctx.aptDir, where),
+    securityMirror(mirror, ctx.aptDir, where, ctx.securityMirror),
   );
   const suites = sources.map((s) => s.suite).join(", ");
   ctx.log(`${tool} ${suites} ${arch} from ${[...new Set(sources.map((s) => s.mirror))].join(" and ")}`);

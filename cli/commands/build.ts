@@ -1,7 +1,7 @@
 import { archProblem } from "../../builder/arch.js";
 import { DEFAULT_TEST_TIMEOUT } from "../../builder/boot-test/boot-test.js";
 import { checkLine, headerLine, summaryLine } from "../../builder/boot-test/format.js";
-import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR, parseEpoch } from "../../builder/build.js";
+import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR } from "../../builder/build.js";
 import { loadRecipe } from "../../builder/recipe/load.js";
 import type { Recipe } from "../../builder/recipe/schema.js";
 import { usageError } from "../../common/errors.js";
@@ -10,7 +10,7 @@ import { createProgress, formatBytes, type Progress } from "../../common/progres
 import { openSigner, signFiles } from "../../common/signing/signer.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { flagOrEnv } from "../settings.js";
+import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar build <recipe>... [options]
 
@@ -59,9 +59,10 @@ async function run(argv: string[]): Promise<number> {
   if (positionals.length === 0)
     throw usageError("build: expected at least one recipe file (see 'templar build --help')");
   const formats = values.formats ? parseFormatList(values.formats) : undefined;
-  const sde = values["source-date-epoch"]
-    ? parseEpoch(values["source-date-epoch"], "--source-date-epoch")
-    : undefined;
+  const sde = sourceDateEpoch(values["source-date-epoch"]);
+  const tool = env("TEMPLAR_BOOTSTRAP_TOOL");
+  if (tool !== undefined && tool !== "mmdebstrap" && tool !== "debootstrap")
+    throw usageError(`TEMPLAR_BOOTSTRAP_TOOL must be mmdebstrap or debootstrap, not ${JSON.stringify(tool)}`);
   const json = Boolean(values.json);
   const testTimeout = values["test-timeout"];
   if (testTimeout !== undefined && (!/^\d+$/.test(testTimeout) || Number(testTimeout) < 1))
@@ -70,6 +71,7 @@ async function run(argv: string[]): Promise<number> {
   const signer = await openSigner({
     keyFile: flagOrEnv(values["sign-key"], "TEMPLAR_SIGN_KEY"),
     passphraseFile: values["passphrase-file"],
+    passphrase: env("TEMPLAR_SIGN_PASSPHRASE"),
     signWith: values["sign-with"],
   });
   const say = (line: string) => {
@@ -108,7 +110,10 @@ async function run(argv: string[]): Promise<number> {
         cacheDir: flagOrEnv(values.cache, "TEMPLAR_CACHE", DEFAULT_CACHE_DIR),
         formats,
         mirror: flagOrEnv(values.mirror, "TEMPLAR_DEBIAN_MIRROR"),
-        sourceDateEpoch: sde,
+        sourceDateEpoch: sde?.value,
+        sourceDateEpochFrom: sde?.from,
+        securityMirror: env("TEMPLAR_DEBIAN_SECURITY_MIRROR"),
+        bootstrapTool: tool,
         snapshots: !values["no-snapshot"],
         signal: controller.signal,
         onStage: (stage, note) => {

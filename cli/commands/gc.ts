@@ -1,12 +1,11 @@
-import { resolve } from "node:path";
 import { usageError } from "../../common/errors.js";
 import { formatBytes } from "../../common/progress.js";
-import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/config.js";
+import { loadConfig, parseDuration } from "../../registry/config.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import { Store } from "../../registry/store/store.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { flagOrEnv } from "../settings.js";
+import { flagOrEnv, registryConfigPath } from "../settings.js";
 
 const help = `Usage: templar gc [--grace 1h] [--upload-expiry 24h] [--dry-run] [--storage DIR|URL] [--config FILE] [--json]
 
@@ -34,7 +33,7 @@ export const command: Command = {
       json: { type: "boolean" },
     });
     if (positionals.length) throw usageError(`gc: unexpected argument ${positionals[0]}`);
-    const config = await loadConfig(resolve(values.config ?? defaultConfigPath()));
+    const config = await loadConfig(registryConfigPath(values.config));
     const graceMs = parseDuration(values.grace ?? config.gc.grace, "--grace");
     const uploadExpiryMs = parseDuration(
       values["upload-expiry"] ?? config.gc.uploadExpiry,
@@ -43,6 +42,7 @@ export const command: Command = {
     // S3 settings (endpoint, credentials, ...) come from the environment and the config's s3: section.
     const driver = await openStorage(flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!, {
       s3Config: config.s3,
+      env: process.env,
     });
     const store = new Store(driver, { cacheTtlMs: parseDuration(config.cacheTtl, "cacheTtl") });
     const dryRun = values["dry-run"] ?? false;

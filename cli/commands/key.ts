@@ -4,6 +4,7 @@ import { usageError } from "../../common/errors.js";
 import { generateSigningKey } from "../../common/signing/keys.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { env } from "../settings.js";
 
 const help = `Usage: templar key generate --name NAME [--email ADDR] [--out PREFIX] [--passphrase-file FILE]
 
@@ -30,7 +31,7 @@ async function run(argv: string[]): Promise<number> {
   if (!values.name) throw usageError("key generate: --name is required");
   const passphrase = values["passphrase-file"]
     ? (await readFile(values["passphrase-file"], "utf8")).replace(/\r?\n$/, "")
-    : process.env.TEMPLAR_SIGN_PASSPHRASE;
+    : env("TEMPLAR_SIGN_PASSPHRASE");
   const key = await generateSigningKey(
     { name: values.name, ...(values.email ? { email: values.email } : {}) },
     passphrase,

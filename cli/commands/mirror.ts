@@ -56,7 +56,7 @@ async function openTarget(
     import("../mirror-to-store.js"),
     import("../../registry/store/store.js"),
   ]);
-  const driver = await openStorage(destination);
+  const driver = await openStorage(destination, { env: process.env });
   await driver.check();
   return new StoreMirrorTarget(new Store(driver, { cacheTtlMs: 0 }), destination);
 }

@@ -5,7 +5,7 @@ import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { flagOrEnv, sourceDateEpoch } from "../settings.js";
+import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar pack <rootfs-dir> --name NAME --version VER [options]
 
@@ -68,6 +68,7 @@ export const command: Command = {
     const signer = await openSigner({
       keyFile: flagOrEnv(values["sign-key"], "TEMPLAR_SIGN_KEY"),
       passphraseFile: values["passphrase-file"],
+      passphrase: env("TEMPLAR_SIGN_PASSPHRASE"),
       signWith: values["sign-with"],
     });
     const progress = createProgress("pack", { unit: "bytes", enabled: !values.json });

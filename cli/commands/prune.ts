@@ -4,6 +4,7 @@ import { ExitCode, errorMessage, UserError } from "../../common/errors.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { hostSettings } from "../host-settings.js";
+import { clientTuning } from "../settings.js";
 
 const help = `Usage: templar prune [--dry-run] [--dest DIR] [--registry URL] [--json]
 
@@ -37,6 +38,7 @@ export const command: Command = {
       const client = new RegistryClient({
         registry: values.registry ?? settings.registry ?? origin.registry,
         token: settings.token,
+        ...clientTuning(),
       });
       try {
         const response = await client.request("GET", templatePath(origin.name), {

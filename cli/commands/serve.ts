@@ -1,11 +1,10 @@
-import { resolve } from "node:path";
 import { errorMessage, usageError } from "../../common/errors.js";
-import { defaultConfigPath, loadConfig, parseDuration } from "../../registry/config.js";
+import { loadConfig, parseDuration } from "../../registry/config.js";
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { flagOrEnv } from "../settings.js";
+import { env, flagOrEnv, registryConfigPath } from "../settings.js";
 
 const help = `Usage: templar serve [--storage DIR | s3://bucket/prefix] [--listen HOST:PORT] [--config FILE]
 
@@ -54,7 +53,7 @@ export const command: Command = {
     if (positionals.length) throw usageError(`serve: unexpected argument ${positionals[0]}`);
     const storageSpec = flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!;
     const { host, port } = parseListen(flagOrEnv(values.listen, "TEMPLAR_LISTEN", "127.0.0.1:8080")!);
-    const configPath = resolve(values.config ?? defaultConfigPath());
+    const configPath = registryConfigPath(values.config);
     const storage = await openStorage(storageSpec, {
       s3Flags: {
         endpoint: values["s3-endpoint"],
@@ -65,6 +64,7 @@ export const command: Command = {
         secretAccessKey: values["s3-secret-access-key"],
       },
       s3Config: (await loadConfig(configPath)).s3,
+      env: process.env,
     });
     const log = (entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`);
     // Unusable storage (wrong secret, unreachable endpoint, missing bucket) is said once, clearly;
@@ -78,7 +78,14 @@ export const command: Command = {
         error: errorMessage(err),
       });
     });
-    const registry = await startRegistry({ storage, configPath, host, port, log });
+    const registry = await startRegistry({
+      storage,
+      configPath,
+      host,
+      port,
+      log,
+      indexPassphrase: env("TEMPLAR_INDEX_PASSPHRASE"),
+    });
     const config = registry.deps.config.current;
     log({ time: new Date().toISOString(), event: "listening", url: registry.url, storage: storage.kind });
     const tokens = config.tokens.length;

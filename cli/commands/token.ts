@@ -1,9 +1,9 @@
-import { resolve } from "node:path";
 import { usageError } from "../../common/errors.js";
 import { newToken } from "../../registry/auth.js";
-import { addTokenToConfig, defaultConfigPath, SCOPE } from "../../registry/config.js";
+import { addTokenToConfig, SCOPE } from "../../registry/config.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { registryConfigPath } from "../settings.js";
 
 const help = `Usage: templar token create --scope SCOPE [--scope SCOPE]... [--config FILE] [--note TEXT]
 
@@ -40,7 +40,7 @@ export const command: Command = {
         );
       }
     }
-    const path = resolve(values.config ?? defaultConfigPath());
+    const path = registryConfigPath(values.config);
     const { token, id, sha256 } = newToken();
     await addTokenToConfig(path, {
       id,

@@ -5,6 +5,7 @@ import { ExitCode, errorMessage, UserError, usageError } from "../../common/erro
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { hostSettings } from "../host-settings.js";
+import { clientTuning } from "../settings.js";
 
 const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned] [--json]
 
@@ -55,6 +56,7 @@ export const command: Command = {
       const client = new RegistryClient({
         registry: values.registry ?? settings.registry ?? origin.registry,
         token: settings.token,
+        ...clientTuning(),
       });
       try {
         const result = await hostPull(client, updateRef(origin), {

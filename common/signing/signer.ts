@@ -14,8 +14,10 @@ export interface Signer {
 export interface SignerOptions {
   /** `--sign-key FILE`: an armoured OpenPGP secret key. */
   keyFile?: string;
-  /** `--passphrase-file FILE`; else TEMPLAR_SIGN_PASSPHRASE. */
+  /** `--passphrase-file FILE`; else `passphrase`. */
   passphraseFile?: string;
+  /** The passphrase itself (the CLI passes $TEMPLAR_SIGN_PASSPHRASE). */
+  passphrase?: string | undefined;
   /** `--sign-with gpg:KEYID`. */
   signWith?: string;
 }
@@ -31,7 +33,7 @@ export async function openSigner(options: SignerOptions): Promise<Signer | null>
   if (!options.keyFile) return null;
   const passphrase = options.passphraseFile
     ? (await readFile(options.passphraseFile, "utf8")).replace(/\r?\n$/, "")
-    : process.env.TEMPLAR_SIGN_PASSPHRASE;
+    : options.passphrase;
   // openpgp.js is loaded only when a key file is used: it costs ~40 ms of start-up otherwise.
   const [{ fingerprintOf, readPrivateKeyFile }, { signBytes, signFile }] = await Promise.all([
     import("./keys.js"),

@@ -12,6 +12,8 @@ export interface RegistryDeps {
   store: Store;
   config: ConfigWatcher;
   metrics: Metrics;
+  /** The index key's passphrase when the config names no passphrase file. */
+  indexPassphrase?: string | undefined;
   /** One JSON line per call (stdout in `templar serve`). */
   log: (entry: Record<string, unknown>) => void;
 }

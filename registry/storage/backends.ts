@@ -8,6 +8,8 @@ import type { S3ConfigSection } from "./s3-config.js";
 export interface BackendSettings {
   s3Flags?: Partial<S3ConfigSection>;
   s3Config?: Partial<S3ConfigSection>;
+  /** The environment the S3 settings may come from (TEMPLAR_S3_*, AWS_*); the CLI passes its own. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /**
@@ -22,7 +24,9 @@ export const storageBackends: Record<
   "s3:": async (url, settings) => {
     const { S3Driver } = await import("./s3-driver.js");
     const { resolveS3Options } = await import("./s3-config.js");
-    return new S3Driver(resolveS3Options(url.href, settings.s3Flags ?? {}, settings.s3Config ?? {}));
+    return new S3Driver(
+      resolveS3Options(url.href, settings.s3Flags ?? {}, settings.s3Config ?? {}, settings.env ?? {}),
+    );
   },
 };
 

@@ -41,7 +41,7 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   return { bucket: m[1], prefix: rawPrefix ? `${rawPrefix}/` : "" };
 }
 
-function envBool(name: string, env: NodeJS.ProcessEnv): boolean | undefined {
+function envBool(name: string, env: Readonly<Record<string, string | undefined>>): boolean | undefined {
   const value = env[name];
   if (value === undefined || value === "") return undefined;
   if (/^(1|true|yes|on)$/i.test(value)) return true;
@@ -50,7 +50,7 @@ function envBool(name: string, env: NodeJS.ProcessEnv): boolean | undefined {
 }
 
 /**
- * Merges the sources in DESIGN.md's order: flags, then environment (TEMPLAR_S3_*, then the AWS
+ * Merges the sources in the order settings always take: flags, then environment (TEMPLAR_S3_*, then the AWS
  * conventions), then the config file. Credentials are taken from here only when both halves are
  * given; otherwise the SDK's default chain (env, ~/.aws, instance roles) finds them.
  */
@@ -58,7 +58,7 @@ export function resolveS3Options(
   storageUrl: string,
   flags: Partial<S3ConfigSection>,
   config: Partial<S3ConfigSection> = {},
-  env: NodeJS.ProcessEnv = process.env,
+  env: Readonly<Record<string, string | undefined>>,
 ): S3Options {
   const { bucket, prefix } = parseS3Url(storageUrl);
   const pick = <T>(...values: (T | undefined)[]): T | undefined => values.find((v) => v !== undefined);

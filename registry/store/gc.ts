@@ -163,10 +163,13 @@ export async function runGc(target: GcTarget, options: GcOptions): Promise<GcRep
   }
 
   // Writes a crashed process left unfinished (S3: incomplete multipart uploads, invisible to
-  // listing but stored and billed); older than the grace period, nobody is still writing them.
+  // listing but stored and billed; local: temporary files). A write in flight is as young as
+  // an upload in progress, whatever the grace period (which may be 0): the same age applies.
   let partialWritesAborted = 0;
   if (!dryRun && storage.sweepAbandoned)
-    partialWritesAborted = await storage.sweepAbandoned(new Date(cutoff));
+    partialWritesAborted = await storage.sweepAbandoned(
+      new Date(Math.min(cutoff, now - options.uploadExpiryMs)),
+    );
 
   return {
     dryRun,

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   defaultPockets,
   releaseFileOf,
@@ -10,20 +10,16 @@ import {
   suiteSources,
 } from "../../builder/sources/debian-pockets.js";
 
-// The security archive is found without naming any host: from the environment, the build host's
-// apt sources, or the main mirror's layout. Real builds against the archive: debian.test.ts.
+// The security archive is found without naming any host: the one configured
+// (TEMPLAR_DEBIAN_SECURITY_MIRROR), the build host's apt sources, or the main mirror's layout.
+// Real builds against the archive: debian.test.ts.
 let dir: string;
-const savedEnv = process.env.TEMPLAR_DEBIAN_SECURITY_MIRROR;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "templar-pockets-"));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
-});
-afterEach(() => {
-  if (savedEnv === undefined) delete process.env.TEMPLAR_DEBIAN_SECURITY_MIRROR;
-  else process.env.TEMPLAR_DEBIAN_SECURITY_MIRROR = savedEnv;
 });
 
 async function aptDir(name: string, sources: string): Promise<string> {
@@ -41,7 +37,7 @@ describe("Debian update pockets", () => {
     expect(defaultPockets("unstable")).toEqual([]);
   });
 
-  it("takes the security mirror from the environment first, then the host's apt sources, then the main mirror's sibling", async () => {
+  it("takes the configured security mirror first, then the host's apt sources, then the main mirror's sibling", async () => {
     const withSecurity = await aptDir(
       "with-security",
       "Types: deb\nURIs: http://mirror.test/debian\nSuites: trixie trixie-updates\nComponents: main\n\n" +
@@ -51,29 +47,30 @@ describe("Debian update pockets", () => {
       "without-security",
       "Types: deb\nURIs: http://mirror.test/debian\nSuites: trixie\nComponents: main\n",
     );
-    delete process.env.TEMPLAR_DEBIAN_SECURITY_MIRROR;
     expect(securityMirror("http://mirror.test/debian", withSecurity, "r.yaml:3:3")).toBe(
       "http://security.test/debian-security",
     );
     expect(securityMirror("http://mirror.test/debian/", without, "r.yaml:3:3")).toBe(
       "http://mirror.test/debian-security",
     );
-    process.env.TEMPLAR_DEBIAN_SECURITY_MIRROR = "http://env.test/sec/";
-    expect(securityMirror("http://mirror.test/debian", withSecurity, "r.yaml:3:3")).toBe(
-      "http://env.test/sec",
-    );
+    expect(
+      securityMirror("http://mirror.test/debian", withSecurity, "r.yaml:3:3", "http://env.test/sec/"),
+    ).toBe("http://env.test/sec");
   });
 
   it("says where and what to do when no security mirror can be found", async () => {
     const without = await aptDir("none", "Types: deb\nURIs: http://mirror.test/pool\nSuites: trixie\n");
-    delete process.env.TEMPLAR_DEBIAN_SECURITY_MIRROR;
     expect(() => securityMirror("http://mirror.test/pool", without, "recipes/x.yaml:9:3")).toThrow(
       /^recipes\/x\.yaml:9:3: source: no Debian security mirror found .*TEMPLAR_DEBIAN_SECURITY_MIRROR.*pockets: \[updates\]/,
     );
-    process.env.TEMPLAR_DEBIAN_SECURITY_MIRROR = "ftp://old.test/debian-security";
-    expect(() => securityMirror("http://mirror.test/pool", without, "recipes/x.yaml:9:3")).toThrow(
-      /security mirror "ftp:\/\/old\.test\/debian-security" is not an http/,
-    );
+    expect(() =>
+      securityMirror(
+        "http://mirror.test/pool",
+        without,
+        "recipes/x.yaml:9:3",
+        "ftp://old.test/debian-security",
+      ),
+    ).toThrow(/security mirror "ftp:\/\/old\.test\/debian-security" is not an http/);
   });
 
   it("lists the suite, then -updates on the main mirror, then -security on the security mirror", () => {

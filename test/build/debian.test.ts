@@ -328,15 +328,14 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
   it(
     "builds with debootstrap too, updating from the pockets afterwards to what mmdebstrap installs",
     async () => {
-      const saved = process.env.TEMPLAR_BOOTSTRAP_TOOL;
-      process.env.TEMPLAR_BOOTSTRAP_TOOL = "debootstrap";
-      try {
+      {
         const built = await buildTemplate(await recipeFor(MINIMAL), {
           outDir: join(work, "out-debootstrap"),
           cacheDir: cache,
           formats: ["tar.zst"],
           mirror,
           sourceDateEpoch: SDE,
+          bootstrapTool: "debootstrap",
         });
         const manifest = parseManifest(await readFile(built.manifestPath));
         expect(manifest.source).toMatchObject({ method: "debootstrap", pockets: ["updates", "security"] });
@@ -366,9 +365,6 @@ describe.skipIf(!enabled)("Debian 13 minimal, real build", () => {
           [],
         );
         expect(leftoverMounts(work)).toEqual([]);
-      } finally {
-        if (saved === undefined) delete process.env.TEMPLAR_BOOTSTRAP_TOOL;
-        else process.env.TEMPLAR_BOOTSTRAP_TOOL = saved;
       }
     },
     LONG,

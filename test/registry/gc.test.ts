@@ -97,6 +97,18 @@ describe("gc", () => {
     expect(await storeOf(r.storage).blobs.stat(hex)).toBeNull();
   });
 
+  it("with --grace 0s, a write still in flight is not swept as abandoned", async () => {
+    const driver = new LocalDriver(r.storageDir);
+    const writer = await driver.write("tags/debian-13-x86_64-inflight/wip");
+    writer.stream.write(Buffer.from("half"));
+    const report = await gcOn(r.storage, { graceMs: 0, uploadExpiryMs: 24 * HOUR });
+    expect(report.partialWritesAborted).toBe(0);
+    writer.stream.end(Buffer.from(" and the rest"));
+    expect(await writer.done).toBe(true);
+    expect((await driver.get("tags/debian-13-x86_64-inflight/wip"))?.toString()).toBe("half and the rest");
+    await driver.delete("tags/debian-13-x86_64-inflight/wip");
+  });
+
   it("templar gc --dry-run and --grace from the command line", async () => {
     const orphan = randomBytes(3000);
     await storeOf(r.storage).blobs.put(sha256(orphan), Readable.from([orphan]));
