@@ -2,6 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { writeFileAtomic } from "../common/atomic.js";
+import { loadYamlFile, parseYaml } from "../common/config-file.js";
 import { UserError } from "../common/errors.js";
 import { S3ConfigSectionSchema } from "./storage/s3-config.js";
 
@@ -35,6 +36,9 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  *   indexKey:                  # the registry's own key: signs aplinfo.dat (templar key generate)
  *     file: index.key.asc
  *     passphraseFile: index.pass   # else TEMPLAR_INDEX_PASSPHRASE
+ *   tls:                       # serve HTTPS; re-read when either file changes (certificate renewals)
+ *     cert: /etc/templar/tls/fullchain.pem   # relative paths: to this file
+ *     key: /etc/templar/tls/privkey.pem
  *   compat:
  *     maintainer: "Example Templates <templates@example.org>"   # aplinfo.dat Maintainer
  *     publicUrl: https://templates.example.org   # base for Infopage links (else the request's)
@@ -76,6 +80,7 @@ export const RegistryConfigSchema = z.strictObject({
     })
     .optional(),
   indexKey: z.strictObject({ file: z.string().min(1), passphraseFile: z.string().optional() }).optional(),
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   compat: z
     .strictObject({
       maintainer: z.string().default("templar registry"),
@@ -99,31 +104,12 @@ export function parseDuration(text: string | number, what = "duration"): number 
 }
 
 /** Loads and validates the config; a missing file means the defaults. */
-export async function loadConfig(path: string): Promise<RegistryConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return RegistryConfigSchema.parse({});
-    throw new UserError(`config ${path}: ${(err as Error).message}`);
-  }
-  return parseConfig(text, path);
+export function loadConfig(path: string): Promise<RegistryConfig> {
+  return loadYamlFile(path, RegistryConfigSchema, "config", {});
 }
 
 export function parseConfig(text: string, path: string): RegistryConfig {
-  const doc = parseDocument(text);
-  if (doc.errors.length) {
-    const e = doc.errors[0]!;
-    const pos = e.linePos?.[0];
-    throw new UserError(`config ${path}${pos ? `:${pos.line}:${pos.col}` : ""}: ${e.message.split("\n")[0]}`);
-  }
-  const result = RegistryConfigSchema.safeParse(doc.toJS() ?? {});
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const where = issue.path.length ? issue.path.join(".") : "(top level)";
-    throw new UserError(`config ${path}: ${where}: ${issue.message}`);
-  }
-  return result.data;
+  return parseYaml(text, RegistryConfigSchema, `config ${path}`);
 }
 
 /** Adds a token entry, keeping the rest of the file (comments included); written atomically. */

@@ -1,3 +1,4 @@
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { UserError } from "../common/errors.js";
@@ -7,6 +8,7 @@ import type { RegistryDeps } from "./http/context.js";
 import { Metrics } from "./metrics.js";
 import type { StorageDriver } from "./storage/driver.js";
 import { Store } from "./store/store.js";
+import { loadTls, reloadOnChange, type TlsFiles } from "./tls.js";
 
 export interface RegistryOptions {
   /** Where the templates live; the registry's store is built on it. */
@@ -34,10 +36,19 @@ export interface RunningRegistry {
   close(): Promise<void>;
 }
 
-/** Starts the HTTP server; port 0 picks a free port (tests). */
-export async function startRegistry(
-  options: RegistryOptions & { host: string; port: number },
-): Promise<RunningRegistry> {
+export interface ListenOptions {
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  /** Serve HTTPS with this certificate and key, re-read when they change; else plain HTTP. */
+  tls?: TlsFiles | undefined;
+  /** How often the TLS files are checked for a change (default 2 s). */
+  tlsPollMs?: number;
+}
+
+/** Starts the HTTP(S) server. */
+export async function startRegistry(options: RegistryOptions & ListenOptions): Promise<RunningRegistry> {
+  const material = options.tls ? await loadTls(options.tls) : undefined;
   const deps = await createDeps(options);
   const app = createApp(deps);
   const server = serve({
@@ -46,8 +57,13 @@ export async function startRegistry(
     port: options.port,
     // Node's default 5-minute limit per request would cut a large upload on a slow link; slow
     // headers are still cut by headersTimeout, idle sockets by the keep-alive timeout.
-    serverOptions: { requestTimeout: 0 },
+    serverOptions: { requestTimeout: 0, ...material },
+    ...(material ? { createServer: createHttpsServer } : {}),
   });
+  const stopWatching =
+    options.tls && material
+      ? reloadOnChange(server as unknown as HttpsServer, options.tls, deps.log, options.tlsPollMs)
+      : () => {};
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", (err: NodeJS.ErrnoException) => {
@@ -58,10 +74,11 @@ export async function startRegistry(
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
-    url: `http://${host}:${address.port}`,
+    url: `${material ? "https" : "http"}://${host}:${address.port}`,
     deps,
     close: () =>
       new Promise((resolve) => {
+        stopWatching();
         server.close(() => resolve());
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       }),

@@ -1,20 +1,26 @@
+import { dirname, resolve } from "node:path";
 import { errorMessage, usageError } from "../../common/errors.js";
 import { loadConfig, parseDuration } from "../../registry/config.js";
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
+import type { TlsFiles } from "../../registry/tls.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { env, flagOrEnv, registryConfigPath } from "../settings.js";
 
 const help = `Usage: templar serve [--storage DIR | s3://bucket/prefix] [--listen HOST:PORT] [--config FILE]
+                     [--tls-cert FILE --tls-key FILE]
 
-Runs the template registry (HTTP API v1, /healthz, /readyz, /metrics).
+Runs the template registry (HTTP API v1, the host channels, pages, /healthz, /readyz, /metrics).
 
 Options:
   --storage DIR|URL   where templates live (default ./data; env TEMPLAR_STORAGE)
   --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; env TEMPLAR_LISTEN; port 0 = any free port)
   --config FILE       registry config: tokens, anonymous pull, GC (default ./templar-registry.yaml;
                       env TEMPLAR_CONFIG). Re-read when it changes, so new tokens work at once.
+  --tls-cert FILE     serve HTTPS with this PEM certificate chain (env TEMPLAR_TLS_CERT; config tls.cert)
+  --tls-key FILE      and this PEM private key (env TEMPLAR_TLS_KEY; config tls.key). Both files are
+                      re-read when they change, so a renewed certificate needs no restart.
 
 S3 storage (--storage s3://bucket/prefix; each also from the config file's s3: section):
   --s3-endpoint URL   S3 endpoint (env TEMPLAR_S3_ENDPOINT, AWS_ENDPOINT_URL; default AWS)
@@ -36,6 +42,25 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || "127.0.0.1"), port };
 }
 
+/** The TLS pair from flags, else env, else the config file (relative to it); both or neither. */
+function tlsFiles(
+  certFlag: string | undefined,
+  keyFlag: string | undefined,
+  fromFile: { cert: string; key: string } | undefined,
+  configPath: string,
+): TlsFiles | undefined {
+  const cert = flagOrEnv(certFlag, "TEMPLAR_TLS_CERT");
+  const key = flagOrEnv(keyFlag, "TEMPLAR_TLS_KEY");
+  if (cert || key) {
+    if (!cert || !key)
+      throw usageError("serve: --tls-cert and --tls-key go together (a certificate and its key)");
+    return { cert: resolve(cert), key: resolve(key) };
+  }
+  if (!fromFile) return undefined;
+  const base = dirname(resolve(configPath));
+  return { cert: resolve(base, fromFile.cert), key: resolve(base, fromFile.key) };
+}
+
 export const command: Command = {
   help,
   async run(argv) {
@@ -49,11 +74,15 @@ export const command: Command = {
       "s3-redirect": { type: "boolean" },
       "s3-access-key-id": { type: "string" },
       "s3-secret-access-key": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
     });
     if (positionals.length) throw usageError(`serve: unexpected argument ${positionals[0]}`);
     const storageSpec = flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!;
     const { host, port } = parseListen(flagOrEnv(values.listen, "TEMPLAR_LISTEN", "127.0.0.1:8080")!);
     const configPath = registryConfigPath(values.config);
+    const fileConfig = await loadConfig(configPath);
+    const tls = tlsFiles(values["tls-cert"], values["tls-key"], fileConfig.tls, configPath);
     const storage = await openStorage(storageSpec, {
       s3Flags: {
         endpoint: values["s3-endpoint"],
@@ -63,7 +92,7 @@ export const command: Command = {
         accessKeyId: values["s3-access-key-id"],
         secretAccessKey: values["s3-secret-access-key"],
       },
-      s3Config: (await loadConfig(configPath)).s3,
+      s3Config: fileConfig.s3,
       env: process.env,
     });
     const log = (entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`);
@@ -83,6 +112,7 @@ export const command: Command = {
       configPath,
       host,
       port,
+      tls,
       log,
       indexPassphrase: env("TEMPLAR_INDEX_PASSPHRASE"),
     });
