@@ -12,12 +12,12 @@ import { preferredArtifact } from "./boot-test/targets.js";
 import { mountsUnder } from "./chroot.js";
 import type { BuildContext } from "./context.js";
 import { familyOf } from "./family/index.js";
+import { clampShadowDates } from "./family/presets/common.js";
 import { makeStaging, publishOutput, removeStaging } from "./output.js";
 import { packTemplate } from "./pack/pack.js";
 import { formatPlace, type Recipe } from "./recipe/schema.js";
 import { sourceMethods } from "./sources/index.js";
 import { stepKinds } from "./steps/index.js";
-import { clampShadowDates } from "./steps/presets/common.js";
 
 export interface BuildOptions {
   outDir: string;

@@ -2,7 +2,7 @@ import { archProblem } from "../../builder/arch.js";
 import { DEFAULT_TEST_TIMEOUT } from "../../builder/boot-test/boot-test.js";
 import { checkLine, headerLine, summaryLine } from "../../builder/boot-test/format.js";
 import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR } from "../../builder/build.js";
-import { loadRecipe } from "../../builder/recipe/load.js";
+import { loadRecipe } from "../../builder/load-recipe.js";
 import type { Recipe } from "../../builder/recipe/schema.js";
 import { usageError } from "../../common/errors.js";
 import { parseFormatList } from "../../common/formats.js";
