@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { parseEpoch } from "../common/epoch.js";
 import { usageError } from "../common/errors.js";
-import { DEFAULT_CONFIG_FILE } from "../registry/config.js";
+import { DEFAULT_CONFIG_FILE } from "../registry/config-name.js";
 
 /**
  * Settings as the user gives them, resolved at the edge (docs/architecture.md "Settings"): a

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { parseDocument } from "yaml";
+import { createRequire } from "node:module";
 import type { z } from "zod";
 import { UserError } from "./errors.js";
 
@@ -28,8 +28,14 @@ export async function loadYamlFile<S extends z.ZodType>(
   return parseYaml(text, schema, `${what} ${path}`);
 }
 
+// The YAML parser costs ~50 ms to load; commands whose config files are absent (most host
+// commands) never need it, so it is loaded on first use.
+let yaml: typeof import("yaml") | undefined;
+const require = createRequire(import.meta.url);
+
 export function parseYaml<S extends z.ZodType>(text: string, schema: S, where: string): z.output<S> {
-  const doc = parseDocument(text);
+  yaml ??= require("yaml") as typeof import("yaml");
+  const doc = yaml.parseDocument(text);
   if (doc.errors.length) {
     const e = doc.errors[0]!;
     const pos = e.linePos?.[0];

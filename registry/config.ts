@@ -92,7 +92,7 @@ export const RegistryConfigSchema = z.strictObject({
 export type RegistryConfig = z.infer<typeof RegistryConfigSchema>;
 export type TokenEntry = z.infer<typeof TokenEntrySchema>;
 
-export const DEFAULT_CONFIG_FILE = "templar-registry.yaml";
+export { DEFAULT_CONFIG_FILE } from "./config-name.js";
 
 export function parseDuration(text: string | number, what = "duration"): number {
   if (text === 0 || text === "0") return 0;

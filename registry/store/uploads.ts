@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, type Hash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { CodedError } from "../../common/error-codes.js";
 import type { ObjectInfo, ObjectWriter, StorageDriver } from "../storage/driver.js";
@@ -43,6 +43,15 @@ function unknown(id: string): CodedError {
  * not exist.
  */
 export class Uploads {
+  /**
+   * The sha256 of an upload's bytes [0, offset) as this process stored them, so completing an
+   * upload whose chunks all came through this process needs no second read of its bytes. Only
+   * a hint: an upload appended through another replica, or after a restart, has no entry (or
+   * one whose offset no longer matches) and is read back once at completion, as before.
+   */
+  private readonly running = new Map<string, { hash: Hash; offset: number }>();
+  private static readonly RUNNING_LIMIT = 1024;
+
   constructor(
     private readonly driver: StorageDriver,
     private readonly blobs: Blobs,
@@ -103,6 +112,10 @@ export class Uploads {
       throw offsetConflict(loaded.offset, offset);
     }
     const limit = this.driver.atomicWriteLimit;
+    let running = this.running.get(id);
+    this.running.delete(id); // put back only once every byte of this chunk is stored
+    if (running?.offset !== offset)
+      running = offset === 0 ? { hash: createHash("sha256"), offset: 0 } : undefined;
     let position = offset;
     let piece: { writer: ObjectWriter; start: number; size: number } | null = null;
     // One piece is published while the next one is read (bounded memory, S3 keeps streaming).
@@ -132,6 +145,7 @@ export class Uploads {
           }
           const take = Math.min(chunk.length, limit - piece.size);
           const part = chunk.subarray(0, take);
+          running?.hash.update(part);
           chunk = chunk.subarray(take);
           piece.size += take;
           position += take;
@@ -150,6 +164,12 @@ export class Uploads {
     }
     finish();
     await publishing;
+    if (running) {
+      running.offset = position;
+      // Abandoned uploads must not grow the map without bound: the oldest entry goes first.
+      if (this.running.size >= Uploads.RUNNING_LIMIT) this.running.delete(this.running.keys().next().value!);
+      this.running.set(id, running);
+    }
     return { id, offset: position, started: loaded.started };
   }
 
@@ -164,13 +184,19 @@ export class Uploads {
   async complete(id: string, owner: string, hex: string): Promise<{ size: number }> {
     const loaded = await this.load(id, owner);
     if (!loaded) throw unknown(id);
-    const hash = createHash("sha256");
-    for (const piece of loaded.pieces) {
-      const stream = await this.driver.read(piece.key);
-      if (!stream) throw unknown(id); // aborted meanwhile
-      for await (const chunk of stream) hash.update(chunk as Buffer);
+    const running = this.running.get(id);
+    this.running.delete(id);
+    let actual: string;
+    if (running && running.offset === loaded.offset) actual = running.hash.digest("hex");
+    else {
+      const hash = createHash("sha256");
+      for (const piece of loaded.pieces) {
+        const stream = await this.driver.read(piece.key);
+        if (!stream) throw unknown(id); // aborted meanwhile
+        for await (const chunk of stream) hash.update(chunk as Buffer);
+      }
+      actual = hash.digest("hex");
     }
-    const actual = hash.digest("hex");
     if (actual !== hex) {
       await this.remove(id);
       throw digestMismatch(hex, actual);
@@ -192,6 +218,7 @@ export class Uploads {
   /** Deletes an upload's objects: pieces first, the info last (a half-done removal is still an upload). */
   async remove(id: string): Promise<void> {
     if (!UPLOAD_ID.test(id)) return;
+    this.running.delete(id);
     const keys: string[] = [];
     for await (const object of this.driver.list(layout.upload(id))) keys.push(object.key);
     keys.sort((a, b) => Number(a.endsWith("/info")) - Number(b.endsWith("/info")));

@@ -161,6 +161,27 @@ export function storeSuite(name: string, make: () => Promise<StoreFixture>): voi
         for await (const u of store.uploads.list()) expect(u.id).not.toBe(up.id);
       });
 
+      it("completes through one replica an upload whose chunks came through two", async () => {
+        // A replica keeps a running digest of the chunks it stored; chunks stored through
+        // another replica make it stale, and completion must then read the bytes back.
+        const other = new Store(fixture.driver, { cacheTtlMs: 0 });
+        const data = randomBytes(300_000);
+        const up = await store.uploads.create(OWNER);
+        await store.uploads.append(up.id, OWNER, 0, chunked(data.subarray(0, 100_000), 8192));
+        await other.uploads.append(up.id, OWNER, 100_000, chunked(data.subarray(100_000, 200_000), 8192));
+        await store.uploads.append(up.id, OWNER, 200_000, chunked(data.subarray(200_000), 8192));
+        const wrong = await store.uploads
+          .complete(up.id, OWNER, sha(data.subarray(0, 100_000)))
+          .catch((e: unknown) => e);
+        expect(code(wrong)).toBe("DIGEST_INVALID");
+
+        const again = await store.uploads.create(OWNER);
+        await store.uploads.append(again.id, OWNER, 0, chunked(data.subarray(0, 100_000), 8192));
+        await other.uploads.append(again.id, OWNER, 100_000, chunked(data.subarray(100_000), 8192));
+        expect(await store.uploads.complete(again.id, OWNER, sha(data))).toEqual({ size: data.length });
+        expectBytes(await readAll(await store.blobs.read(sha(data))), data);
+      });
+
       it("refuses out-of-order and overlapping chunks without changing the offset", async () => {
         const data = randomBytes(30_000);
         const up = await store.uploads.create(OWNER);
