@@ -195,7 +195,8 @@ export class Uploads {
     const keys: string[] = [];
     for await (const object of this.driver.list(layout.upload(id))) keys.push(object.key);
     keys.sort((a, b) => Number(a.endsWith("/info")) - Number(b.endsWith("/info")));
-    for (const key of keys) await this.driver.delete(key);
+    // The upload's folder goes with its last object (on a local directory).
+    for (const key of keys) await this.driver.delete(key, { removeEmptyFolders: true });
   }
 
   /** Every upload (for GC), with the time it was started. */
