@@ -17,9 +17,9 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { acquire } from "../builder/archive/acquire.js";
-import { ArchiveConfigSchema } from "../builder/archive/config.js";
-import { applyLayout } from "../builder/archive/layouts.js";
+import { acquire } from "../builder/sources/archive/acquire.js";
+import { ArchiveConfigSchema } from "../builder/sources/archive/config.js";
+import { applyLayout } from "../builder/sources/archive/layouts.js";
 
 const { values } = parseArgs({
   options: {

@@ -1,9 +1,10 @@
 import { spawnSync } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rename, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { UserError } from "../common/errors.js";
 import type { Format } from "../common/formats.js";
+import type { Signer } from "../common/signing/signer.js";
 import { archProblem } from "./arch.js";
 import { type BootTestOptions, type BootTestReport, bootTest, failureLine } from "./boot-test/boot-test.js";
 import { hostProblem } from "./boot-test/container.js";
@@ -11,11 +12,12 @@ import { preferredArtifact } from "./boot-test/targets.js";
 import { mountsUnder } from "./chroot.js";
 import type { BuildContext } from "./context.js";
 import { familyOf } from "./family/index.js";
+import { clampShadowDates } from "./family/presets/common.js";
+import { makeStaging, publishOutput, removeStaging } from "./output.js";
 import { packTemplate } from "./pack/pack.js";
 import { formatPlace, type Recipe } from "./recipe/schema.js";
 import { sourceMethods } from "./sources/index.js";
 import { stepKinds } from "./steps/index.js";
-import { clampShadowDates } from "./steps/presets/common.js";
 
 export interface BuildOptions {
   outDir: string;
@@ -42,6 +44,8 @@ export interface BuildOptions {
    * the build and leaves no output. Its own signal and work directory come from this build's.
    */
   test?: Omit<BootTestOptions, "signal" | "workParent">;
+  /** Sign the manifest and each artifact (<file>.asc) before the output appears. */
+  signer?: Signer | null;
   /** Stage changes ("source", "steps", "inventory", "pack", "test") and tool output lines. */
   onStage?: (stage: string, note?: string) => void;
   onLine?: (line: string) => void;
@@ -55,6 +59,8 @@ export interface BuildResult {
   arch: string;
   manifestPath: string;
   files: Partial<Record<Format, string>>;
+  /** The .asc files written (none without a signer). */
+  signatures: string[];
   tarSha256: string;
   sourceDateEpoch: number;
   /** Where the SOURCE_DATE_EPOCH came from: option, environment, recipe, packages, now. */
@@ -139,7 +145,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
     await clampShadowDates(root, sde);
 
     stage("pack", (options.formats ?? recipe.formats ?? ["tar.zst", "tar.gz"]).join(", "));
-    staging = await mkdtemp(join(outDir, ".templar-staging-"));
+    staging = await makeStaging(outDir);
     const flavour = recipe.flavour ? `, ${recipe.flavour}` : "";
     const packed = await packTemplate({
       rootfs: root,
@@ -182,13 +188,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       checkAborted(signal);
       if (!test.ok) throw new UserError(`${recipe.path}: ${recipe.name}: ${failureLine(test)}`);
     }
-    const files: Partial<Record<Format, string>> = {};
-    for (const [format, path] of Object.entries(packed.files) as [Format, string][]) {
-      files[format] = join(outDir, basename(path));
-      await rename(path, files[format]);
-    }
-    const manifestPath = join(outDir, basename(packed.manifestPath));
-    await rename(packed.manifestPath, manifestPath);
+    const { manifestPath, files, signatures } = await publishOutput(packed, outDir, options.signer);
     return {
       recipe: recipe.path,
       name: recipe.name,
@@ -196,6 +196,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       arch: recipe.arch,
       manifestPath,
       files,
+      signatures,
       tarSha256: packed.manifest.rootfs.tarSha256,
       sourceDateEpoch: sde,
       sourceDateEpochFrom: sdeFrom,
@@ -206,7 +207,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       seconds: (Date.now() - started) / 1000,
     };
   } finally {
-    if (staging) await rm(staging, { recursive: true, force: true });
+    await removeStaging(staging);
     await removeWorkDir(work);
   }
 }

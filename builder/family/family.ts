@@ -1,5 +1,5 @@
 import type { Inventory } from "../inventory/inventory.js";
-import type { ContainerPreset } from "../steps/presets/preset.js";
+import type { ContainerPreset } from "./presets/preset.js";
 
 /** How a family's package manager is driven from a shell inside the root. */
 export interface PackageManager {

@@ -2,13 +2,13 @@ import { UserError } from "../../common/errors.js";
 import { dpkg } from "../inventory/dpkg.js";
 import { portageDb } from "../inventory/portage.js";
 import { rpm } from "../inventory/rpm.js";
-import { debianPreset } from "../steps/presets/debian.js";
-import { gentooPreset } from "../steps/presets/gentoo.js";
-import { rhelPreset } from "../steps/presets/rhel.js";
 import { apt } from "./apt.js";
 import { dnf } from "./dnf.js";
 import type { Family } from "./family.js";
 import { portage } from "./portage.js";
+import { debianPreset } from "./presets/debian.js";
+import { gentooPreset } from "./presets/gentoo.js";
+import { rhelPreset } from "./presets/rhel.js";
 
 /** The ONE table of distro families. RHEL-likes (rpm/dnf) and Gentoo (portage) plug in here. */
 export const families: Family[] = [

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
 import { toDigest } from "../../common/digest.js";
 import { UserError, usageError } from "../../common/errors.js";
@@ -91,6 +91,14 @@ function buildManifest(
  * one pass over the tree, and writes `<name>-<version>.<format>` files plus the manifest. Output
  * files appear only when everything succeeded.
  */
+/** The output must not be inside the tree being packed (it would pack itself). */
+export function assertOutsideRoot(rootfs: string, outDir: string, shownRoot = rootfs): void {
+  const rel = relative(resolve(rootfs), resolve(outDir));
+  if (rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel))) {
+    throw usageError(`output directory ${outDir} must not be inside the rootfs ${shownRoot}`);
+  }
+}
+
 export async function packTemplate(options: PackOptions): Promise<PackResult> {
   assertTemplateName(options.name);
   assertVersion(options.version);
@@ -103,10 +111,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
   const sde = checkEpoch(options.sourceDateEpoch);
   const root = await checkRootfs(options.rootfs);
   const outDir = resolve(options.outDir);
-  const rel = relative(root, outDir);
-  if (rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !rel.startsWith(sep))) {
-    throw usageError(`output directory ${options.outDir} must not be inside the rootfs ${options.rootfs}`);
-  }
+  assertOutsideRoot(root, options.outDir, options.rootfs);
   const choices = formats.map((f) => chooseCodec(f, "compress", options.inProcessOnly));
   await mkdir(outDir, { recursive: true });
 

@@ -1,17 +1,17 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { archAs } from "../../common/arch.js";
-import { acquire } from "../archive/acquire.js";
-import { type ArchiveConfig, ArchiveConfigSchema } from "../archive/config.js";
-import { applyLayout } from "../archive/layouts.js";
+import { acquire } from "./archive/acquire.js";
+import { type ArchiveConfig, ArchiveConfigSchema } from "./archive/config.js";
+import { applyLayout } from "./archive/layouts.js";
 import { defineSource } from "./source.js";
 
 /**
  * CentOS Stream, Fedora, Gentoo (and any distro that publishes a root filesystem): the
  * official artifact, found through a fixed URL, an index or a name pattern, downloaded into
  * `<cache>/archive/` (resumed, reused while upstream's checksum still matches), verified
- * against pinned keys or a pinned sha256 (builder/archive/acquire.ts), and only then unpacked
- * into the root by the safe extractor (builder/archive/extract.ts). The manifest's `source`
+ * against pinned keys or a pinned sha256 (builder/sources/archive/acquire.ts), and only then unpacked
+ * into the root by the safe extractor (builder/sources/archive/extract.ts). The manifest's `source`
  * says what was verified and how.
  */
 export const archive = defineSource<ArchiveConfig>({

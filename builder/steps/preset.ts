@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { defineStep } from "./step.js";
 
-/** `- preset: container`: the family's container preset (builder/steps/presets). */
+/** `- preset: container`: the family's container preset (builder/family/presets). */
 export const preset = defineStep({
   name: "preset",
   schema: z.literal("container"),

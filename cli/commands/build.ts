@@ -2,12 +2,12 @@ import { archProblem } from "../../builder/arch.js";
 import { DEFAULT_TEST_TIMEOUT } from "../../builder/boot-test/boot-test.js";
 import { checkLine, headerLine, summaryLine } from "../../builder/boot-test/format.js";
 import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR } from "../../builder/build.js";
-import { loadRecipe } from "../../builder/recipe/load.js";
+import { loadRecipe } from "../../builder/load-recipe.js";
 import type { Recipe } from "../../builder/recipe/schema.js";
 import { usageError } from "../../common/errors.js";
 import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes, type Progress } from "../../common/progress.js";
-import { openSigner, signFiles } from "../../common/signing/signer.js";
+import { openSigner } from "../../common/signing/signer.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
@@ -116,6 +116,7 @@ async function run(argv: string[]): Promise<number> {
         bootstrapTool: tool,
         snapshots: !values["no-snapshot"],
         signal: controller.signal,
+        signer,
         onStage: (stage, note) => {
           progress?.finish();
           lines = 0;
@@ -144,10 +145,8 @@ async function run(argv: string[]): Promise<number> {
           : undefined,
       });
       progress?.finish();
-      if (signer) {
-        const signed = await signFiles(signer, [result.manifestPath, ...Object.values(result.files)]);
-        say(`${result.name}: signed by ${signer.description}: ${signed.length} .asc files`);
-      }
+      if (signer)
+        say(`${result.name}: signed by ${signer.description}: ${result.signatures.length} .asc files`);
       results.push(result);
       if (result.test) say(summaryLine(result.test));
       const fetched = result.fetched

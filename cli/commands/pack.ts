@@ -1,3 +1,4 @@
+import { rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { readTreeXattrs } from "../../builder/pack/xattrs.js";
 import { usageError } from "../../common/errors.js";
@@ -52,14 +53,19 @@ export const command: Command = {
     // (the packer reports a missing rootfs itself; this early run's failure is then ignored).
     const xattrs = readTreeXattrs(resolve(positionals[0]!));
     xattrs.catch(() => {});
-    const [{ packTemplate, removePartialOutputsSync }, { openSigner, signFiles }] = await Promise.all([
-      import("../../builder/pack/pack.js"),
-      import("../../common/signing/signer.js"),
-    ]);
+    const [{ assertOutsideRoot, packTemplate, removePartialOutputsSync }, { openSigner }, output] =
+      await Promise.all([
+        import("../../builder/pack/pack.js"),
+        import("../../common/signing/signer.js"),
+        import("../../builder/output.js"),
+      ]);
+    const outDir = resolve(flagOrEnv(values.out, "TEMPLAR_OUT", "out")!);
+    let staging: string | undefined;
     // Interrupted: no half-written artifact may stay behind (the compressors get the signal too).
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
       process.once(signal, () => {
         removePartialOutputsSync();
+        if (staging) rmSync(staging, { recursive: true, force: true });
         process.stderr.write(`\ntemplar: pack interrupted (${signal}); partial output removed\n`);
         process.exit(130);
       });
@@ -73,31 +79,37 @@ export const command: Command = {
     });
     const progress = createProgress("pack", { unit: "bytes", enabled: !values.json });
     let entries = 0;
-    const result = await packTemplate({
-      rootfs: positionals[0]!,
-      outDir: flagOrEnv(values.out, "TEMPLAR_OUT", "out")!,
-      name: values.name,
-      version: values.version,
-      formats,
-      sourceDateEpoch: sourceDateEpoch(epoch)?.value,
-      inProcessOnly: values["in-process"] ?? false,
-      xattrs,
-      onProgress: (bytes, n) => {
-        entries = n;
-        progress.update(bytes, `${n} entries`);
-      },
-    });
-    const { manifest } = result;
-    progress.finish(`${manifest.rootfs.entries || entries} entries`);
+    // Packed and signed in a staging directory: the output appears only when all of it is done.
+    assertOutsideRoot(positionals[0]!, outDir);
+    staging = await output.makeStaging(outDir);
+    let packed: Awaited<ReturnType<typeof packTemplate>>;
+    let published: Awaited<ReturnType<typeof output.publishOutput>>;
+    try {
+      packed = await packTemplate({
+        rootfs: positionals[0]!,
+        outDir: staging,
+        name: values.name,
+        version: values.version,
+        formats,
+        sourceDateEpoch: sourceDateEpoch(epoch)?.value,
+        inProcessOnly: values["in-process"] ?? false,
+        xattrs,
+        onProgress: (bytes, n) => {
+          entries = n;
+          progress.update(bytes, `${n} entries`);
+        },
+      });
+      progress.finish(`${packed.manifest.rootfs.entries || entries} entries`);
+      published = await output.publishOutput(packed, outDir, signer);
+    } finally {
+      await output.removeStaging(staging);
+      staging = undefined;
+    }
+    const result = { ...packed, ...published };
+    const { manifest, signatures } = result;
     for (const warning of result.warnings) process.stderr.write(`templar: warning: ${warning}\n`);
-    const signatures = signer
-      ? await signFiles(signer, [
-          result.manifestPath,
-          ...manifest.artifacts.map((a) => result.files[a.format]!).filter(Boolean),
-        ])
-      : [];
     if (values.json) {
-      process.stdout.write(`${JSON.stringify({ ...result, signatures }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       return 0;
     }
     const lines = [

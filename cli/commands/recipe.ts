@@ -1,4 +1,4 @@
-import { loadRecipe } from "../../builder/recipe/load.js";
+import { loadRecipe } from "../../builder/load-recipe.js";
 import { ExitCode, errorMessage, UserError, usageError } from "../../common/errors.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";

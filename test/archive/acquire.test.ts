@@ -10,9 +10,9 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { acquire } from "../../builder/archive/acquire.js";
-import { type ArchiveConfig, ArchiveConfigSchema } from "../../builder/archive/config.js";
-import { applyLayout } from "../../builder/archive/layouts.js";
+import { acquire } from "../../builder/sources/archive/acquire.js";
+import { type ArchiveConfig, ArchiveConfigSchema } from "../../builder/sources/archive/config.js";
+import { applyLayout } from "../../builder/sources/archive/layouts.js";
 import { UserError } from "../../common/errors.js";
 import { type FixtureServer, serveDirectory } from "../fixtures/http-server.js";
 import { makeTestKey, makeUpstreams, type TestKey, type Upstreams } from "../fixtures/upstreams.js";

@@ -14,9 +14,9 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { decompressTo, type ExtractPolicy, extractTar } from "../../builder/archive/extract.js";
-import { applyLayout } from "../../builder/archive/layouts.js";
-import { parseListingLine, unquoteC } from "../../builder/archive/tar-list.js";
+import { decompressTo, type ExtractPolicy, extractTar } from "../../builder/sources/archive/extract.js";
+import { applyLayout } from "../../builder/sources/archive/layouts.js";
+import { parseListingLine, unquoteC } from "../../builder/sources/archive/tar-list.js";
 import { UserError } from "../../common/errors.js";
 import { type CraftedEntry, craftTar } from "../fixtures/crafted-tar.js";
 import { ociArchive } from "../fixtures/upstreams.js";

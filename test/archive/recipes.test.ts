@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { loadRecipe } from "../../builder/recipe/load.js";
+import { loadRecipe } from "../../builder/load-recipe.js";
 
 /**
  * The real archive recipes: they lint, and every fingerprint they pin is one that docs/formats.md

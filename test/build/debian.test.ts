@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BuildResult, buildTemplate } from "../../builder/build.js";
-import { loadRecipe } from "../../builder/recipe/load.js";
+import { loadRecipe } from "../../builder/load-recipe.js";
 import { hostDebianMirror } from "../../builder/sources/apt-sources.js";
 import { UserError } from "../../common/errors.js";
 import { parseManifest } from "../../common/manifest.js";

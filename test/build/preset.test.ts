@@ -13,9 +13,9 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clampShadowDates } from "../../builder/steps/presets/common.js";
-import { debianPreset } from "../../builder/steps/presets/debian.js";
-import { rhelPreset } from "../../builder/steps/presets/rhel.js";
+import { clampShadowDates } from "../../builder/family/presets/common.js";
+import { debianPreset } from "../../builder/family/presets/debian.js";
+import { rhelPreset } from "../../builder/family/presets/rhel.js";
 
 /** The container preset on a small made-up Debian tree: sysvinit and systemd variants. */
 let dir: string;

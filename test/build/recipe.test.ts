@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { archProblem, hostArch } from "../../builder/arch.js";
 import { buildTemplate } from "../../builder/build.js";
 import { parseDpkgStatus } from "../../builder/inventory/dpkg.js";
-import { loadRecipe } from "../../builder/recipe/load.js";
+import { loadRecipe } from "../../builder/load-recipe.js";
 import { pathInRoot, replaceFile } from "../../builder/rootfs.js";
 import {
   hostDebianMirror,

@@ -116,10 +116,28 @@ describe.skipIf(!ready)("templar pack and inspect from the command line", () => 
       stdio: "ignore",
     });
     const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
-    for (let i = 0; i < 200 && readdirSync(out).length < 2; i++) await sleep(25);
-    expect(readdirSync(out).every((f) => f.endsWith(".partial"))).toBe(true);
+    // Packing happens in a hidden staging directory inside out/: nothing else appears meanwhile.
+    const staged = () => readdirSync(out).flatMap((d) => readdirSync(join(out, d)).map((f) => `${d}/${f}`));
+    for (let i = 0; i < 200 && staged().length < 2; i++) await sleep(25);
+    expect(readdirSync(out)).toEqual([expect.stringMatching(/^\.templar-staging-/)]);
+    expect(staged().every((f) => f.endsWith(".partial"))).toBe(true);
     child.kill("SIGINT");
     expect(await exited).toBe(130);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it("a signature that cannot be made leaves nothing in the output directory", () => {
+    const gnupg = join(work, "gnupg-empty");
+    mkdirSync(gnupg, { mode: 0o700 });
+    const out = join(work, "o-unsigned");
+    const r = runCli(["pack", tree, ...base(out), "--sign-with", "gpg:nobody@example.invalid"], {
+      env: { GNUPGHOME: gnupg },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n").pop()).toMatch(
+      /^templar: gpg could not sign with key nobody@example\.invalid/,
+    );
+    expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(readdirSync(out)).toEqual([]);
   });
 

@@ -4,8 +4,8 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { errorMessage, UserError } from "../../common/errors.js";
-import { createProgress, formatBytes } from "../../common/progress.js";
+import { errorMessage, UserError } from "../../../common/errors.js";
+import { createProgress, formatBytes } from "../../../common/progress.js";
 
 /**
  * Downloads for the archive source. Small documents (indexes, checksum files, keys,

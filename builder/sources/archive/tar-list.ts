@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { UserError } from "../../common/errors.js";
-import { hostToolEnv } from "../exec.js";
+import { UserError } from "../../../common/errors.js";
+import { hostToolEnv } from "../../exec.js";
 
 /**
  * The members of a tar file as GNU tar itself sees them (`tar -tv --quoting-style=c`). The

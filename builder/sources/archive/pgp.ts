@@ -1,11 +1,11 @@
 import * as openpgp from "openpgp";
-import { ExitCode, UserError } from "../../common/errors.js";
+import { ExitCode, UserError } from "../../../common/errors.js";
 import {
   fingerprintOf,
   normaliseFingerprint,
   type PublicKey,
   readPublicKeys,
-} from "../../common/signing/keys.js";
+} from "../../../common/signing/keys.js";
 
 /**
  * Upstream signatures checked against keys the recipe pins BY FINGERPRINT. Key material comes

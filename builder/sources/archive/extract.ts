@@ -2,11 +2,11 @@ import { spawn } from "node:child_process";
 import { createReadStream, createWriteStream } from "node:fs";
 import { lstat, open, readdir, rm } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
-import { ExitCode, UserError } from "../../common/errors.js";
-import { compressionOf } from "../../common/formats.js";
-import { formatBytes } from "../../common/progress.js";
-import { hostToolEnv } from "../exec.js";
-import { joinInRoot } from "../rootfs.js";
+import { ExitCode, UserError } from "../../../common/errors.js";
+import { compressionOf } from "../../../common/formats.js";
+import { formatBytes } from "../../../common/progress.js";
+import { hostToolEnv } from "../../exec.js";
+import { joinInRoot } from "../../rootfs.js";
 import { listTar, type Member } from "./tar-list.js";
 
 /**

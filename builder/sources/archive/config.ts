@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { UserError } from "../../common/errors.js";
+import { UserError } from "../../../common/errors.js";
 import { CHECKSUM_FORMATS } from "./checksums.js";
 import { LAYOUTS } from "./layouts.js";
 

@@ -1,7 +1,7 @@
 import { lstat, mkdir, mkdtemp, readFile, realpath, rm } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { z } from "zod";
-import { ExitCode, UserError } from "../../common/errors.js";
+import { ExitCode, UserError } from "../../../common/errors.js";
 import { hashFile } from "./checksums.js";
 import { DEFAULT_MAX_BYTES, decompressTo, type ExtractPolicy, extractTar } from "./extract.js";
 

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { ExitCode, UserError } from "../../common/errors.js";
+import { ExitCode, UserError } from "../../../common/errors.js";
 
 /**
  * Checksum files as upstreams publish them (recipes/ARCHIVE.md):

@@ -1,15 +1,15 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
-import { UserError } from "../../common/errors.js";
-import { assertTemplateName } from "../../common/names.js";
-import { families } from "../family/index.js";
-import { sourceMethods } from "../sources/index.js";
-import { stepKinds } from "../steps/index.js";
-import { validateAt } from "./issues.js";
-import { type Layer, parseLayer } from "./layer.js";
-import { mergeLayers } from "./merge.js";
-import { deriveName, formatPlace, type Recipe, RecipeFileSchema, type RecipeStep } from "./schema.js";
+import { UserError } from "../common/errors.js";
+import { assertTemplateName } from "../common/names.js";
+import { families } from "./family/index.js";
+import { validateAt } from "./recipe/issues.js";
+import { type Layer, parseLayer } from "./recipe/layer.js";
+import { mergeLayers } from "./recipe/merge.js";
+import { deriveName, formatPlace, type Recipe, RecipeFileSchema, type RecipeStep } from "./recipe/schema.js";
+import { sourceMethods } from "./sources/index.js";
+import { stepKinds } from "./steps/index.js";
 
 /** How a recipe path is shown and recorded: relative to the working directory when inside it. */
 function displayPath(abs: string): string {

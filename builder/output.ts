@@ -1,0 +1,59 @@
+import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import type { Format } from "../common/formats.js";
+import { type Signer, signFiles } from "../common/signing/signer.js";
+
+/** A finished template in its staging directory. */
+export interface StagedOutput {
+  manifestPath: string;
+  files: Partial<Record<Format, string>>;
+}
+
+export interface PublishedOutput extends StagedOutput {
+  /** The .asc files written beside the manifest and each artifact (none without a signer). */
+  signatures: string[];
+}
+
+/**
+ * A staging directory inside `outDir`: on the same file system, so publishing is a rename, and
+ * its name starts with a dot, so nothing that lists templates in `outDir` sees it.
+ */
+export async function makeStaging(outDir: string): Promise<string> {
+  await mkdir(outDir, { recursive: true });
+  return mkdtemp(join(outDir, ".templar-staging-"));
+}
+
+/**
+ * Moves a staged template into `outDir`, signed first: a signing failure (a wrong passphrase, a
+ * gpg agent that went away) leaves nothing in `outDir`. Artifacts and their signatures go
+ * first, the manifest's signature, then the manifest last: whoever sees a manifest sees
+ * everything it names.
+ */
+export async function publishOutput(
+  staged: StagedOutput,
+  outDir: string,
+  signer?: Signer | null,
+): Promise<PublishedOutput> {
+  const artifacts = Object.entries(staged.files) as [Format, string][];
+  const signed = signer
+    ? await signFiles(signer, [...artifacts.map(([, path]) => path), staged.manifestPath])
+    : [];
+  const place = async (path: string) => {
+    const target = join(outDir, basename(path));
+    await rename(path, target);
+    return target;
+  };
+  const files: Partial<Record<Format, string>> = {};
+  for (const [format, path] of artifacts) {
+    files[format] = await place(path);
+    if (signer) await place(`${path}.asc`);
+  }
+  const signatures = signed.map((path) => join(outDir, basename(path)));
+  if (signer) await place(`${staged.manifestPath}.asc`);
+  const manifestPath = await place(staged.manifestPath);
+  return { manifestPath, files, signatures };
+}
+
+export async function removeStaging(staging: string | undefined): Promise<void> {
+  if (staging) await rm(staging, { recursive: true, force: true });
+}
