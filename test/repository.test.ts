@@ -74,6 +74,23 @@ describe("the repository", () => {
     expect([...cited].filter((page) => !texts.has(page))).toEqual([]);
   });
 
+  it("README and docs/ name only files and folders that exist", () => {
+    const pages = [...texts.keys()].filter((f) => /^(README\.md|docs\/.*\.md|recipes\/.*\.md)$/.test(f));
+    expect(pages).toContain("docs/architecture.md");
+    const missing = new Set<string>();
+    for (const page of pages) {
+      for (const m of texts
+        .get(page)!
+        .matchAll(/\b(?:builder|registry|client|common|cli|test|bench|recipes|docs|scripts)\/[\w./-]*\w/g)) {
+        const path = m[0];
+        if (/\/[A-Z]+\.\w+$/.test(path)) continue; // a placeholder: recipes/fedora/N.yaml
+        const exists = (p: string) => texts.has(p) || allFiles.some((f) => f.startsWith(`${p}/`));
+        if (!exists(path) && !exists(path.replace(/\.js$/, ".ts"))) missing.add(`${page}: ${path}`);
+      }
+    }
+    expect([...missing]).toEqual([]);
+  });
+
   it("names no package registry's host, in code, docs or examples", () => {
     // Debian and Ubuntu archives, and the language package registries; built from parts.
     const hosts = new RegExp(
