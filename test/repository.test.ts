@@ -60,7 +60,12 @@ function importsOf(file: string): string[] {
 describe("the repository", () => {
   it("cites no file outside itself: contracts are in docs/", () => {
     // Spelled in pieces, so that this file does not cite them either.
-    const outside = new RegExp(["\\.\\./shared", "DESIGN\\.md", "FACTS\\.md"].join("|"));
+    const names = [
+      ["..", "/sha", "red"],
+      ["DES", "IGN", ".md"],
+      ["FAC", "TS", ".md"],
+    ].map((parts) => parts.join(""));
+    const outside = new RegExp(names.map((n) => n.replace(/\./g, "\\.")).join("|"));
     const offenders = [...texts.keys()].flatMap((f) => hits(f, outside));
     expect(offenders).toEqual([]);
   });
