@@ -125,7 +125,7 @@ async function main(): Promise<void> {
   registry = await startRegistry(storage, config);
   cleanups.push(() => registry.stop());
   pinServer(registry.pid);
-  // nginx as FACTS.md measured it: sendfile on, one worker, pinned like the registry.
+  // nginx as a fast static server: sendfile on, one worker, pinned like the registry.
   const nginx = await startNginx(join(work, "nginx"), `root ${join(storage, "blobs", "sha256")};`);
   pinServer(nginx.pid);
   cleanups.push(() => nginx.stop());

@@ -25,6 +25,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { sha256File } from "../common/digest.js";
 import { createProgress, formatBytes } from "../common/progress.js";
 import { S3Driver } from "../registry/storage/s3-driver.js";
+import { layout } from "../registry/store/layout.js";
 import { Store } from "../registry/store/store.js";
 import { writeConfig } from "../test/helpers/registry.js";
 import { startRgw } from "../test/helpers/rgw.js";
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
       times.streamed.push(await curl([`${serve.url}/v1/blobs/sha256:${pullHex}`]));
       times.redirect.push(await curl(["-L", `${redirecting.url}/v1/blobs/sha256:${pullHex}`]));
       const presigned = (await new S3Driver({ ...rgw.options(), redirect: true }).downloadUrl(
-        `blobs/sha256/${pullHex}`,
+        layout.blob(pullHex),
       ))!;
       times.direct.push(await curl([presigned]));
       if (nginx)
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
     progress.update(3, "pull measured");
 
     console.log(`\npush ${formatBytes(pushBytes)} (best of ${runs})`);
-    const blobKey = storage.fullKey(`blobs/sha256/${pushHex}`);
+    const blobKey = storage.fullKey(layout.blob(pushHex));
     const remove = () => storage.client.send(new DeleteObjectCommand({ Bucket: rgw.bucket, Key: blobKey }));
     const pushRegistry = await best("registry PUT /v1/blobs (curl -T)", runs, async () => {
       await remove();

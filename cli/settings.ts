@@ -38,6 +38,19 @@ export function envCount(name: string): number | undefined {
   return Number(value);
 }
 
+/**
+ * The variables S3 storage settings may come from (TEMPLAR_S3_*, AWS_*), for `openStorage`:
+ * `serve`, `gc` and `mirror` into a bucket. Credentials the SDK finds by itself (its default
+ * chain) are not copied here.
+ */
+export function storageEnvironment(): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value !== undefined && value !== "" && /^(TEMPLAR_S3_|AWS_)/.test(name)) picked[name] = value;
+  }
+  return picked;
+}
+
 /** How the client talks to registries: retries, idle timeout, upload chunk size. */
 export function clientTuning(): { attempts?: number; timeoutMs?: number; chunkSize?: number } {
   return {

@@ -5,7 +5,7 @@ import type { TemplateRef } from "../common/reference.js";
 import { displayUrl, type Reply, send } from "./transport.js";
 
 /**
- * The HTTP client that push, pull, list (and later mirror) share. It knows the registry's base
+ * The HTTP client that push, pull, list and mirror share. It knows the registry's base
  * URL and bearer token, turns the registry's JSON error bodies into one-line UserErrors, and
  * retries idempotent requests on connection errors and 5xx answers with exponential backoff.
  *

@@ -11,7 +11,7 @@ import { type RegistryClient, templatePath } from "./http.js";
 
 /**
  * `templar mirror`: copies templates from a registry to another registry, a directory or a bucket
- * (DESIGN.md "registry --mirror--> registry | directory | bucket"). Bytes are copied, never made:
+ * (docs/architecture.md). Bytes are copied, never made:
  * manifests as served (their digest is their identity), their signatures and the artifacts'
  * signatures as they are, blobs only after their digest checked out. A mirror run can be
  * repeated: what the destination has already is skipped, so it keeps a copy in sync.

@@ -4,7 +4,7 @@ import { isRetryable, type RegistryClient, RegistryError } from "./http.js";
 import type { Reply } from "./transport.js";
 
 /**
- * Resumable blob upload (DESIGN.md: POST /v1/uploads, PATCH chunks with Content-Range, GET tells
+ * Resumable blob upload (docs/http-api.md: POST /v1/uploads, PATCH chunks with Content-Range, GET tells
  * the offset to resume from, PUT ?digest= completes). When a chunk's connection breaks, we ask
  * the registry how much it kept and go on from there, so a 1 GiB push that loses its connection
  * near the end re-sends only the tail.

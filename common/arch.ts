@@ -1,5 +1,5 @@
 /**
- * Architectures (docs/template-format.md): the ONE table of their names. Templates use OpenVZ's
+ * Architectures (docs/formats.md): the ONE table of their names. Templates use OpenVZ's
  * spelling (x86_64, aarch64); Debian, Proxmox, OCI and lxc-download's index use Debian's (amd64,
  * arm64); Incus uses the kernel's (x86_64, aarch64); Gentoo keywords and Node have their own.
  */

@@ -1,6 +1,6 @@
 /**
  * An error the user can act on: printed as one line, never with a stack trace.
- * `exitCode` follows the table in README ("Exit codes").
+ * `exitCode` follows the table in docs/cli.md ("Exit codes").
  */
 export class UserError extends Error {
   constructor(
@@ -12,7 +12,7 @@ export class UserError extends Error {
   }
 }
 
-/** Exit codes shared by every command (documented in README). */
+/** Exit codes shared by every command (docs/cli.md). */
 export const ExitCode = {
   ok: 0,
   failure: 1,

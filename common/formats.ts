@@ -1,7 +1,7 @@
 import { usageError } from "./errors.js";
 
 /**
- * Artifact formats and compressions (docs/template-format.md): the ONE table of their names,
+ * Artifact formats and compressions (docs/formats.md): the ONE table of their names,
  * magic bytes and media types. A template is one uncompressed tar, compressed into each format.
  */
 export const FORMATS = ["tar.zst", "tar.gz", "tar.xz"] as const;

@@ -3,7 +3,7 @@ import type { Format } from "./formats.js";
 import type { Manifest } from "./manifest.js";
 
 /**
- * The files a template becomes (docs/template-format.md): the canonical manifest bytes, the
+ * The files a template becomes (docs/formats.md): the canonical manifest bytes, the
  * names in a build's out/ directory, and the names each host's template cache expects. Kept
  * free of zod, so that the packer's start-up does not pay for loading it.
  */

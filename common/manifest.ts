@@ -4,7 +4,7 @@ import { FORMATS } from "./formats.js";
 import { archProblem, isVersion, namePartProblem, templateNameProblem } from "./names.js";
 
 /**
- * The template manifest (docs/template-format.md). Declared once here and validated
+ * The template manifest (docs/formats.md). Declared once here and validated
  * wherever a manifest comes in (inspect, push, registry). Fields may be added later; existing
  * ones never change meaning, so unknown fields are kept (looseObject), not rejected.
  */
@@ -80,7 +80,7 @@ export type Manifest = z.infer<typeof ManifestSchema>;
 export type Artifact = z.infer<typeof ArtifactSchema>;
 export type PackageEntry = z.infer<typeof PackageSchema>;
 
-/** Largest manifest the registry accepts (DESIGN: "a manifest over 1 MiB" is refused). */
+/** Largest manifest the registry accepts: a larger one is refused (413 TOO_LARGE). */
 export const MAX_MANIFEST_BYTES = 1 << 20;
 
 /** Deepest nesting of objects and arrays a manifest may have (its own structure needs 4). */

@@ -2,7 +2,7 @@
 import validSemver from "semver/functions/valid.js";
 import { UserError } from "./errors.js";
 
-/** DESIGN.md "Template identity": lower case, starts with [a-z0-9], at most 128 characters. */
+/** Template names (docs/formats.md): lower case, starts with [a-z0-9], at most 128 characters. */
 const TEMPLATE_NAME = /^[a-z0-9][a-z0-9._-]*$/;
 const TAG_NAME = /^[a-z][a-z0-9._-]*$/;
 export const MAX_NAME_LENGTH = 128;

@@ -3,7 +3,7 @@ import { usageError } from "./errors.js";
 import { isTag, isVersion, templateNameProblem } from "./names.js";
 
 /**
- * Template references (docs/http-api.md "References"): `name`, `name@<version>`, `name@<tag>`
+ * Template references (docs/formats.md "References"): `name`, `name@<version>`, `name@<tag>`
  * or `name@<semver range>`; a bare name means the `latest` tag. This module is the one grammar:
  * the client parses what a user typed with it, the registry resolves with it, and the client
  * checks the registry's answer against the same pre-release rule.

@@ -4,7 +4,7 @@ import { globMatch } from "../common/glob.js";
 import type { RegistryConfig, TokenEntry } from "./config.js";
 
 /**
- * Bearer tokens with scopes (DESIGN.md "Auth"): `pull:<glob>`, `push:<glob>`, `delete:<glob>`,
+ * Bearer tokens with scopes (docs/http-api.md "Auth"): `pull:<glob>`, `push:<glob>`, `delete:<glob>`,
  * `admin`. Tokens are high-entropy random strings, so a plain sha256 is a sound way to store
  * them; presented tokens are compared against every stored hash in constant time.
  */

@@ -41,7 +41,7 @@ let zstdStreams: Promise<ZstdStreams> | undefined;
 /**
  * zstd-codec's stream transforms (`lib/zstd-stream.js`, not exported by its index): unlike its
  * Simple API (aborts at 5 MiB) and Streaming API (buffers everything) they work chunk by chunk,
- * so memory stays bounded (FACTS.md: 98 MB peak on 100 MiB).
+ * so memory stays bounded (98 MB peak on 100 MiB).
  */
 function loadZstd(): Promise<ZstdStreams> {
   zstdStreams ??= new Promise((resolve) => {

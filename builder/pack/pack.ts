@@ -58,7 +58,7 @@ async function checkRootfs(rootfs: string): Promise<string> {
   return root;
 }
 
-/** Orders manifest keys as DESIGN.md shows them, whatever order the caller's fields come in. */
+/** Orders manifest keys as docs/formats.md shows them, whatever order the caller's fields come in. */
 function buildManifest(
   options: PackOptions,
   created: string,

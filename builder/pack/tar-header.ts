@@ -1,6 +1,6 @@
 /**
  * Hand-written ustar + PAX header encoder. tar-stream decodes and encodes PAX values as UTF-8 and
- * clamps large ids (FACTS.md), which corrupts binary `SCHILY.xattr.security.capability`, so the
+ * clamps large ids, which corrupts binary `SCHILY.xattr.security.capability`, so the
  * headers are built here byte by byte. Values are Buffers all the way through.
  *
  * Determinism: every field is a function of the entry alone. No atime/ctime, no sub-second

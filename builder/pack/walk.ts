@@ -7,7 +7,7 @@ import type { TarType } from "./tar-header.js";
  * directory's names sorted by their bytes, a directory right before its contents.
  *
  * Synchronous on purpose: per-file promises through the libuv pool cost more than the system
- * calls themselves (FACTS.md: a promise-based walker packed /usr/share 15x slower than GNU tar).
+ * calls themselves (a promise-based walker packed /usr/share 15x slower than GNU tar).
  * The caller yields to the event loop between output chunks, so pipes keep flowing.
  */
 export interface WalkEntry {

@@ -3,7 +3,7 @@ import { FORMATS, type Format } from "../../common/formats.js";
 import { isVersion, templateNameProblem } from "../../common/names.js";
 
 /**
- * The recipe format of DESIGN.md ("Recipes"), declared once. `RecipeFileSchema` checks one YAML
+ * The recipe format (docs/formats.md "Recipes"), declared once. `RecipeFileSchema` checks one YAML
  * document after `extends:` has been merged; the `source:` block and each step are checked
  * again by the schema of their source method / step kind (builder/sources, builder/steps), so
  * a new method or kind brings its own keys without touching this file.
@@ -80,7 +80,7 @@ export interface Recipe {
   formats?: Format[];
 }
 
-/** `<distro>-<release>-<arch>[-<flavour>]` (DESIGN.md, "Template identity"). */
+/** `<distro>-<release>-<arch>[-<flavour>]` (docs/formats.md "Names and versions"). */
 export function deriveName(distro: string, release: string, arch: string, flavour?: string): string {
   return [distro, release, arch, flavour].filter(Boolean).join("-");
 }

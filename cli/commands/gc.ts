@@ -5,7 +5,7 @@ import { openStorage } from "../../registry/storage/backends.js";
 import { Store } from "../../registry/store/store.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { flagOrEnv, registryConfigPath } from "../settings.js";
+import { flagOrEnv, registryConfigPath, storageEnvironment } from "../settings.js";
 
 const help = `Usage: templar gc [--grace 1h] [--upload-expiry 24h] [--dry-run] [--storage DIR|URL] [--config FILE] [--json]
 
@@ -42,7 +42,7 @@ export const command: Command = {
     // S3 settings (endpoint, credentials, ...) come from the environment and the config's s3: section.
     const driver = await openStorage(flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!, {
       s3Config: config.s3,
-      env: process.env,
+      env: storageEnvironment(),
     });
     const store = new Store(driver, { cacheTtlMs: parseDuration(config.cacheTtl, "cacheTtl") });
     const dryRun = values["dry-run"] ?? false;

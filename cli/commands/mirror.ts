@@ -9,7 +9,7 @@ import { createProgress } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { registryClient } from "../registry-flags.js";
-import { flagOrEnv } from "../settings.js";
+import { flagOrEnv, storageEnvironment } from "../settings.js";
 import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar mirror <source-registry> <destination> [--filter GLOB] [--keep N]
@@ -56,7 +56,7 @@ async function openTarget(
     import("../mirror-to-store.js"),
     import("../../registry/store/store.js"),
   ]);
-  const driver = await openStorage(destination, { env: process.env });
+  const driver = await openStorage(destination, { env: storageEnvironment() });
   await driver.check();
   return new StoreMirrorTarget(new Store(driver, { cacheTtlMs: 0 }), destination);
 }

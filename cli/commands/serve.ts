@@ -6,7 +6,7 @@ import { openStorage } from "../../registry/storage/backends.js";
 import type { TlsFiles } from "../../registry/tls.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { env, flagOrEnv, registryConfigPath } from "../settings.js";
+import { env, flagOrEnv, registryConfigPath, storageEnvironment } from "../settings.js";
 
 const help = `Usage: templar serve [--storage DIR | s3://bucket/prefix] [--listen HOST:PORT] [--config FILE]
                      [--tls-cert FILE --tls-key FILE]
@@ -93,7 +93,7 @@ export const command: Command = {
         secretAccessKey: values["s3-secret-access-key"],
       },
       s3Config: fileConfig.s3,
-      env: process.env,
+      env: storageEnvironment(),
     });
     const log = (entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`);
     // Unusable storage (wrong secret, unreachable endpoint, missing bucket) is said once, clearly;

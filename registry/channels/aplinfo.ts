@@ -2,7 +2,7 @@ import type { Manifest } from "../../common/manifest.js";
 import { proxmoxArch } from "../../common/manifest-files.js";
 
 /**
- * Proxmox's appliance index (`aplinfo.dat`), as pveam reads it (PVE/APLInfo.pm; docs/hosts.md):
+ * Proxmox's appliance index (`aplinfo.dat`), as pveam reads it (PVE/APLInfo.pm; docs/http-api.md "Host channels"):
  * Debian-control stanzas separated by blank lines; Package, Type, OS, Version and Infopage are
  * required; Version must match PROXMOX_VERSION; Description comes LAST in a stanza because
  * pveam's parser takes everything after "Description:" as the description; one bad record

@@ -7,7 +7,7 @@ import type { HostChannel } from "./channel.js";
 import { channelParam, chooseVersion, pullableTemplates, sendArtifact, sendSmall } from "./serve.js";
 
 /**
- * OpenVZ's template repository layout, as vztmpl-dl reads it (docs/hosts.md "OpenVZ"):
+ * OpenVZ's template repository layout, as vztmpl-dl reads it (docs/http-api.md "Host channels"):
  *
  *   GET /precreated/.listing              one template name per line (vztmpl-dl --list-remote)
  *   GET|HEAD /precreated/<name>.tar.gz    newest release's artifact (also .tar.xz, .tar.zst)

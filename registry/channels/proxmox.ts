@@ -12,7 +12,7 @@ import type { HostChannel } from "./channel.js";
 import { chooseVersion, exactVersion, pullableTemplates, sendArtifact, sendSmall } from "./serve.js";
 
 /**
- * Proxmox's appliance index and template files, as pveam reads them (docs/hosts.md "Proxmox"):
+ * Proxmox's appliance index and template files, as pveam reads them (docs/http-api.md "Host channels"):
  *
  *   GET /aplinfo.dat        one stanza per template: its newest non-pre-release version
  *   GET /aplinfo.dat.gz     the same, gzipped (what `pveam update` fetches)

@@ -8,7 +8,8 @@ import { isDirectSendable } from "../storage/driver.js";
 
 /**
  * The request body as a Node stream. On @hono/node-server the IncomingMessage itself is used:
- * no web-stream round trip, and nothing buffered (FACTS.md: pipeline from the body to a file).
+ * no web-stream round trip, and nothing buffered: piped from the body to a file, an upload keeps
+ * memory flat, where reading the whole body first needs memory the size of the body.
  */
 export function requestBody(c: Context): Readable {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;

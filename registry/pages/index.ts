@@ -10,7 +10,7 @@ import { templatePage } from "./template.js";
 import { versionPage } from "./version.js";
 
 /**
- * The registry's pages for people (DESIGN.md: `GET /` and pages below it), server-rendered HTML
+ * The registry's pages for people (docs/http-api.md: `GET /` and pages below it), server-rendered HTML
  * with no script. Auth is the API's: the same Bearer tokens and scopes, checked by the same
  * code, and no cookies (so no CSRF surface and nothing to log in to). A browser sends no
  * Authorization header on its own, so with anonymous pull switched off the pages answer 401;

@@ -120,7 +120,7 @@ function howToPull(origin: string, d: VersionDetail): Html {
   const { name, version, manifest: m } = d;
   const zst = m.artifacts.find((a) => a.format === "tar.zst");
   const gz = m.artifacts.find((a) => a.format === "tar.gz");
-  // Proxmox names templates <name>_<version>_<debian arch>.tar.zst (FACTS.md).
+  // Proxmox names templates <name>_<version>_<debian arch>.tar.zst.
   const pveFile = proxmoxFileName(m);
   const ovzFile = `/vz/template/cache/${name}.tar.gz`;
   // Every value in a command is one shellWord (registry/pages/shell.ts).

@@ -42,6 +42,16 @@ export interface WriteOptions {
   ifAbsent?: boolean;
 }
 
+export interface DeleteOptions {
+  /**
+   * Where the backend has folders (a local directory), also remove the key's parent folders
+   * that the delete leaves empty. The caller asks for it where folders come and go with their
+   * contents (an upload's); busy folders (GC's marks) are kept, or they would be made and
+   * removed again all the time.
+   */
+  removeEmptyFolders?: boolean;
+}
+
 export interface StorageDriver {
   /** "local" or "s3", for logs and /metrics. */
   readonly kind: string;
@@ -59,7 +69,7 @@ export interface StorageDriver {
   put(key: string, data: Buffer): Promise<void>;
   /** Atomic create-if-absent; false (and nothing written) when the key exists. */
   putIfAbsent(key: string, data: Buffer): Promise<boolean>;
-  delete(key: string): Promise<void>;
+  delete(key: string, options?: DeleteOptions): Promise<void>;
   /** Every object whose key starts with `prefix`, in key order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Streams the object or a range of it; null when absent. A started stream survives a delete. */

@@ -17,6 +17,7 @@ import { finished, pipeline } from "node:stream/promises";
 import {
   assertKey,
   type ByteRange,
+  type DeleteOptions,
   type ObjectInfo,
   type ObjectWriter,
   type StorageDriver,
@@ -93,12 +94,10 @@ export class LocalDriver implements StorageDriver {
     }
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string, options: DeleteOptions = {}): Promise<void> {
     const path = this.path(key);
     await rm(path, { force: true });
-    // An upload's folder goes with its last piece; elsewhere empty folders stay (they are cheap,
-    // and busy ones, such as GC's marks, would be made and removed again all the time).
-    if (key.startsWith("uploads/")) await this.pruneEmptyParents(dirname(path));
+    if (options.removeEmptyFolders) await this.pruneEmptyParents(dirname(path));
   }
 
   list(prefix: string): AsyncIterable<ObjectInfo> {

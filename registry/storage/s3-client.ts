@@ -36,7 +36,7 @@ export function describeS3Failure(err: unknown, options: S3Options): string {
 
 /**
  * One client per storage. Checksums only when an operation requires them: Ceph RGW (and other
- * S3-compatible servers) refuse the aws-chunked uploads the SDK sends by default (FACTS.md).
+ * S3-compatible servers) refuse the aws-chunked uploads the SDK sends by default.
  * A large socket pool: every streamed download holds a socket until the client has read it.
  */
 export function createS3Client(options: S3Options): S3Client {

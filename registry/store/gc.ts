@@ -35,8 +35,8 @@ import type { Uploads } from "./uploads.js";
  * that. So the replicas' clocks must agree to within a few seconds, and a process must not
  * stall for longer than those margins between such a check and its next storage write.
  * Also:
- * - the grace period no longer guards acknowledged pushes; it spares blobs uploaded for a
- *   manifest not yet sent, so their pushers need not upload them again;
+ * - the grace period does not guard acknowledged pushes (pins and marks do); it spares blobs
+ *   uploaded for a manifest not yet sent, so their pushers need not upload them again;
  * - any "sha256:<hex>" string anywhere in a manifest counts as a reference, so fields added to
  *   the manifest later (signature blobs, say) are safe without changing this code;
  * - a manifest that cannot be read stops the run: better keep garbage than lose a blob;

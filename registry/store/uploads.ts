@@ -205,7 +205,12 @@ export class Uploads {
       if (loaded.pieces.length === 0) await this.blobs.put(hex, emptyStream());
       else await this.blobs.publish(hex, loaded.pieces);
     }
-    await this.remove(id);
+    // The joined pieces too: a driver may have moved one into the blob, so a listing misses it,
+    // and its emptied folder must still go.
+    await this.remove(
+      id,
+      loaded.pieces.map((p) => p.key),
+    );
     return { size: loaded.offset };
   }
 
@@ -215,14 +220,18 @@ export class Uploads {
     return true;
   }
 
-  /** Deletes an upload's objects: pieces first, the info last (a half-done removal is still an upload). */
-  async remove(id: string): Promise<void> {
+  /**
+   * Deletes an upload's objects (those listed, and `pieces`, which may be gone already): pieces
+   * first, the info last (a half-done removal is still an upload).
+   */
+  async remove(id: string, pieces: string[] = []): Promise<void> {
     if (!UPLOAD_ID.test(id)) return;
     this.running.delete(id);
-    const keys: string[] = [];
-    for await (const object of this.driver.list(layout.upload(id))) keys.push(object.key);
-    keys.sort((a, b) => Number(a.endsWith("/info")) - Number(b.endsWith("/info")));
-    for (const key of keys) await this.driver.delete(key);
+    const keys = new Set(pieces);
+    for await (const object of this.driver.list(layout.upload(id))) keys.add(object.key);
+    const ordered = [...keys].sort((a, b) => Number(a.endsWith("/info")) - Number(b.endsWith("/info")));
+    // The upload's folder goes with its last object (on a local directory).
+    for (const key of ordered) await this.driver.delete(key, { removeEmptyFolders: true });
   }
 
   /** Every upload (for GC), with the time it was started. */

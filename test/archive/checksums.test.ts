@@ -3,11 +3,11 @@ import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { gentooPreset } from "../../builder/family/presets/gentoo.js";
+import { portageDb } from "../../builder/inventory/portage.js";
 import { parseGentooLatest } from "../../builder/sources/archive/acquire.js";
 import { checkFile, digestsFor, parseChecksums } from "../../builder/sources/archive/checksums.js";
 import { ArchiveConfigSchema } from "../../builder/sources/archive/config.js";
-import { gentooPreset } from "../../builder/family/presets/gentoo.js";
-import { portageDb } from "../../builder/inventory/portage.js";
 import { gentooTree } from "../fixtures/rootfs.js";
 
 const dir = mkdtempSync(join(tmpdir(), "templar-checksums-"));

@@ -1,27 +1,24 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadRecipe } from "../../builder/load-recipe.js";
 
 /**
- * The real archive recipes: they lint, and every fingerprint they pin is one FACTS.md lists
- * (the measured facts the design rests on). FACTS.md lives in the shared folder beside the
- * checkout (CI gets a copy there); TEMPLAR_FACTS may point at it.
+ * The real archive recipes: they lint, and every fingerprint they pin is one that docs/formats.md
+ * lists ("Upstream signing keys the shipped recipes pin"), for the same distro and release: a
+ * key changes in a recipe only together with the documentation users check it against.
  */
-function upwards(): string[] {
-  const found: string[] = [];
-  for (let d = resolve("."); ; d = dirname(d)) {
-    found.push(join(d, "shared/FACTS.md"), join(d, "../shared/FACTS.md"));
-    if (dirname(d) === d) return found;
-  }
+function documentedKeys(): { who: string; fingerprint: string }[] {
+  const text = readFileSync("docs/formats.md", "utf8");
+  const section = text.split(/^### Upstream signing keys/m)[1]?.split(/^#/m)[0] ?? "";
+  return section
+    .split("\n")
+    .filter((line) => line.startsWith("|") && !/^\|\s*(-|distro\b)/.test(line))
+    .map((line) => line.split("|").map((cell) => cell.trim()))
+    .map((cells) => ({ who: cells[1]!.toLowerCase(), fingerprint: cells[3]!.replace(/`/g, "") }));
 }
-const FACTS_CANDIDATES = [process.env.TEMPLAR_FACTS, ...upwards(), "/work/shared/FACTS.md"];
-const factsPath = FACTS_CANDIDATES.find((p): p is string => Boolean(p) && existsSync(p!));
-if (!factsPath && process.env.CI === "true")
-  throw new Error("FACTS.md not found beside the checkout (set TEMPLAR_FACTS)");
-if (!factsPath) console.warn("skipping the fingerprint check: FACTS.md not found (set TEMPLAR_FACTS)");
 
 const DISTROS = ["centos", "fedora", "gentoo"];
 const recipes = DISTROS.flatMap((d) =>
@@ -57,14 +54,11 @@ describe("archive recipes", () => {
     expect(r.status).toBe(0);
   });
 
-  it.skipIf(!factsPath)("pin only fingerprints that FACTS.md lists, for the right distro", () => {
-    const facts = readFileSync(factsPath!, "utf8");
-    const section = (title: string) => facts.split(/^### /m).find((s) => s.startsWith(title)) ?? "";
-    const known: Record<string, string> = {
-      fedora: section("Fedora"),
-      gentoo: section("Gentoo"),
-      centos: section("CentOS"),
-    };
+  it("pin only fingerprints that docs/formats.md lists, for the right distro and release", () => {
+    const keys = documentedKeys();
+    expect(keys.length).toBeGreaterThanOrEqual(3);
+    const known = (distro: string) =>
+      keys.filter((k) => k.who.split(/\s+/)[0]!.startsWith(distro)).map((k) => k.fingerprint);
     let pinned = 0;
     for (const recipe of recipes) {
       const data = parse(readFileSync(recipe, "utf8")) as {
@@ -73,18 +67,18 @@ describe("archive recipes", () => {
       const distro = recipe.split("/")[1]!;
       for (const key of data.source?.signature?.keys ?? []) {
         pinned++;
-        expect(known[distro], `${recipe}: ${key.fingerprint}`).toContain(key.fingerprint.replace(/\s/g, ""));
+        expect(known(distro), `${recipe}: ${key.fingerprint}`).toContain(key.fingerprint.replace(/\s/g, ""));
       }
     }
     expect(pinned).toBe(4); // Fedora 43, 44 and the two Gentoo recipes; CentOS publishes no signature
-    // Fedora's key of each release is the one FACTS.md names for that release number.
+    // Fedora's key of each release is the one documented for that release number.
     for (const n of ["43", "44"]) {
       const fpr = (
         parse(readFileSync(`recipes/fedora/${n}.yaml`, "utf8")) as {
           source: { signature: { keys: { fingerprint: string }[] } };
         }
       ).source.signature.keys[0]!.fingerprint;
-      expect(section("Fedora")).toMatch(new RegExp(`\\b${n}\\s+\`?${fpr}`));
+      expect(keys.find((k) => k.who === `fedora ${n}`)?.fingerprint).toBe(fpr);
     }
   });
 });

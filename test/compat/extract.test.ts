@@ -14,7 +14,7 @@ import {
 } from "./fixture.js";
 
 /**
- * A pulled template extracts the way the hosts extract it (FACTS.md): vzctl decompresses by
+ * A pulled template extracts the way the hosts extract it: vzctl decompresses by
  * magic and runs `tar --numeric-owner -Sp -x`; pct lists the archive first (it needs `sbin` and
  * at least 10 members), then extracts with `--numeric-owner --acls --xattrs
  * --xattrs-include=security.capability --exclude=./dev/*`.

@@ -1,5 +1,5 @@
 /**
- * Reads aplinfo.dat by the rules pveam applies on `pveam update` (PVE/APLInfo.pm, FACTS.md), so
+ * Reads aplinfo.dat by the rules pveam applies on `pveam update` (PVE/APLInfo.pm), so
  * tests can check our index the way a Proxmox host will: paragraph records, Description swallows
  * the rest of its record, a bad Version or Type or an unparsable line rejects the whole index,
  * and a record lacking package, type, os, version or infopage is "incomplete".

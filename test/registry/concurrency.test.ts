@@ -12,7 +12,7 @@ import {
 } from "../helpers/registry.js";
 
 /**
- * DESIGN.md: "concurrent pushes of one version leave exactly one winner" — here through two
+ * Concurrent pushes of one version leave exactly one winner (docs/storage.md), here through two
  * separate `templar serve` processes sharing one storage directory.
  */
 describe("50 concurrent pushes of one version through two registry processes", () => {

@@ -14,8 +14,8 @@ import {
 } from "../../rootfs.js";
 
 /**
- * The parts of the container checklist (FACTS.md, "Making a rootfs container-ready") that are
- * the same for every Linux family. Family presets (debian.ts, later rhel/gentoo) call these and
+ * The parts of the container checklist (what DAB, vzctl and pve-container do to make a rootfs
+ * container-ready) that are the same for every Linux family. Family presets call these and
  * add their own (network config, package caches, locale file).
  */
 

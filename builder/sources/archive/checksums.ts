@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { ExitCode, UserError } from "../../../common/errors.js";
 
 /**
- * Checksum files as upstreams publish them (FACTS.md, "Upstream root filesystems"):
+ * Checksum files as upstreams publish them (recipes/ARCHIVE.md):
  * - bsd: `SHA256 (file) = hex` (Fedora, CentOS Stream; Fedora adds `# file: N bytes` comments);
  * - gnu: `hex  file` or `hex *file` (sha256sum output; the algorithm follows from the length);
  * - gentoo-digests: `# BLAKE2B HASH` / `# SHA512 HASH` sections, each followed by `hex  file`

@@ -4,7 +4,7 @@ import { CHECKSUM_FORMATS } from "./checksums.js";
 import { LAYOUTS } from "./layouts.js";
 
 /**
- * The `source:` block of `method: archive` (DESIGN.md, "Recipes"). URLs may use placeholders:
+ * The `source:` block of `method: archive` (docs/formats.md "Recipes", recipes/ARCHIVE.md). URLs may use placeholders:
  * `{base}` (the `base:` key, so a mirror or a test server replaces one value), `{arch}` (x86_64,
  * aarch64), `{debarch}` (amd64, arm64: Gentoo's and OCI's spelling), `{release}`, and in
  * checksum/signature URLs `{artifact}` (the artifact's URL, once found).

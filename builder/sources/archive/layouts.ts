@@ -14,7 +14,7 @@ import { DEFAULT_MAX_BYTES, decompressTo, type ExtractPolicy, extractTar } from 
  * - oci: an OCI image layout (Fedora >= 40): index.json -> manifest -> layers; every blob is
  *   checked against its digest and size, and layers are stacked with whiteouts applied.
  * - image: docker-archive or OCI, whichever the archive turns out to be (CentOS Stream 10's
- *   format is not confirmed, FACTS.md).
+ *   format is not confirmed).
  * Image layers never contain device nodes (the runtime creates /dev), so they are refused there.
  */
 export const LAYOUTS = ["rootfs", "docker-archive", "oci", "image"] as const;
