@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deriveImage } from "../../registry/channels/oci/image.js";
 import { makeTemplate, pushTemplate, startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 
 /** The /v2 pull and content-discovery rules of distribution-spec v1.1, checked one by one. */
@@ -257,5 +258,49 @@ describe("OCI token flow with anonymous pull off", () => {
       await fetch(`${closed.url}/v2/_catalog`, { headers: { authorization: `Bearer ${other.token}` } })
     ).json()) as { repositories: string[] };
     expect(catalog.repositories).toEqual([]);
+  });
+});
+
+describe("the derived image is a contract", () => {
+  it("a fixed manifest always gives these digests (changing them breaks every pinned reference)", () => {
+    const image = deriveImage(
+      {
+        schemaVersion: 1,
+        name: "debian-13-aarch64-minimal",
+        version: "13.2.0",
+        arch: "aarch64",
+        description: "Debian 13",
+        created: "2026-11-25T00:00:00Z",
+        rootfs: { tarSha256: "a".repeat(64), tarSize: 10, entries: 1 },
+        artifacts: [
+          { format: "tar.zst", digest: `sha256:${"b".repeat(64)}`, size: 5 },
+          { format: "tar.xz", digest: `sha256:${"d".repeat(64)}`, size: 4 },
+          { format: "tar.gz", digest: `sha256:${"c".repeat(64)}`, size: 6 },
+        ],
+      },
+      "e".repeat(64),
+    )!;
+    expect(image.manifests.map((m) => [m.format, m.manifest.hex])).toEqual([
+      ["tar.gz", "f4360f443c8aeeccc3caa14d9e71726bcdf7678fc0fa71c82fcb9a6e0669ed38"],
+      ["tar.zst", "f57aa8878b497b7fb554fb8bcba6aa6903819b4b7a552efdb648ec621232b03a"],
+    ]);
+    expect(image.config.hex).toBe("49ca870118c6d321377c87035cde8e96a59e8172eacee7147f9d3949900d7a19");
+    expect(image.index.hex).toBe("063ed7dbd13ca60c455f3f845d849836fc8bd1235c5d8239d6df45b2c64e3bc5");
+    expect(JSON.parse(image.config.bytes.toString()).architecture).toBe("arm64");
+  });
+
+  it("a version with only tar.xz has no OCI image", () => {
+    const image = deriveImage(
+      {
+        schemaVersion: 1,
+        name: "debian-13-x86_64-xz",
+        version: "1.0.0",
+        created: "2026-11-25T00:00:00Z",
+        rootfs: { tarSha256: "a".repeat(64), tarSize: 10, entries: 1 },
+        artifacts: [{ format: "tar.xz", digest: `sha256:${"d".repeat(64)}`, size: 4 }],
+      },
+      "e".repeat(64),
+    );
+    expect(image).toBeNull();
   });
 });
