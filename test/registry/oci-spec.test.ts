@@ -261,6 +261,35 @@ describe("OCI token flow with anonymous pull off", () => {
   });
 });
 
+describe("repository prefix and the template page", () => {
+  it("oci.prefix puts every repository under it; the page shows the reference and the pvesh command", async () => {
+    const prefixed = await startTestRegistry({ more: { oci: { prefix: "templates" } } });
+    try {
+      const t = makeTemplate(NAME, "13.2.0", { blobs: [randomBytes(10), randomBytes(20)] });
+      expect((await pushTemplate(prefixed.url, prefixed.tokens.push!, t)).status).toBe(201);
+      const tags = await fetch(`${prefixed.url}/v2/templates/${NAME}/tags/list`);
+      expect(await tags.json()).toEqual({ name: `templates/${NAME}`, tags: ["13.2.0", "latest"] });
+      const byTag = await fetch(`${prefixed.url}/v2/templates/${NAME}/manifests/13.2.0`, {
+        method: "HEAD",
+      });
+      expect(byTag.status).toBe(200);
+      const bare = await fetch(`${prefixed.url}/v2/${NAME}/tags/list`);
+      expect(bare.status).toBe(404);
+      expect(await errors(bare)).toEqual(["NAME_UNKNOWN"]);
+      const catalog = await (await fetch(`${prefixed.url}/v2/_catalog`)).json();
+      expect(catalog).toEqual({ repositories: [`templates/${NAME}`] });
+      const page = await (await fetch(`${prefixed.url}/templates/${NAME}`)).text();
+      const host = new URL(prefixed.url).host;
+      expect(page).toContain(
+        `pvesh create /nodes/$(hostname)/storage/local/oci-registry-pull --reference ${host}/templates/${NAME}:13.2.0`,
+      );
+      expect(page).toContain("Pull from OCI Registry");
+    } finally {
+      await prefixed.close();
+    }
+  });
+});
+
 describe("the derived image is a contract", () => {
   it("a fixed manifest always gives these digests (changing them breaks every pinned reference)", () => {
     const image = deriveImage(

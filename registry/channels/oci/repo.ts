@@ -14,8 +14,8 @@ import { deriveImage, type OciDocument, type OciImage } from "./image.js";
  * Repositories, tags and digests of the /v2 view, read through the store.
  *
  * A repository is a template name, under `oci.prefix` when the config sets one
- * (`<prefix>/<name>`). Its tags are every version (a `+` of semver build metadata written `_`,
- * as OCI tags cannot hold `+`), every templar tag, and `latest`; a semver range is not a tag.
+ * (`<prefix>/<name>`). Its tags are every version (templar versions carry no `+build` part, so
+ * each is a valid OCI tag), every templar tag, and `latest`; a semver range is not a tag.
  */
 
 /** The OCI spec's tag grammar. */
@@ -43,8 +43,6 @@ export function repoOfTemplate(c: Ctx, name: string): string {
   return prefix ? `${prefix}/${name}` : name;
 }
 
-export const tagOfVersion = (version: string) => version.replaceAll("+", "_");
-
 /** Repositories the caller may pull, sorted (the catalog). */
 export async function repositories(c: Ctx): Promise<string[]> {
   return (await pullableTemplates(c)).map((n) => repoOfTemplate(c, n)).sort();
@@ -56,13 +54,13 @@ export async function tagsOf(c: Ctx, name: string): Promise<string[]> {
   const { entries } = await store.versions.list(name);
   if (entries.length === 0)
     throw new OciError("NAME_UNKNOWN", `repository ${repoOfTemplate(c, name)} is not known`);
-  const tags = new Set(entries.map((e) => tagOfVersion(e.version.version)).filter((t) => OCI_TAG.test(t)));
+  const tags = new Set(entries.map((e) => e.version.version).filter((t) => OCI_TAG.test(t)));
   for (const tag of Object.keys(await store.tags.all(name))) tags.add(tag);
   if (entries.some((e) => e.version.prerelease.length === 0)) tags.add("latest");
   return [...tags].sort();
 }
 
-/** The version an OCI tag names: a version (`_` for `+`), a templar tag or `latest`. */
+/** The version an OCI tag names: a version, a templar tag or `latest`. */
 export async function versionOfTag(
   c: Ctx,
   name: string,
@@ -71,8 +69,7 @@ export async function versionOfTag(
   const unknown = () =>
     new OciError("MANIFEST_UNKNOWN", `${repoOfTemplate(c, name)} has no tag ${JSON.stringify(tag)}`);
   if (!OCI_TAG.test(tag)) throw unknown();
-  const asVersion = tag.replaceAll("_", "+");
-  const ref = isVersion(asVersion) ? asVersion : isTag(tag) ? tag : null;
+  const ref = isVersion(tag) || isTag(tag) ? tag : null;
   if (ref === null) throw unknown();
   try {
     const resolved = await deps(c).store.versions.resolve(name, ref);
