@@ -42,7 +42,7 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  *   compat:
  *     maintainer: "Example Templates <templates@example.org>"   # aplinfo.dat Maintainer
  *     publicUrl: https://templates.example.org   # base for Infopage links (else the request's)
- *   oci:                       # the OCI Distribution API under /v2 (docs/oci.md)
+ *   oci:                       # the OCI Distribution API under /v2 (README "Proxmox VE 9 and other OCI clients")
  *     prefix: templates        # repositories are <prefix>/<name> (default: just <name>)
  *     tokenTtl: 5m             # life of the bearer tokens /v2/token hands out
  */

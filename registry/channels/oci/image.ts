@@ -4,8 +4,9 @@ import type { Format } from "../../../common/formats.js";
 import type { Artifact, Manifest } from "../../../common/manifest.js";
 
 /**
- * A template version as an OCI image (docs/oci.md), derived from its templar manifest alone, so
- * every replica serves byte-identical documents and nothing new is stored:
+ * A template version as an OCI image (README "Proxmox VE 9 and other OCI clients"), derived
+ * from its templar manifest alone, so every replica serves byte-identical documents and nothing
+ * new is stored:
  *
  *   image index   one entry per compressed artifact (tar.gz first: Proxmox's extractor reads gzip)
  *   └ image manifest   config + one layer: the artifact blob itself

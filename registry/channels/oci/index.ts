@@ -8,8 +8,8 @@ import { templateOfRepo } from "./repo.js";
 import { type Challenge, issueToken, ociPrincipal, unauthorized } from "./token.js";
 
 /**
- * OCI Distribution API v1.1, pull and content discovery (docs/oci.md), for Proxmox VE 9's
- * "pull from OCI registry" (skopeo), podman, umoci and any other OCI client:
+ * OCI Distribution API v1.1, pull and content discovery (README "Proxmox VE 9 and other OCI
+ * clients"), for Proxmox VE 9's "pull from OCI registry" (skopeo), podman, umoci and others:
  *
  *   GET /v2/                                  200, or 401 with the token challenge
  *   GET /v2/token                             HTTP Basic (a templar token) -> short-lived bearer token

@@ -5,7 +5,8 @@ import { parseDuration } from "../../config.js";
 import { OciError } from "./errors.js";
 
 /**
- * Token auth as OCI clients do it (the Docker registry token flow; docs/oci.md):
+ * Token auth as OCI clients do it (the Docker registry token flow; README "Proxmox VE 9 and
+ * other OCI clients"):
  *
  *   GET /v2/  ->  401, WWW-Authenticate: Bearer realm="<base>/v2/token",service="templar"
  *   GET /v2/token?service=templar&scope=...  with HTTP Basic (any user, a templar token as
