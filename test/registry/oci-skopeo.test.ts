@@ -18,11 +18,14 @@ import { makeTestCa, type TestCa } from "../helpers/tls.js";
 const tools = haveTools("skopeo", "umoci", "tar", "openssl");
 const NAME = "debian-13-x86_64-ocitest";
 const VERSION = "13.2.0";
+const ARM_NAME = "debian-13-aarch64-ocitest";
+const ARCH_FREE = "debian-13-ocitest";
 
 let dir: string;
 let ca: TestCa;
 let certDir: string;
 let packed: PackedTemplate;
+let armPacked: PackedTemplate;
 let open: ServeProcess;
 let closed: ServeProcess;
 let pullToken: string;
@@ -63,10 +66,14 @@ beforeAll(async () => {
   pullToken = createToken(closedConfig, "pull:debian-*");
   open = await spawnServe(storage, openConfig);
   closed = await spawnServe(storage, closedConfig);
-  const pushed = await templar(["push", packed.outDir, "--registry", open.url, "--token", push], {
-    NODE_EXTRA_CA_CERTS: ca.caCert,
-  });
-  expect(pushed.code, pushed.stderr).toBe(0);
+  // the same tree as an aarch64 template: with the x86_64 one, the multi-arch repository ARCH_FREE
+  armPacked = await packTemplate(tree, join(dir, "out-arm"), ARM_NAME, VERSION);
+  for (const out of [packed.outDir, armPacked.outDir]) {
+    const pushed = await templar(["push", out, "--registry", open.url, "--token", push], {
+      NODE_EXTRA_CA_CERTS: ca.caCert,
+    });
+    expect(pushed.code, pushed.stderr).toBe(0);
+  }
 }, 60_000);
 
 afterAll(async () => {
@@ -143,6 +150,33 @@ describe.runIf(tools)("skopeo and umoci over TLS", () => {
     expect(bundleConfig.process.args).toEqual(["/sbin/init"]);
     const umociFiles = (await treeListing(join(bundle, "rootfs"))).map((l) => l.split(" ")[0]);
     expect(umociFiles).toEqual(listing.map((l) => l.split(" ")[0]));
+  });
+
+  it("a multi-arch repository: skopeo picks each host's arch from one reference", async () => {
+    const ref = `docker://${hostOf(open.url)}/${ARCH_FREE}:${VERSION}`;
+    for (const [arch, t] of [
+      ["arm64", armPacked],
+      ["amd64", packed],
+    ] as const) {
+      const inspect = await skopeo(["--override-arch", arch, "inspect", "--cert-dir", certDir, ref]);
+      expect(inspect.code, inspect.stderr).toBe(0);
+      const info = JSON.parse(inspect.stdout) as { Architecture: string; Layers: string[] };
+      expect(info.Architecture).toBe(arch);
+      expect(info.Layers).toEqual([t.manifest.artifacts.find((a) => a.format === "tar.gz")!.digest]);
+    }
+    const archive = join(dir, "multi.tar");
+    const copy = await skopeo([
+      ...["--override-arch", "arm64", "copy", "--src-cert-dir", certDir, ref],
+      `oci-archive:${archive}`,
+    ]);
+    expect(copy.code, copy.stderr).toBe(0);
+    const result = await extractLikeProxmox(
+      archive,
+      join(dir, "layout-arm"),
+      join(dir, "rootfs-arm"),
+      "arm64",
+    );
+    expect(result.config.architecture).toBe("arm64");
   });
 
   it("with anonymous pull off: 401 without credentials, and --creds with a templar token works", async () => {

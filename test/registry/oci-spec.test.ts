@@ -261,6 +261,81 @@ describe("OCI token flow with anonymous pull off", () => {
   });
 });
 
+describe("multi-arch repositories", () => {
+  it("the arch-free name indexes every arch's images; a token sees only the arches in its scope", async () => {
+    const multi = await startTestRegistry({
+      anonymousPull: false,
+      tokens: { push: ["push:*"], amd: ["pull:debian-13-x86_64-*"] },
+    });
+    try {
+      const amd = makeTemplate("debian-13-x86_64-multi", "13.2.0", {
+        blobs: [randomBytes(30), randomBytes(40)],
+      });
+      const arm = makeTemplate("debian-13-aarch64-multi", "13.2.0", {
+        arch: "aarch64",
+        blobs: [randomBytes(50), randomBytes(60)],
+      });
+      const armOnly = makeTemplate("debian-13-aarch64-multi", "13.3.0", {
+        arch: "aarch64",
+        blobs: [randomBytes(70)],
+      });
+      for (const t of [arm, amd, armOnly])
+        expect((await pushTemplate(multi.url, multi.tokens.push!, t)).status).toBe(201);
+      const auth = { authorization: `Bearer ${multi.tokens.push}` };
+      const res = await fetch(`${multi.url}/v2/debian-13-multi/manifests/13.2.0`, { headers: auth });
+      expect(res.status).toBe(200);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      const index = JSON.parse(Buffer.from(bytes).toString()) as {
+        manifests: { digest: string; platform: { architecture: string } }[];
+      };
+      expect(index.manifests.map((m) => m.platform.architecture)).toEqual([
+        "amd64",
+        "amd64",
+        "arm64",
+        "arm64",
+      ]);
+      const digest = res.headers.get("docker-content-digest")!;
+      expect(digest).toBe(sha(bytes));
+      const again = await fetch(`${multi.url}/v2/debian-13-multi/manifests/${digest}`, { headers: auth });
+      expect(again.status).toBe(200);
+      expect(new Uint8Array(await again.arrayBuffer())).toEqual(bytes);
+      const armManifest = (await (
+        await fetch(`${multi.url}/v2/debian-13-multi/manifests/${index.manifests[2]!.digest}`, {
+          headers: auth,
+        })
+      ).json()) as { layers: { digest: string }[] };
+      expect(armManifest.layers[0]!.digest).toBe(sha(arm.blobs[1]!));
+      const layer = await fetch(`${multi.url}/v2/debian-13-multi/blobs/${sha(arm.blobs[1]!)}`, {
+        headers: auth,
+      });
+      expect(Buffer.from(await layer.arrayBuffer()).equals(arm.blobs[1]!)).toBe(true);
+      // a version only one arch has: that arch alone
+      const only = await fetch(`${multi.url}/v2/debian-13-multi/manifests/13.3.0`, { headers: auth });
+      const onlyIndex = (await only.json()) as { manifests: { platform: { architecture: string } }[] };
+      expect(onlyIndex.manifests.map((m) => m.platform.architecture)).toEqual(["arm64"]);
+      const tags = await (await fetch(`${multi.url}/v2/debian-13-multi/tags/list`, { headers: auth })).json();
+      expect(tags).toEqual({ name: "debian-13-multi", tags: ["13.2.0", "13.3.0", "latest"] });
+      const catalog = await (await fetch(`${multi.url}/v2/_catalog`, { headers: auth })).json();
+      expect(catalog).toEqual({
+        repositories: ["debian-13-aarch64-multi", "debian-13-multi", "debian-13-x86_64-multi"],
+      });
+
+      const amdOnly = { authorization: `Bearer ${multi.tokens.amd}` };
+      const scoped = await fetch(`${multi.url}/v2/debian-13-multi/manifests/13.2.0`, { headers: amdOnly });
+      const scopedIndex = (await scoped.json()) as { manifests: { platform: { architecture: string } }[] };
+      expect(scopedIndex.manifests.map((m) => m.platform.architecture)).toEqual(["amd64", "amd64"]);
+      const hidden = await fetch(`${multi.url}/v2/debian-13-multi/blobs/${sha(arm.blobs[1]!)}`, {
+        headers: amdOnly,
+      });
+      expect(hidden.status).toBe(404);
+      const anonymous = await fetch(`${multi.url}/v2/debian-13-multi/tags/list`);
+      expect(anonymous.status).toBe(401);
+    } finally {
+      await multi.close();
+    }
+  });
+});
+
 describe("repository prefix and the template page", () => {
   it("oci.prefix puts every repository under it; the page shows the reference and the pvesh command", async () => {
     const prefixed = await startTestRegistry({ more: { oci: { prefix: "templates" } } });

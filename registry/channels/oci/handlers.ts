@@ -4,7 +4,8 @@ import { sendBlob } from "../../handlers/blobs.js";
 import { type Ctx, deps } from "../../http/context.js";
 import { OciError } from "./errors.js";
 import { MEDIA, type OciDocument } from "./image.js";
-import { findDigest, imageOf, repoOfTemplate, repositories, tagsOf, versionOfTag } from "./repo.js";
+import type { Repo } from "./multiarch.js";
+import { findDigest, indexOfTag, repositories, tagsOf } from "./repo.js";
 
 /**
  * The /v2 pull and content-discovery routes (distribution-spec v1.1). The caller's right to
@@ -36,49 +37,35 @@ function sendDocument(c: Ctx, d: OciDocument): Response {
   return c.body(new Uint8Array(d.bytes), 200);
 }
 
-async function repoKnown(c: Ctx, name: string): Promise<void> {
-  if ((await deps(c).store.versions.list(name)).entries.length === 0)
-    throw new OciError("NAME_UNKNOWN", `repository ${repoOfTemplate(c, name)} is not known`);
-}
-
 /**
  * GET/HEAD /v2/<repo>/manifests/<tag|digest>. A tag answers the image index when the client
  * accepts it (or names no type), else the gzip image manifest when it accepts OCI manifests;
  * a digest answers that exact document whatever the Accept header says.
  */
-export async function getManifest(c: Ctx, name: string, ref: string): Promise<Response> {
-  const unknown = () => new OciError("MANIFEST_UNKNOWN", `${repoOfTemplate(c, name)} has no manifest ${ref}`);
+export async function getManifest(c: Ctx, repo: Repo, ref: string): Promise<Response> {
+  const unknown = () => new OciError("MANIFEST_UNKNOWN", `${repo.path} has no manifest ${ref}`);
   if (ref.includes(":")) {
     const hex = digestHex(ref, unknown);
-    await repoKnown(c, name);
-    const found = await findDigest(c, name, hex);
+    const found = await findDigest(c, repo, hex);
     if (found?.kind !== "document" || found.doc.mediaType === MEDIA.config) throw unknown();
     return sendDocument(c, found.doc);
   }
-  const { version, bytes } = await versionOfTag(c, name, ref);
-  const image = imageOf(bytes, `${name}@${version}`);
-  if (!image) {
-    throw new OciError(
-      "MANIFEST_UNKNOWN",
-      `${name}@${version} has no tar.gz or tar.zst artifact, which an OCI image needs`,
-    );
-  }
+  const { index, first } = await indexOfTag(c, repo, ref);
   const types = accepted(c);
   const any = types.length === 0 || types.includes("*/*") || types.includes("application/*");
-  if (any || types.includes(MEDIA.index)) return sendDocument(c, image.index);
-  if (types.includes(MEDIA.manifest)) return sendDocument(c, image.manifests[0]!.manifest);
+  if (any || types.includes(MEDIA.index)) return sendDocument(c, index);
+  if (types.includes(MEDIA.manifest)) return sendDocument(c, first);
   throw new OciError(
     "MANIFEST_UNKNOWN",
-    `${repoOfTemplate(c, name)}:${ref} is served as ${MEDIA.index} or ${MEDIA.manifest}; the Accept header names neither`,
+    `${repo.path}:${ref} is served as ${MEDIA.index} or ${MEDIA.manifest}; the Accept header names neither`,
   );
 }
 
 /** GET/HEAD /v2/<repo>/blobs/<digest>: a layer (the artifact, with ranges) or a derived config. */
-export async function getBlob(c: Ctx, name: string, raw: string): Promise<Response> {
-  const unknown = () => new OciError("BLOB_UNKNOWN", `${repoOfTemplate(c, name)} has no blob ${raw}`);
+export async function getBlob(c: Ctx, repo: Repo, raw: string): Promise<Response> {
+  const unknown = () => new OciError("BLOB_UNKNOWN", `${repo.path} has no blob ${raw}`);
   const hex = digestHex(raw, unknown);
-  await repoKnown(c, name);
-  const found = await findDigest(c, name, hex);
+  const found = await findDigest(c, repo, hex);
   if (!found) throw unknown();
   c.header("Docker-Content-Digest", `sha256:${hex}`);
   if (found.kind === "document") {
@@ -120,11 +107,10 @@ function paginate(c: Ctx, items: string[], path: string): string[] {
 }
 
 /** GET /v2/<repo>/tags/list. */
-export async function getTags(c: Ctx, name: string): Promise<Response> {
-  const repo = repoOfTemplate(c, name);
-  const tags = paginate(c, await tagsOf(c, name), `/v2/${repo}/tags/list`);
+export async function getTags(c: Ctx, repo: Repo): Promise<Response> {
+  const tags = paginate(c, await tagsOf(c, repo), `/v2/${repo.path}/tags/list`);
   c.header("Cache-Control", "no-cache");
-  return c.json({ name: repo, tags });
+  return c.json({ name: repo.path, tags });
 }
 
 /** GET /v2/_catalog: the repositories the caller may pull. */
@@ -138,9 +124,8 @@ export async function getCatalog(c: Ctx): Promise<Response> {
  * GET /v2/<repo>/referrers/<digest>: templar images have no referrers (nothing is pushed over
  * /v2), so an empty image index, as the spec asks of a registry that supports the API.
  */
-export async function getReferrers(c: Ctx, name: string, raw: string): Promise<Response> {
+export async function getReferrers(c: Ctx, _repo: Repo, raw: string): Promise<Response> {
   digestHex(raw, () => new OciError("MANIFEST_UNKNOWN", `no manifest ${raw}`));
-  await repoKnown(c, name);
   c.header("Content-Type", MEDIA.index);
   return c.body(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: [] }), 200);
 }

@@ -4,6 +4,7 @@ import { type Ctx, deps, type RegistryEnv } from "../../http/context.js";
 import type { HostChannel } from "../channel.js";
 import { OciError, ociErrorResponse } from "./errors.js";
 import { getBlob, getCatalog, getManifest, getReferrers, getTags } from "./handlers.js";
+import { resolveRepo } from "./multiarch.js";
 import { templateOfRepo } from "./repo.js";
 import { type Challenge, issueToken, ociPrincipal, unauthorized } from "./token.js";
 
@@ -69,23 +70,27 @@ export function ociApp(): Hono<RegistryEnv> {
     return getCatalog(c);
   });
   app.on(["GET", "HEAD"], "/*", async (c) => {
-    const path = c.req.path;
-    if (path === "/v2/" || path === "/v2") {
+    const url = c.req.path;
+    if (url === "/v2/" || url === "/v2") {
       needPull(c, null);
       return c.json({});
     }
-    const tags = TAGS.exec(path);
-    const m = tags ? null : ROUTE.exec(path);
-    if (!tags && !m) throw new OciError("NAME_UNKNOWN", `no route for ${c.req.method} ${path}`);
-    const repo = (tags?.[1] ?? m?.[1])!;
-    needPull(c, null, repo);
-    const name = templateOfRepo(c, repo);
-    needPull(c, name, repo);
-    if (tags) return getTags(c, name);
-    const ref = decodeURIComponent(m![3]!);
-    if (m![2] === "manifests") return getManifest(c, name, ref);
-    if (m![2] === "blobs") return getBlob(c, name, ref);
-    return getReferrers(c, name, ref);
+    const tags = TAGS.exec(url);
+    const m = tags ? null : ROUTE.exec(url);
+    if (!tags && !m) throw new OciError("NAME_UNKNOWN", `no route for ${c.req.method} ${url}`);
+    const path = (tags?.[1] ?? m?.[1])!;
+    needPull(c, null, path);
+    const repo = await resolveRepo(c, path, templateOfRepo(c, path), (name) => needPull(c, name, path));
+    if (tags) return getTags(c, repo);
+    let ref: string;
+    try {
+      ref = decodeURIComponent(m![3]!);
+    } catch {
+      throw new OciError("MANIFEST_UNKNOWN", `${JSON.stringify(m![3])} is neither a tag nor a digest`);
+    }
+    if (m![2] === "manifests") return getManifest(c, repo, ref);
+    if (m![2] === "blobs") return getBlob(c, repo, ref);
+    return getReferrers(c, repo, ref);
   });
   app.all("/*", (c) => {
     throw new OciError(

@@ -2,13 +2,13 @@ import { sha256Hex } from "../../../common/digest.js";
 import { CodedError } from "../../../common/error-codes.js";
 import { parseManifest } from "../../../common/manifest.js";
 import { isTag, isVersion, templateNameProblem } from "../../../common/names.js";
-import { allowed } from "../../auth.js";
 import { type Ctx, deps } from "../../http/context.js";
 import { mapLimit } from "../../store/store.js";
 import type { VersionEntry } from "../../store/versions.js";
 import { pullableTemplates } from "../serve.js";
 import { OciError } from "./errors.js";
 import { deriveImage, type OciDocument, type OciImage } from "./image.js";
+import { combinedIndex, multiArchNames, type Repo } from "./multiarch.js";
 
 /**
  * Repositories, tags and digests of the /v2 view, read through the store.
@@ -43,13 +43,21 @@ export function repoOfTemplate(c: Ctx, name: string): string {
   return prefix ? `${prefix}/${name}` : name;
 }
 
-/** Repositories the caller may pull, sorted (the catalog). */
+/** Repositories the caller may pull, sorted (the catalog): templates and multi-arch names. */
 export async function repositories(c: Ctx): Promise<string[]> {
-  return (await pullableTemplates(c)).map((n) => repoOfTemplate(c, n)).sort();
+  const pullable = await pullableTemplates(c);
+  return [...pullable, ...multiArchNames(pullable)].map((n) => repoOfTemplate(c, n)).sort();
+}
+
+/** Every tag of a repository (for several arches: of any of them), sorted. */
+export async function tagsOf(c: Ctx, repo: Repo): Promise<string[]> {
+  const tags = new Set<string>();
+  for (const member of repo.members) for (const tag of await templateTags(c, member)) tags.add(tag);
+  return [...tags].sort();
 }
 
 /** Every tag of a template, sorted; NAME_UNKNOWN when it has no version. */
-export async function tagsOf(c: Ctx, name: string): Promise<string[]> {
+async function templateTags(c: Ctx, name: string): Promise<string[]> {
   const { store } = deps(c);
   const { entries } = await store.versions.list(name);
   if (entries.length === 0)
@@ -129,8 +137,8 @@ async function digestsOf(c: Ctx, name: string, entries: VersionEntry[]): Promise
   return byHex;
 }
 
-/** What `hex` is within repository `name`, or null. */
-export async function findDigest(c: Ctx, name: string, hex: string): Promise<Found | null> {
+/** What `hex` is within template `name`, or null. */
+async function templateDigest(c: Ctx, name: string, hex: string): Promise<Found | null> {
   const list = await deps(c).store.versions.list(name);
   let pending = repoDigests.get(list);
   if (!pending) {
@@ -140,7 +148,51 @@ export async function findDigest(c: Ctx, name: string, hex: string): Promise<Fou
   return (await pending).get(hex) ?? null;
 }
 
-/** Whether the caller may pull `name`; a template outside its scope looks like one that is not there. */
-export function mayPull(c: Ctx, name: string): boolean {
-  return allowed(c.get("principal"), "pull", name, c.get("config"));
+/**
+ * The image index a tag names: the template's own, or for a multi-arch repository one over
+ * the images of every arch that has the tag. MANIFEST_UNKNOWN when none has an OCI image.
+ */
+export async function indexOfTag(
+  c: Ctx,
+  repo: Repo,
+  tag: string,
+): Promise<{ index: OciDocument; first: OciDocument }> {
+  const images: OciImage[] = [];
+  let why: unknown = null;
+  for (const member of repo.members) {
+    try {
+      const { version, bytes } = await versionOfTag(c, member, tag);
+      const image = imageOf(bytes, `${member}@${version}`);
+      if (image) images.push(image);
+      else
+        why = new OciError(
+          "MANIFEST_UNKNOWN",
+          `${member}@${version} has no tar.gz or tar.zst artifact, which an OCI image needs`,
+        );
+    } catch (err) {
+      if (repo.members.length === 1 || !(err instanceof OciError)) throw err;
+      why = err;
+    }
+  }
+  const first = images[0];
+  if (!first) throw why ?? new OciError("MANIFEST_UNKNOWN", `${repo.path} has no tag ${JSON.stringify(tag)}`);
+  const index = repo.members.length === 1 ? first.index : combinedIndex(images);
+  return { index, first: first.manifests[0]!.manifest };
+}
+
+/**
+ * What `hex` is within a repository, or null: a document or layer of one of its templates, or
+ * (multi-arch) the combined index of one of its tags.
+ */
+export async function findDigest(c: Ctx, repo: Repo, hex: string): Promise<Found | null> {
+  for (const member of repo.members) {
+    const found = await templateDigest(c, member, hex);
+    if (found) return found;
+  }
+  if (repo.members.length === 1) return null;
+  for (const tag of await tagsOf(c, repo)) {
+    const { index } = await indexOfTag(c, repo, tag).catch(() => ({ index: null }));
+    if (index?.hex === hex) return { kind: "document", doc: index };
+  }
+  return null;
 }
