@@ -42,6 +42,9 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  *   compat:
  *     maintainer: "Example Templates <templates@example.org>"   # aplinfo.dat Maintainer
  *     publicUrl: https://templates.example.org   # base for Infopage links (else the request's)
+ *   oci:                       # the OCI Distribution API under /v2 (README "Proxmox VE 9 and other OCI clients")
+ *     prefix: templates        # repositories are <prefix>/<name> (default: just <name>)
+ *     tokenTtl: 5m             # life of the bearer tokens /v2/token hands out
  */
 export const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const duration = z.string().regex(DURATION, "expected a duration such as 30s, 15m, 1h or 7d");
@@ -85,6 +88,18 @@ export const RegistryConfigSchema = z.strictObject({
     .strictObject({
       maintainer: z.string().default("templar registry"),
       publicUrl: z.url().optional(),
+    })
+    .prefault({}),
+  oci: z
+    .strictObject({
+      prefix: z
+        .string()
+        .regex(
+          /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/,
+          "expected OCI repository path components such as templates or org/templates",
+        )
+        .optional(),
+      tokenTtl: duration.default("5m"),
     })
     .prefault({}),
 });

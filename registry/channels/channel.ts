@@ -10,7 +10,11 @@ import type { RegistryEnv } from "../http/context.js";
 export interface HostChannel {
   /** Who it serves, e.g. "OpenVZ vztmpl-dl". */
   readonly name: string;
-  /** Route patterns the channel owns (Hono syntax), for the pull check. */
+  /**
+   * Route patterns the channel owns (Hono syntax), for the pull check. A channel whose clients
+   * speak an auth protocol of their own (OCI's token flow) lists none and checks the same scopes
+   * in its routes.
+   */
   readonly paths: readonly string[];
   /** Adds the channel's routes (GET routes answer HEAD as well). */
   routes(app: Hono<RegistryEnv>): void;

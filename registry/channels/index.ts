@@ -1,6 +1,7 @@
 import type { HostChannel } from "./channel.js";
+import { oci } from "./oci/index.js";
 import { openvz } from "./openvz.js";
 import { proxmox } from "./proxmox.js";
 
 /** The ONE table of host channels: a new kind of host adds one row here. */
-export const hostChannels: readonly HostChannel[] = [openvz, proxmox];
+export const hostChannels: readonly HostChannel[] = [openvz, proxmox, oci];

@@ -21,10 +21,22 @@ export function digestParam(c: Ctx): string {
 export async function getBlob(c: Ctx): Promise<Response> {
   need(c, "pull", null);
   const hex = digestParam(c);
-  const { store, metrics } = deps(c);
-  const info = await store.blobs.stat(hex);
+  const info = await deps(c).store.blobs.stat(hex);
   if (!info || !(await mayReadBlob(c, hex)))
     throw new CodedError("BLOB_UNKNOWN", `blob sha256:${hex} does not exist`);
+  return sendBlob(c, hex, info);
+}
+
+/**
+ * Sends a stored blob the caller may read (checked before): ranges, ETag, conditional requests,
+ * HEAD, or the S3 redirect. /v1/blobs and the OCI channel's blobs share it.
+ */
+export async function sendBlob(
+  c: Ctx,
+  hex: string,
+  info: { size: number; modified: Date },
+): Promise<Response> {
+  const { store, metrics } = deps(c);
   const etag = `"sha256:${hex}"`;
   c.header("ETag", etag);
   c.header("Accept-Ranges", "bytes");

@@ -1,4 +1,5 @@
 import { html } from "hono/html";
+import { repoOfTemplate } from "../channels/oci/repo.js";
 import type { Ctx } from "../http/context.js";
 import { publicOrigin, templateInfo } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
@@ -22,6 +23,7 @@ export async function templatePage(c: Ctx): Promise<Response> {
 <p class="lead">${shown?.description ?? ""}${facts ? html` <span class="muted">(${facts})</span>` : ""}</p>
 <h2>How to pull</h2>
 ${howToPull(origin, name, latest)}
+${ociPull(origin, repoOfTemplate(c, name), latest)}
 <h2>Versions</h2>
 <table class="versions">
 <thead><tr><th>version</th><th>tags</th><th>created</th><th>pushed</th><th>download (per format)</th><th>signed</th></tr></thead>
@@ -58,4 +60,19 @@ templar pull ${shellWord(`${name}@^${major}`)} --registry ${registry}   # newest
 <pre><code>TEMPLATE_REPOS=${shellWord(`${origin}/precreated`)}</code></pre>
 <p>then <code>vztmpl-dl --update ${shellWord(name)}</code>, or just <code>vzctl create ID --ostemplate ${shellWord(name)}</code>.</p>
 <p>Proxmox: the registry's signed index for <code>pveam</code> is <a href="/aplinfo.dat"><code>${origin}/aplinfo.dat</code></a>; a version's page shows a checked <code>pvesh … download-url</code> command.</p>`;
+}
+
+/**
+ * Proxmox VE 9 and other OCI clients: the image reference (host without scheme, as OCI
+ * references are written) and the stock pvesh call behind the GUI's "Pull from OCI Registry".
+ */
+function ociPull(origin: string, repo: string, latest: string | null): Html {
+  const reference = `${new URL(origin).host}/${repo}:${latest ?? "latest"}`;
+  const ref = shellWord(reference);
+  return html`<h3>Proxmox VE 9 and OCI clients</h3>
+<p>OCI image reference: <code class="oci-ref">${reference}</code></p>
+<pre><code>pvesh create /nodes/$(hostname)/storage/local/oci-registry-pull --reference ${ref}</code></pre>
+<p>or in the GUI: <em>Datacenter → node → storage (local) → CT Templates → Pull from OCI Registry</em>, reference <code>${reference}</code>. The host must trust the registry's TLS certificate. Elsewhere:</p>
+<pre><code>skopeo copy docker://${ref} oci-archive:${shellWord(`${repo.split("/").pop()}.tar`)}
+podman pull ${ref}</code></pre>`;
 }

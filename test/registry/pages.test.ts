@@ -322,7 +322,7 @@ describe.skipIf(!haveTools("sh"))("registry pages: shell commands", () => {
    * name (CMD), arguments (ARG) and input (IN); `$TEMPLATE_REPOS` is printed last (VAR).
    */
   function run(block: string): string[] {
-    const stubs = ["templar", "curl", "pvesh", "sha256sum"].map(
+    const stubs = ["templar", "curl", "pvesh", "sha256sum", "skopeo", "podman"].map(
       (c) =>
         `${c}() { printf 'CMD %s\\n' ${c}; for a in "$@"; do printf 'ARG %s\\n' "$a"; done;` +
         ` ${c === "sha256sum" ? `while read -r l; do printf 'IN %s\\n' "$l"; done;` : ""} }`,
@@ -362,7 +362,7 @@ describe.skipIf(!haveTools("sh"))("registry pages: shell commands", () => {
       ],
     ]);
 
-    const [pulls, repos] = commands(await getPage(`/templates/${NAME}`)).map(run);
+    const [pulls, repos, ociPvesh, ociOthers] = commands(await getPage(`/templates/${NAME}`)).map(run);
     const pull = (ref: string) => [
       "CMD templar",
       "ARG pull",
@@ -372,6 +372,18 @@ describe.skipIf(!haveTools("sh"))("registry pages: shell commands", () => {
     ];
     expect(pulls).toEqual([...pull(NAME), ...pull(`${NAME}@13.0.0`), ...pull(`${NAME}@^13`), "VAR "]);
     expect(repos).toEqual([`VAR ${origin}/precreated`]);
+    const reference = `${new URL(origin).host}/${NAME}:13.0.0`;
+    expect(ociPvesh).toEqual([
+      "CMD pvesh",
+      ...["create", "/nodes/node1/storage/local/oci-registry-pull", "--reference", reference].map(
+        (a) => `ARG ${a}`,
+      ),
+      "VAR ",
+    ]);
+    expect(ociOthers).toEqual([
+      ...["CMD skopeo", "ARG copy", `ARG docker://${reference}`, `ARG oci-archive:${NAME}.tar`],
+      ...["CMD podman", "ARG pull", `ARG ${reference}`, "VAR "],
+    ]);
 
     // The catalog's commands have placeholders (not runnable): the address is one quoted word.
     const catalog = await getPage("/");

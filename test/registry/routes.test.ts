@@ -438,7 +438,7 @@ describe("health, metrics, logs", () => {
   });
 
   it("answers unknown routes with a JSON 404", async () => {
-    expect(await errorOf(await fetch(`${r.url}/v2/nothing`))).toMatchObject({
+    expect(await errorOf(await fetch(`${r.url}/v9/nothing`))).toMatchObject({
       status: 404,
       code: "NOT_FOUND",
     });
