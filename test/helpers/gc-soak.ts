@@ -11,9 +11,14 @@ export interface SoakOptions {
   configPath: string;
   /** A token with push scope. */
   token: string;
-  /** Pushes go on this long, and then until `minAcknowledged`, for at most `maxMs` in all. */
+  /**
+   * Pushes go on this long, and then until `minAcknowledged` and until a GC run's marks met a
+   * PUT at least `minGcInProgress` times (how often that happens depends on how long GC runs
+   * take on a loaded machine), for at most `maxMs` in all.
+   */
   durationMs: number;
   minAcknowledged: number;
+  minGcInProgress?: number;
   maxMs: number;
   /** Per round: templates pushed by several identical pushers at once, and by one pusher each. */
   shared: number;
@@ -153,7 +158,8 @@ export async function gcSoak(o: SoakOptions): Promise<SoakResult> {
   const started = Date.now();
   const more = () =>
     Date.now() - started < o.durationMs ||
-    (result.acknowledged < o.minAcknowledged && Date.now() - started < o.maxMs);
+    ((result.acknowledged < o.minAcknowledged || result.backedOff.gcInProgress < (o.minGcInProgress ?? 0)) &&
+      Date.now() - started < o.maxMs);
   // Independent lanes of rounds (names of their own): a round waits for its slowest pusher,
   // often one waiting for a GC run to end, and the other lanes push meanwhile.
   const lane = async (l: number) => {

@@ -30,6 +30,7 @@ describe("online GC with no grace period against concurrent pushes (local storag
       token,
       durationMs: 20_000,
       minAcknowledged: 300,
+      minGcInProgress: 1,
       maxMs: 45_000,
       shared: 6,
       identical: 3,
