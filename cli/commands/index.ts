@@ -31,6 +31,18 @@ export const commands: Record<string, CommandEntry> = {
     summary: "download a verified template into the template cache",
     load: async () => (await import("./pull.js")).command,
   },
+  tag: {
+    summary: "point a tag of a template at a version on a registry (tag NAME@VERSION TAG)",
+    load: async () => (await import("./tag.js")).command,
+  },
+  untag: {
+    summary: "remove a tag of a template from a registry (untag NAME TAG)",
+    load: async () => (await import("./tag.js")).untag,
+  },
+  delete: {
+    summary: "delete a version of a template from a registry (delete NAME@VERSION)",
+    load: async () => (await import("./delete.js")).command,
+  },
   list: {
     summary: "templates in the local cache, or a registry's catalog (--remote)",
     load: async () => (await import("./list.js")).command,
