@@ -51,7 +51,8 @@ async function checkRootfs(rootfs: string): Promise<string> {
     info = await stat(root);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new UserError(`rootfs directory ${rootfs} does not exist`, ExitCode.notFound);
+    if (code === "ENOENT")
+      throw new UserError(`rootfs directory ${rootfs} does not exist`, ExitCode.notFound);
     throw new UserError(`cannot read rootfs directory ${rootfs}: ${code}`);
   }
   if (!info.isDirectory()) throw new UserError(`rootfs ${rootfs} is not a directory`);
