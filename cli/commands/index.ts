@@ -2,6 +2,10 @@ import type { CommandEntry } from "../command.js";
 
 /** Every sub-command, in the order `templar --help` lists them. Each loads its module on use. */
 export const commands: Record<string, CommandEntry> = {
+  doctor: {
+    summary: "what this machine lacks for pack, build and test (programs, packages, root)",
+    load: async () => (await import("./doctor.js")).command,
+  },
   key: {
     summary: "generate an OpenPGP signing key pair",
     load: async () => (await import("./key.js")).command,

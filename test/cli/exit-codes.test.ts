@@ -90,6 +90,7 @@ describe("exit codes of every command follow README's table", () => {
   const registry = () => ["--registry", reg.url];
   const cases: Case[] = [
     { command: "key", what: "no sub-command", args: () => ["key"], expect: "usage error" },
+    { command: "doctor", what: "unknown command", args: () => ["doctor", "nonsense"], expect: "usage error" },
     {
       command: "build",
       what: "missing recipe",
