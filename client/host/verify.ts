@@ -39,7 +39,12 @@ export function manifestVerifier(
         missing ? ExitCode.notFound : ExitCode.verification,
       );
     });
-    const { fingerprint, userId } = await verifyDetached(signature, bytes, await keys, `${what}: manifest signature`);
+    const { fingerprint, userId } = await verifyDetached(
+      signature,
+      bytes,
+      await keys,
+      `${what}: manifest signature`,
+    );
     return `signed by ${fingerprint}${userId ? ` (${userId})` : ""}`;
   };
 }

@@ -69,6 +69,7 @@ describe.skipIf(!haveChromium())("pages show who signed and how to trust it", ()
 
   it("template page: signer, keyring step, vztmpl-dl signature settings; the printed commands work", async () => {
     await page.goto(`${registry.url}/templates/${NAME}`);
+    // biome-ignore lint/performance/useDomNodeTextContent: the rendered text, line breaks included, is what people read
     const text = await page.locator("main, body").first().innerText();
     expect(text).toContain(fingerprint);
     expect(text).toContain("Example Templates <templates@example.org>");
@@ -81,6 +82,7 @@ describe.skipIf(!haveChromium())("pages show who signed and how to trust it", ()
     });
 
     // The first code block run as printed (the keyring under a scratch /etc, a scratch cache).
+    // biome-ignore lint/performance/useDomNodeTextContent: the rendered text, line breaks included, is what people read
     const first = await page.locator("pre code").first().innerText();
     const etc = join(dir, "etc");
     const cache = join(dir, "cache");
@@ -110,6 +112,7 @@ describe.skipIf(!haveChromium())("pages show who signed and how to trust it", ()
 
   it("version page: signer, pushed beside created, each artifact's .asc", async () => {
     await page.goto(`${registry.url}/templates/${NAME}/13.8.1`);
+    // biome-ignore lint/performance/useDomNodeTextContent: the rendered text, line breaks included, is what people read
     const text = await page.locator("body").innerText();
     expect(text).toMatch(/signed by\s+[0-9A-F]{40} Example Templates <templates@example\.org>/);
     expect(text).toMatch(/created\s+.*\n?pushed\s+/);
