@@ -121,7 +121,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       log: (line) => options.onLine?.(line),
     };
     const method = sourceMethods[recipe.source.method]!;
-    stage("source", method.name);
+    stage("source", method.describe?.(recipe.source.config, ctx) ?? method.name);
     const source = await method.populate(recipe.source.config, ctx);
     checkAborted(signal);
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
-import { UserError } from "../common/errors.js";
+import { ExitCode, UserError } from "../common/errors.js";
 import { assertTemplateName } from "../common/names.js";
 import { families } from "./family/index.js";
 import { validateAt } from "./recipe/issues.js";
@@ -31,7 +31,10 @@ async function loadFile(abs: string, chain: string[]): Promise<LoadedFile> {
     const code = (err as NodeJS.ErrnoException).code;
     const why =
       code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (err as Error).message;
-    throw new UserError(`${shown}: cannot read recipe: ${why}`);
+    throw new UserError(
+      `${shown}: cannot read recipe: ${why}`,
+      code === "ENOENT" ? ExitCode.notFound : ExitCode.failure,
+    );
   }
   const self = parseLayer(shown, bytes.toString("utf8"));
   const file = { path: shown, sha256: createHash("sha256").update(bytes).digest("hex") };

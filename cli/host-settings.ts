@@ -35,6 +35,8 @@ export interface HostSettings {
   keyring: string;
   proxmox: boolean;
   dest: string;
+  /** True when no flag, variable or config named the cache: the host type's default was taken. */
+  destIsDefault: boolean;
   /** --allow-unsigned or TEMPLAR_ALLOW_UNSIGNED=1 (deliberately not a config file setting). */
   allowUnsigned: boolean;
 }
@@ -50,12 +52,14 @@ export async function hostSettings(flags: {
 }): Promise<HostSettings> {
   const config = await loadHostConfig();
   const proxmox = flags.proxmox ?? envBoolean("TEMPLAR_PROXMOX") ?? config.proxmox ?? false;
+  const dest = flagOrEnv(flags.dest, "TEMPLAR_DEST") ?? config.dest;
   return {
     registry: flagOrEnv(flags.registry, "TEMPLAR_REGISTRY") ?? config.registry,
     token: flagOrEnv(flags.token, "TEMPLAR_TOKEN") ?? config.token,
     keyring: flagOrEnv(flags.keyring, "TEMPLAR_KEYRING") ?? config.keyring ?? DEFAULT_KEYRING,
     proxmox,
     allowUnsigned: flags["allow-unsigned"] ?? envBoolean("TEMPLAR_ALLOW_UNSIGNED") ?? false,
-    dest: flagOrEnv(flags.dest, "TEMPLAR_DEST") ?? config.dest ?? (proxmox ? PROXMOX_CACHE : OPENVZ_CACHE),
+    dest: dest ?? (proxmox ? PROXMOX_CACHE : OPENVZ_CACHE),
+    destIsDefault: dest === undefined,
   };
 }

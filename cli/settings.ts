@@ -73,7 +73,23 @@ export function sourceDateEpoch(
   return { value: parseEpoch(value, "SOURCE_DATE_EPOCH"), from: "environment" };
 }
 
-/** The registry's config file: `--config`, else $TEMPLAR_CONFIG, else ./templar-registry.yaml. */
-export function registryConfigPath(flag: string | undefined): string {
-  return resolve(flagOrEnv(flag, "TEMPLAR_CONFIG", DEFAULT_CONFIG_FILE)!);
+/** The registry's storage: `--storage`, else $TEMPLAR_STORAGE, else ./data. */
+export function registryStorage(flag: string | undefined): string {
+  return flagOrEnv(flag, "TEMPLAR_STORAGE", "./data")!;
+}
+
+/**
+ * The registry's config file (tokens, keys): `--config`, else $TEMPLAR_CONFIG, else the file
+ * beside the storage it belongs to (`<storage dir>/templar-registry.yaml`). Never a file found in
+ * the working directory: two registries started from one directory (a registry and its mirror)
+ * would share tokens. A bucket has no "beside", so S3 storage needs the file named.
+ */
+export function registryConfigPath(flag: string | undefined, storage: string): string {
+  const named = flagOrEnv(flag, "TEMPLAR_CONFIG");
+  if (named !== undefined) return resolve(named);
+  if (/^s3:\/\//i.test(storage))
+    throw usageError(
+      `storage ${storage} is a bucket: name the registry's config file with --config FILE (or TEMPLAR_CONFIG)`,
+    );
+  return resolve(storage, DEFAULT_CONFIG_FILE);
 }

@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
+import { ERROR_CODES, isErrorCode } from "../common/error-codes.js";
 import { ExitCode, UserError } from "../common/errors.js";
 import type { TemplateRef } from "../common/reference.js";
 import { displayUrl, type Reply, send } from "./transport.js";
@@ -80,7 +81,9 @@ export function connectionReason(err: unknown): string {
 // Defined beside Reply, which names URLs in its own errors; re-exported for everyone else.
 export { displayUrl } from "./transport.js";
 
-function exitCodeFor(status: number): number {
+/** The exit code for an error answer: the error code table's, else by status (404: not found). */
+function exitCodeFor(status: number, code: string): number {
+  if (isErrorCode(code)) return ERROR_CODES[code].exit;
   if (status === 404) return ExitCode.notFound;
   return ExitCode.failure;
 }
@@ -233,7 +236,7 @@ export class RegistryClient {
       `${what}registry said ${response.status} ${code}${oneLine ? `: ${oneLine}` : ""}${hint}`,
       response.status,
       code,
-      exitCodeFor(response.status),
+      exitCodeFor(response.status, code),
     );
   }
 }

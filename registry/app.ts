@@ -12,6 +12,7 @@ import { type Ctx, need, type RegistryDeps, type RegistryEnv } from "./http/cont
 import { errorBody, toErrorResponse } from "./http/errors.js";
 import { CLIENT_CLOSED, clientAbort, requestLog } from "./http/request-log.js";
 import { pageContext, pages } from "./pages/index.js";
+import { getPublicKey } from "./signers.js";
 
 /**
  * The registry's routes (docs/http-api.md): this table is the whole HTTP surface. The API's
@@ -61,6 +62,10 @@ export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
     for (const path of channel.paths) app.use(path, principal, pull);
     channel.routes(app);
   }
+
+  // Maintainers' public keys from the push policy, for the keyring step of the pull commands.
+  app.use("/keys/*", principal, pull);
+  app.get("/keys/:file", getPublicKey);
 
   app.get("/healthz", healthz);
   app.get("/readyz", readyz);

@@ -8,7 +8,7 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
 
 /**
  * The registry's config file (YAML; `templar serve --config FILE`, default
- * ./templar-registry.yaml or $TEMPLAR_CONFIG). Every field is optional:
+ * $TEMPLAR_CONFIG, else templar-registry.yaml in the storage directory). Every field is optional:
  *
  *   anonymousPull: true        # GET without a token; false requires a pull token (API, pages,
  *                              # /precreated, /aplinfo.dat, /proxmox)

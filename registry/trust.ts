@@ -1,7 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { Readable } from "node:stream";
-import * as openpgp from "openpgp";
+import type { Readable } from "node:stream";
 import { CodedError } from "../common/error-codes.js";
 import { errorMessage, UserError } from "../common/errors.js";
 import {
@@ -12,7 +11,7 @@ import {
   readPrivateKeyFile,
   readPublicKeysFile,
 } from "../common/signing/keys.js";
-import { signBytes, verifyDetached } from "../common/signing/signatures.js";
+import { signBytes, verifyDetached, verifyDetachedStream } from "../common/signing/signatures.js";
 import type { RegistryConfig } from "./config.js";
 import type { Ctx } from "./http/context.js";
 import { deps } from "./http/context.js";
@@ -105,32 +104,9 @@ export async function verifyStream(
   data: Readable,
   trusted: PublicKey[],
 ): Promise<string | null> {
-  let signature: openpgp.Signature;
-  try {
-    signature = await openpgp.readSignature({ armoredSignature: armoredSignature.toString("utf8") });
-  } catch (err) {
-    data.destroy();
-    return `not a valid OpenPGP signature (${errorMessage(err)})`;
-  }
-  const message = await openpgp.createMessage({
-    binary: Readable.toWeb(data) as unknown as ReadableStream<Uint8Array>,
-  });
-  const result = await openpgp.verify({ message, signature, verificationKeys: trusted, expectSigned: false });
-  // The signature check completes only once the data has been read through.
-  for await (const _ of result.data as unknown as AsyncIterable<unknown>) {
-    // drain
-  }
-  for (const sig of result.signatures) {
-    try {
-      await sig.verified;
-      return null;
-    } catch (err) {
-      if (/Could not find signing key/i.test(errorMessage(err))) continue;
-      return `BAD signature (${errorMessage(err)})`;
-    }
-  }
-  const ids = result.signatures.map((s) => s.keyID.toHex().toUpperCase()).join(", ");
-  return `signed by key ${ids || "(none)"}, which the push policy does not trust`;
+  const result = await verifyDetachedStream(armoredSignature, data, trusted);
+  if (!("problem" in result)) return null;
+  return result.problem.replace(/which is not in the keyring$/, "which the push policy does not trust");
 }
 
 /** The registry's index key (config `indexKey`), or null when none is configured. */

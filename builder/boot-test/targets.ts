@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { UserError } from "../../common/errors.js";
+import { ExitCode, UserError } from "../../common/errors.js";
 import { FORMATS, type Format } from "../../common/formats.js";
 import { parseManifest } from "../../common/manifest.js";
 import { artifactFileName } from "../../common/manifest-files.js";
@@ -16,7 +16,7 @@ const PREFERRED: Format[] = ["tar.zst", "tar.gz", "tar.xz"];
  */
 export async function resolveTargets(path: string): Promise<BootTestTarget[]> {
   const info = await stat(path).catch(() => undefined);
-  if (!info) throw new UserError(`${path}: no such file or directory`);
+  if (!info) throw new UserError(`${path}: no such file or directory`, ExitCode.notFound);
   if (info.isDirectory()) {
     const names = await readdir(path);
     const manifests = names.filter((n) => n.endsWith(".manifest.json")).sort();

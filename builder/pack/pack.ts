@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
 import { toDigest } from "../../common/digest.js";
-import { UserError, usageError } from "../../common/errors.js";
+import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import { FORMATS, type Format } from "../../common/formats.js";
 import type { Artifact, Manifest } from "../../common/manifest.js";
 import { artifactFileName, manifestFileName, serializeManifest } from "../../common/manifest-files.js";
@@ -51,7 +51,8 @@ async function checkRootfs(rootfs: string): Promise<string> {
     info = await stat(root);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new UserError(`rootfs directory ${rootfs} does not exist`);
+    if (code === "ENOENT")
+      throw new UserError(`rootfs directory ${rootfs} does not exist`, ExitCode.notFound);
     throw new UserError(`cannot read rootfs directory ${rootfs}: ${code}`);
   }
   if (!info.isDirectory()) throw new UserError(`rootfs ${rootfs} is not a directory`);

@@ -345,4 +345,15 @@ async function listFiles(dir: string): Promise<string[]> {
     .map((n) => join(dir, n));
 }
 
-export const debootstrap = defineSource({ name: "debootstrap", schema: DebootstrapConfig, populate });
+/** The program that will run: the stage line names it (a first run takes minutes, silently). */
+function describe(config: Config, ctx: BuildContext): string {
+  const tool = ctx.bootstrapTool ?? (have("mmdebstrap") ? "mmdebstrap" : "debootstrap");
+  return `${tool} ${config.suite} (a snapshot is reused when nothing changed; a first run takes minutes)`;
+}
+
+export const debootstrap = defineSource({
+  name: "debootstrap",
+  schema: DebootstrapConfig,
+  describe,
+  populate,
+});

@@ -22,6 +22,8 @@ export interface SourceResult {
 export interface SourceMethod<Config = unknown> {
   name: string;
   schema: z.ZodType<Config>;
+  /** What the stage line says it runs (default: the method's name), e.g. "mmdebstrap trixie". */
+  describe?(config: Config, ctx: BuildContext): string;
   /** Fills the empty directory `ctx.root`; throws a UserError saying what went wrong. */
   populate(config: Config, ctx: BuildContext): Promise<SourceResult>;
 }

@@ -10,6 +10,7 @@ import { createProgress, formatBytes, type Progress } from "../../common/progres
 import { openSigner } from "../../common/signing/signer.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { preflight } from "../preflight.js";
 import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar build <recipe>... [options]
@@ -94,6 +95,8 @@ async function run(argv: string[]): Promise<number> {
   }
   if (recipes.length === 0)
     throw usageError(`build: nothing to build${values.arch ? ` for arch ${values.arch}` : ""}`);
+  // Root and every program the recipes' sources need, before any work (a bootstrap takes minutes).
+  preflight("build", { quiet: json, sources: new Set(recipes.map((r) => r.source.method)) });
 
   const controller = new AbortController();
   const onSignal = () => controller.abort();

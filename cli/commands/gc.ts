@@ -5,7 +5,7 @@ import { openStorage } from "../../registry/storage/backends.js";
 import { Store } from "../../registry/store/store.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { flagOrEnv, registryConfigPath, storageEnvironment } from "../settings.js";
+import { registryConfigPath, registryStorage, storageEnvironment } from "../settings.js";
 
 const help = `Usage: templar gc [--grace 1h] [--upload-expiry 24h] [--dry-run] [--storage DIR|URL] [--config FILE] [--json]
 
@@ -18,7 +18,8 @@ Options:
   --upload-expiry DUR  expire uploads started longer ago than this (default 24h)
   --dry-run            report what would be deleted, delete nothing
   --storage DIR|URL    registry storage (default ./data; env TEMPLAR_STORAGE)
-  --config FILE        registry config (default ./templar-registry.yaml; env TEMPLAR_CONFIG)
+  --config FILE        registry config (default <storage dir>/templar-registry.yaml; env
+                       TEMPLAR_CONFIG; required for S3 storage)
   --json               print the report as JSON`;
 
 export const command: Command = {
@@ -33,14 +34,15 @@ export const command: Command = {
       json: { type: "boolean" },
     });
     if (positionals.length) throw usageError(`gc: unexpected argument ${positionals[0]}`);
-    const config = await loadConfig(registryConfigPath(values.config));
+    const storageSpec = registryStorage(values.storage);
+    const config = await loadConfig(registryConfigPath(values.config, storageSpec));
     const graceMs = parseDuration(values.grace ?? config.gc.grace, "--grace");
     const uploadExpiryMs = parseDuration(
       values["upload-expiry"] ?? config.gc.uploadExpiry,
       "--upload-expiry",
     );
     // S3 settings (endpoint, credentials, ...) come from the environment and the config's s3: section.
-    const driver = await openStorage(flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!, {
+    const driver = await openStorage(storageSpec, {
       s3Config: config.s3,
       env: storageEnvironment(),
     });

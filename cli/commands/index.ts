@@ -2,6 +2,10 @@ import type { CommandEntry } from "../command.js";
 
 /** Every sub-command, in the order `templar --help` lists them. Each loads its module on use. */
 export const commands: Record<string, CommandEntry> = {
+  doctor: {
+    summary: "what this machine lacks for pack, build and test (programs, packages, root)",
+    load: async () => (await import("./doctor.js")).command,
+  },
   key: {
     summary: "generate an OpenPGP signing key pair",
     load: async () => (await import("./key.js")).command,
@@ -30,6 +34,18 @@ export const commands: Record<string, CommandEntry> = {
   pull: {
     summary: "download a verified template into the template cache",
     load: async () => (await import("./pull.js")).command,
+  },
+  tag: {
+    summary: "point a tag of a template at a version on a registry (tag NAME@VERSION TAG)",
+    load: async () => (await import("./tag.js")).command,
+  },
+  untag: {
+    summary: "remove a tag of a template from a registry (untag NAME TAG)",
+    load: async () => (await import("./tag.js")).untag,
+  },
+  delete: {
+    summary: "delete a version of a template from a registry (delete NAME@VERSION)",
+    load: async () => (await import("./delete.js")).command,
   },
   list: {
     summary: "templates in the local cache, or a registry's catalog (--remote)",

@@ -1,4 +1,5 @@
-import { chmod, readFile } from "node:fs/promises";
+import { chmod, mkdir, readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { writeFileAtomic } from "../../common/atomic.js";
 import { usageError } from "../../common/errors.js";
 import { generateSigningKey } from "../../common/signing/keys.js";
@@ -6,11 +7,14 @@ import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { env } from "../settings.js";
 
+const DEFAULT_PREFIX = "keys/maintainer";
+
 const help = `Usage: templar key generate --name NAME [--email ADDR] [--out PREFIX] [--passphrase-file FILE]
 
 Makes an OpenPGP signing key pair (Ed25519) for a template maintainer or a registry's index key.
 Writes PREFIX.key.asc (secret, mode 0600) and PREFIX.pub.asc (public: give it to hosts and to the
-registry's push policy) and prints the fingerprint. PREFIX defaults to ./templar-signing.
+registry's push policy) and prints the fingerprint. PREFIX defaults to ./keys/maintainer (the
+folder is made private; keep it out of version control).
 
   --name NAME             user id name, e.g. "Example Templates"
   --email ADDR            user id e-mail
@@ -36,9 +40,11 @@ async function run(argv: string[]): Promise<number> {
     { name: values.name, ...(values.email ? { email: values.email } : {}) },
     passphrase,
   );
-  const prefix = values.out ?? "templar-signing";
+  const prefix = values.out ?? DEFAULT_PREFIX;
   const secretPath = `${prefix}.key.asc`;
-  await writeFileAtomic(secretPath, key.privateKeyArmored);
+  // The secret half is never readable by others, not even for a moment.
+  await mkdir(dirname(resolve(secretPath)), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(secretPath, key.privateKeyArmored, 0o600);
   await chmod(secretPath, 0o600);
   await writeFileAtomic(`${prefix}.pub.asc`, key.publicKeyArmored);
   process.stdout.write(

@@ -78,7 +78,9 @@ export const command: Command = {
           arch: text(e.arch),
           updated: text(e.updated),
         }));
-        process.stdout.write(table(rows, ["name", "latest", "distro", "release", "arch", "updated"]));
+        if (rows.length === 0)
+          process.stdout.write(`${client.display} has no templates${qs ? " matching the filter" : ""}\n`);
+        else process.stdout.write(table(rows, ["name", "latest", "distro", "release", "arch", "updated"]));
       }
       return ExitCode.ok;
     }
@@ -102,7 +104,11 @@ export const command: Command = {
         verified: e.verified ?? "",
         registry: e.registry,
       }));
-      process.stdout.write(table(rows, ["name", "version", "file", "state", "verified", "registry"]));
+      if (rows.length === 0)
+        process.stdout.write(
+          `no templates pulled into ${dest} (templar pull NAME --registry URL adds one)\n`,
+        );
+      else process.stdout.write(table(rows, ["name", "version", "file", "state", "verified", "registry"]));
     }
     return ExitCode.ok;
   },

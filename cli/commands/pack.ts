@@ -6,6 +6,7 @@ import { parseFormatList } from "../../common/formats.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
+import { preflight } from "../preflight.js";
 import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar pack <rootfs-dir> --name NAME --version VER [options]
@@ -48,6 +49,8 @@ export const command: Command = {
     if (values.name === undefined) throw usageError("pack: --name is required");
     if (values.version === undefined) throw usageError("pack: --version is required");
     const formats = values.formats !== undefined ? parseFormatList(values.formats) : undefined;
+    // Before any work: a machine without getfattr says so now, not after half a minute.
+    preflight("pack", { quiet: true });
     const epoch = values["source-date-epoch"];
     // getfattr over a Debian minbase takes ~70 ms and loading the packer ~45 ms: overlap them
     // (the packer reports a missing rootfs itself; this early run's failure is then ignored).

@@ -33,7 +33,9 @@ export const command: Command = {
     });
     const settings = await hostSettings(values);
     let exit: number = ExitCode.ok;
-    for (const entry of await localTemplates(settings.dest)) {
+    const entries = await localTemplates(settings.dest);
+    let removed = 0;
+    for (const entry of entries) {
       const { origin } = entry;
       const client = new RegistryClient({
         registry: values.registry ?? settings.registry ?? origin.registry,
@@ -49,6 +51,7 @@ export const command: Command = {
         response.discard();
         if (response.status !== 404) continue;
         if (!values["dry-run"]) await removeLocal(settings.dest, entry);
+        removed++;
         const verb = values["dry-run"] ? "would remove" : "removed";
         if (values.json) {
           process.stdout.write(
@@ -63,6 +66,13 @@ export const command: Command = {
         process.stderr.write(`templar: prune ${origin.name}: ${errorMessage(err)}\n`);
         if (exit === ExitCode.ok) exit = err instanceof UserError ? err.exitCode : ExitCode.failure;
       }
+    }
+    if (!values.json && removed === 0 && exit === ExitCode.ok) {
+      process.stdout.write(
+        entries.length === 0
+          ? `nothing to prune: no templates pulled into ${settings.dest}\n`
+          : `nothing to prune: the registry still has all ${entries.length} template(s) in ${settings.dest}\n`,
+      );
     }
     return exit;
   },

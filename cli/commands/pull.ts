@@ -1,6 +1,7 @@
+import { existsSync } from "node:fs";
 import { OPENVZ_CACHE, PROXMOX_CACHE } from "../../client/host/cache.js";
 import { hostPull } from "../../client/host/host-pull.js";
-import { ExitCode, usageError } from "../../common/errors.js";
+import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import { parseFormat } from "../../common/formats.js";
 import { createProgress } from "../../common/progress.js";
 import { parseRef } from "../../common/reference.js";
@@ -70,6 +71,14 @@ export const command: Command = {
       throw usageError(
         "pull: no registry: pass --registry URL, set TEMPLAR_REGISTRY or 'registry:' in the host config",
       );
+    // The default cache exists on an OpenVZ (or Proxmox) host; creating it anywhere else would
+    // hide a forgotten --dest behind a new directory nobody looks in.
+    if (settings.destIsDefault && !existsSync(settings.dest))
+      throw new UserError(
+        `pull: ${settings.dest} does not exist: this is not ${settings.proxmox ? "a Proxmox" : "an OpenVZ"} host? ` +
+          "pass --dest DIR (or set TEMPLAR_DEST, or dest: in the host config), or create it",
+        ExitCode.notFound,
+      );
     const client = registryClient("pull", { registry: settings.registry, token: settings.token });
 
     let progress: ReturnType<typeof createProgress> | null = null;
@@ -88,6 +97,10 @@ export const command: Command = {
     );
     if (values.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
+    } else if (result.sameContentAs !== undefined) {
+      process.stdout.write(
+        `${result.name}@${result.version}: same content as ${result.sameContentAs}, now recorded as ${result.version} (${result.path})\n`,
+      );
     } else if (result.upToDate) {
       process.stdout.write(`${result.name}@${result.version}: ${result.path} is up to date\n`);
     } else {

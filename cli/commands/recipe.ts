@@ -16,6 +16,7 @@ async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs("recipe lint", rest, { json: { type: "boolean" } });
   if (positionals.length === 0) throw usageError("recipe lint: expected at least one recipe file");
   const report: { recipe: string; ok: boolean; templates?: string[]; error?: string }[] = [];
+  let exit: number = ExitCode.ok;
   for (const file of positionals) {
     try {
       const recipes = await loadRecipe(file);
@@ -23,6 +24,8 @@ async function run(argv: string[]): Promise<number> {
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       report.push({ recipe: file, ok: false, error: errorMessage(err) });
+      // The first failure's code: a missing file is "not found", a bad recipe a failure.
+      if (exit === ExitCode.ok) exit = err.exitCode;
     }
   }
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -32,7 +35,7 @@ async function run(argv: string[]): Promise<number> {
       else process.stderr.write(`templar: ${r.error}\n`);
     }
   }
-  return report.every((r) => r.ok) ? ExitCode.ok : ExitCode.failure;
+  return exit;
 }
 
 export const command: Command = { help, run };

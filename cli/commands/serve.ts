@@ -1,12 +1,13 @@
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { errorMessage, usageError } from "../../common/errors.js";
-import { loadConfig, parseDuration } from "../../registry/config.js";
+import { DEFAULT_CONFIG_FILE, loadConfig, parseDuration } from "../../registry/config.js";
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import type { TlsFiles } from "../../registry/tls.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { env, flagOrEnv, registryConfigPath, storageEnvironment } from "../settings.js";
+import { env, flagOrEnv, registryConfigPath, registryStorage, storageEnvironment } from "../settings.js";
 
 const help = `Usage: templar serve [--storage DIR | s3://bucket/prefix] [--listen HOST:PORT] [--config FILE]
                      [--tls-cert FILE --tls-key FILE]
@@ -16,8 +17,9 @@ Runs the template registry (HTTP API v1, the host channels, pages, /healthz, /re
 Options:
   --storage DIR|URL   where templates live (default ./data; env TEMPLAR_STORAGE)
   --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; env TEMPLAR_LISTEN; port 0 = any free port)
-  --config FILE       registry config: tokens, anonymous pull, GC (default ./templar-registry.yaml;
-                      env TEMPLAR_CONFIG). Re-read when it changes, so new tokens work at once.
+  --config FILE       registry config: tokens, keys, anonymous pull, GC (env TEMPLAR_CONFIG; default
+                      the file beside the storage, <storage dir>/templar-registry.yaml; S3 storage
+                      needs it named). Re-read when it changes, so new tokens work at once.
   --tls-cert FILE     serve HTTPS with this PEM certificate chain (env TEMPLAR_TLS_CERT; config tls.cert)
   --tls-key FILE      and this PEM private key (env TEMPLAR_TLS_KEY; config tls.key). Both files are
                       re-read when they change, so a renewed certificate needs no restart.
@@ -33,7 +35,7 @@ S3 storage (--storage s3://bucket/prefix; each also from the config file's s3: s
                       AWS credential chain (profiles, instance roles), which is used when none are given
 
 Logs one JSON line per request on stdout. Create a push token with:
-  templar token create --scope 'push:*' --config FILE`;
+  templar token create --scope 'push:*' --storage DIR   (or --config FILE)`;
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen);
@@ -78,9 +80,10 @@ export const command: Command = {
       "tls-key": { type: "string" },
     });
     if (positionals.length) throw usageError(`serve: unexpected argument ${positionals[0]}`);
-    const storageSpec = flagOrEnv(values.storage, "TEMPLAR_STORAGE", "./data")!;
+    const storageSpec = registryStorage(values.storage);
     const { host, port } = parseListen(flagOrEnv(values.listen, "TEMPLAR_LISTEN", "127.0.0.1:8080")!);
-    const configPath = registryConfigPath(values.config);
+    const configPath = registryConfigPath(values.config, storageSpec);
+    const configExists = existsSync(configPath);
     const fileConfig = await loadConfig(configPath);
     const tls = tlsFiles(values["tls-cert"], values["tls-key"], fileConfig.tls, configPath);
     const storage = await openStorage(storageSpec, {
@@ -117,15 +120,25 @@ export const command: Command = {
       indexPassphrase: env("TEMPLAR_INDEX_PASSPHRASE"),
     });
     const config = registry.deps.config.current;
-    log({ time: new Date().toISOString(), event: "listening", url: registry.url, storage: storage.kind });
+    log({
+      time: new Date().toISOString(),
+      event: "listening",
+      url: registry.url,
+      storage: storage.kind,
+      config: configPath,
+    });
     const tokens = config.tokens.length;
+    const stray = resolve(DEFAULT_CONFIG_FILE);
     process.stderr.write(
-      `templar registry on ${registry.url} (storage: ${storage.kind} ${storageSpec}, config: ${configPath})\n` +
+      `templar registry on ${registry.url} (storage: ${storage.kind} ${storageSpec})\n` +
+        `config: ${configPath}${configExists ? "" : " (not there yet: defaults, no tokens)"}\n` +
+        (stray !== configPath && existsSync(stray)
+          ? `note: ${stray} in the working directory is not used; pass --config ${stray} to use it\n`
+          : "") +
         `anonymous pull: ${config.anonymousPull ? "on" : "off"}; ${tokens} token(s) configured.\n` +
         (tokens === 0
           ? `To push, create a token (printed once) and pass it to 'templar push --token':\n` +
-            `  templar token create --scope 'push:*' --config ${configPath}\n` +
-            `  (from a checkout: node dist/cli/templar.js token create --scope 'push:*' --config ${configPath})\n`
+            `  templar token create --scope 'push:*' --config ${configPath}\n`
           : ""),
     );
 

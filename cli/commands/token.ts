@@ -1,11 +1,13 @@
+import { mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
 import { usageError } from "../../common/errors.js";
 import { newToken } from "../../registry/auth.js";
 import { addTokenToConfig, SCOPE } from "../../registry/config.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
-import { registryConfigPath } from "../settings.js";
+import { registryConfigPath, registryStorage } from "../settings.js";
 
-const help = `Usage: templar token create --scope SCOPE [--scope SCOPE]... [--config FILE] [--note TEXT]
+const help = `Usage: templar token create --scope SCOPE [--scope SCOPE]... [--storage DIR | --config FILE] [--note TEXT]
 
 Creates a registry token, stores only its sha256 in the config file, and prints the token
 once, as the last line of output. A running 'templar serve' picks it up within a second.
@@ -14,7 +16,10 @@ Scopes: pull:<glob>, push:<glob>, delete:<glob>, admin   (glob over template nam
   e.g. --scope 'push:debian-*' --scope 'pull:*'
 
 Options:
-  --config FILE  registry config to add the token to (default ./templar-registry.yaml; env TEMPLAR_CONFIG)
+  --storage DIR  the registry's storage directory: the token goes into its config file,
+                 DIR/templar-registry.yaml, the one 'templar serve --storage DIR' reads
+                 (default ./data; env TEMPLAR_STORAGE)
+  --config FILE  or name the registry's config file (env TEMPLAR_CONFIG; needed for S3 storage)
   --note TEXT    a reminder of who or what the token is for`;
 
 export const command: Command = {
@@ -23,6 +28,7 @@ export const command: Command = {
     const { values, positionals } = parseCommandArgs("token", argv, {
       scope: { type: "string", multiple: true },
       config: { type: "string" },
+      storage: { type: "string" },
       note: { type: "string" },
     });
     if (positionals[0] !== "create" || positionals.length > 1) {
@@ -40,7 +46,8 @@ export const command: Command = {
         );
       }
     }
-    const path = registryConfigPath(values.config);
+    const path = registryConfigPath(values.config, registryStorage(values.storage));
+    await mkdir(dirname(path), { recursive: true });
     const { token, id, sha256 } = newToken();
     await addTokenToConfig(path, {
       id,

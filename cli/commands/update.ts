@@ -12,7 +12,10 @@ const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FI
 Brings templates pulled into the local template cache up to date, like 'vztmpl-dl --update-all':
 for each one, the reference it was pulled with is resolved again (a tag or range keeps its
 meaning; an exact version moves to the newest release) and a newer version is pulled, verified
-as 'templar pull' does. Templates already current are left alone.
+as 'templar pull' does. Templates already current are left alone. A newer version whose
+artifact is identical to the one held is said so and recorded as the version held (the file is
+not downloaded again; on Proxmox, whose file names carry the version, it is fetched under the
+new name and the old file removed).
 
   NAME...           the templates to update; --all: every template in the cache
   --registry URL    ask this registry instead of the one each template came from
@@ -68,6 +71,10 @@ export const command: Command = {
         });
         if (values.json) {
           process.stdout.write(`${JSON.stringify({ ...result, previous: origin.version })}\n`);
+        } else if (result.sameContentAs !== undefined) {
+          process.stdout.write(
+            `${origin.name}: ${result.version} has the same content as ${result.sameContentAs}; now recorded as ${result.version} (${result.path})\n`,
+          );
         } else if (result.upToDate || result.version === origin.version) {
           process.stdout.write(`${origin.name}: ${origin.version} is current\n`);
         } else {

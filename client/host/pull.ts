@@ -47,6 +47,11 @@ export interface PullResult {
   path: string;
   /** True when the cache already held exactly this artifact and nothing was downloaded. */
   upToDate: boolean;
+  /**
+   * The version the cache held before when it differs from `version` but its artifact had the
+   * same digest: a newer version with identical content (recorded as the version now held).
+   */
+  sameContentAs?: string;
 }
 
 export interface FetchedManifest {
@@ -149,10 +154,28 @@ async function pullLocked(
   const what = `${result.name}@${result.version}`;
   const artifact = { digest: result.digest, size: result.size };
   const origin = await readOrigin(paths.origin);
+  // A newer version whose artifact is byte for byte the one held: said, and recorded as the
+  // version held (OpenVZ keeps the file; Proxmox's file name carries the version, so it moves).
+  if (origin && origin.digest === artifact.digest && origin.version !== result.version)
+    result.sameContentAs = origin.version;
   const kept = origin ? await keptArtifact(paths, origin, artifact) : null;
   if (kept) {
-    if (!sameFingerprint(origin!.fingerprint, kept))
+    if (result.sameContentAs !== undefined) {
+      await writeFileAtomic(paths.manifest, bytes);
+      if (signature) await writeFileAtomic(paths.signature, signature);
+      else await rm(paths.signature, { force: true });
+      await writeOrigin(paths.origin, {
+        ...origin!,
+        registry: client.display,
+        ref: `${ref.name}@${ref.ref}`,
+        version: result.version,
+        verified,
+        pulled: new Date().toISOString(),
+        fingerprint: kept,
+      });
+    } else if (!sameFingerprint(origin!.fingerprint, kept)) {
       await writeOrigin(paths.origin, { ...origin!, fingerprint: kept });
+    }
     return { ...result, upToDate: true };
   }
 

@@ -39,7 +39,12 @@ export function manifestVerifier(
         missing ? ExitCode.notFound : ExitCode.verification,
       );
     });
-    const { fingerprint } = await verifyDetached(signature, bytes, await keys, `${what}: manifest signature`);
-    return `signed by ${fingerprint}`;
+    const { fingerprint, userId } = await verifyDetached(
+      signature,
+      bytes,
+      await keys,
+      `${what}: manifest signature`,
+    );
+    return `signed by ${fingerprint}${userId ? ` (${userId})` : ""}`;
   };
 }

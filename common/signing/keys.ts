@@ -98,6 +98,7 @@ async function readKeyText(path: string, what: string): Promise<string> {
     return await readFile(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(`${what} ${path}: ${code === "ENOENT" ? "no such file" : (err as Error).message}`);
+    if (code === "ENOENT") throw new UserError(`${what} ${path}: no such file`, ExitCode.notFound);
+    throw new UserError(`${what} ${path}: ${(err as Error).message}`);
   }
 }

@@ -48,6 +48,69 @@ export async function armouredSignatureProblem(data: Uint8Array): Promise<string
 
 export interface VerifiedSignature {
   fingerprint: string;
+  /** The signing key's primary user id ("Example Templates <templates@example.org>"). */
+  userId: string;
+}
+
+/** The key's primary user id, or "" when it has none. */
+export function userIdOf(key: PublicKey): string {
+  return key.getUserIDs()[0] ?? "";
+}
+
+/**
+ * Who made a signature, without checking it: the issuer fingerprint when the signature names it
+ * (OpenPGP v4 signatures by current tools do), else the 16-hex key id.
+ */
+export async function signatureIssuers(armoredSignature: Uint8Array): Promise<string[]> {
+  const signature = await openpgp.readSignature({
+    armoredSignature: Buffer.from(armoredSignature).toString("utf8"),
+  });
+  return signature.packets.map((p) => {
+    const fpr = (p as { issuerFingerprint?: Uint8Array | null }).issuerFingerprint;
+    return fpr && fpr.length > 0
+      ? Buffer.from(fpr).toString("hex").toUpperCase()
+      : p.issuerKeyID.toHex().toUpperCase();
+  });
+}
+
+/**
+ * Verifies a detached signature over a stream (an artifact of any size) against trusted keys.
+ * Returns the signer, or why it does not verify.
+ */
+export async function verifyDetachedStream(
+  armoredSignature: Uint8Array,
+  data: Readable,
+  trusted: PublicKey[],
+): Promise<VerifiedSignature | { problem: string }> {
+  let signature: openpgp.Signature;
+  try {
+    signature = await openpgp.readSignature({
+      armoredSignature: Buffer.from(armoredSignature).toString("utf8"),
+    });
+  } catch (err) {
+    data.destroy();
+    return { problem: `not a valid OpenPGP signature (${(err as Error).message})` };
+  }
+  const message = await openpgp.createMessage({
+    binary: Readable.toWeb(data) as unknown as ReadableStream<Uint8Array>,
+  });
+  const result = await openpgp.verify({ message, signature, verificationKeys: trusted, expectSigned: false });
+  // The signature check completes only once the data has been read through.
+  for await (const _ of result.data as unknown as AsyncIterable<unknown>) {
+    // drain
+  }
+  for (const sig of result.signatures) {
+    try {
+      await sig.verified;
+      const key = trusted.find((k) => k.getKeys(sig.keyID).length > 0)!;
+      return { fingerprint: fingerprintOf(key), userId: userIdOf(key) };
+    } catch (err) {
+      if (/Could not find signing key/i.test((err as Error).message)) continue;
+      return { problem: `BAD signature (${(err as Error).message})` };
+    }
+  }
+  const ids = result.signatures.map((s) => s.keyID.toHex().toUpperCase()).join(", ");
+  return { problem: `signed by key ${ids || "(none)"}, which is not in the keyring` };
 }
 
 /**
@@ -79,7 +142,7 @@ export async function verifyDetached(
     try {
       await sig.verified;
       const key = trusted.find((k) => k.getKeys(sig.keyID).length > 0);
-      if (key) return { fingerprint: fingerprintOf(key) };
+      if (key) return { fingerprint: fingerprintOf(key), userId: userIdOf(key) };
     } catch (err) {
       const message = (err as Error).message;
       if (/Could not find signing key/i.test(message)) continue;

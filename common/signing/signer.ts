@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../atomic.js";
-import { UserError } from "../errors.js";
+import { ExitCode, UserError } from "../errors.js";
 
 /** Something that makes detached armoured signatures: a key file, or the maintainer's gpg agent. */
 export interface Signer {
@@ -32,7 +32,15 @@ export async function openSigner(options: SignerOptions): Promise<Signer | null>
   }
   if (!options.keyFile) return null;
   const passphrase = options.passphraseFile
-    ? (await readFile(options.passphraseFile, "utf8")).replace(/\r?\n$/, "")
+    ? (
+        await readFile(options.passphraseFile, "utf8").catch((err: NodeJS.ErrnoException) => {
+          const missing = err.code === "ENOENT";
+          throw new UserError(
+            `passphrase file ${options.passphraseFile}: ${missing ? "no such file" : err.message}`,
+            missing ? ExitCode.notFound : ExitCode.failure,
+          );
+        })
+      ).replace(/\r?\n$/, "")
     : options.passphrase;
   // openpgp.js is loaded only when a key file is used: it costs ~40 ms of start-up otherwise.
   const [{ fingerprintOf, readPrivateKeyFile }, { signBytes, signFile }] = await Promise.all([

@@ -71,7 +71,7 @@ async function renderIndex(c: Ctx): Promise<BuiltIndex> {
       location: `proxmox/${proxmoxFileName(chosen.manifest, artifact.format)}`,
       md5: sums.md5,
       sha512: sums.sha512,
-      infopage: `${base}/v1/templates/${encodeURIComponent(name)}`,
+      infopage: `${base}/templates/${encodeURIComponent(name)}/${encodeURIComponent(chosen.version)}`,
       maintainer: config.compat.maintainer,
     });
     newest = Math.max(newest, chosen.lastModified.getTime());

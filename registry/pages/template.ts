@@ -1,9 +1,11 @@
 import { html } from "hono/html";
 import { repoOfTemplate } from "../channels/oci/repo.js";
 import type { Ctx } from "../http/context.js";
+import { type SignerInfo, signerOf } from "../signers.js";
 import { publicOrigin, templateInfo } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
 import { shellWord } from "./shell.js";
+import { keyringStep, signerCell } from "./trust.js";
 
 /** `GET /templates/{name}`: versions newest first, tags, and how to get the template. */
 export async function templatePage(c: Ctx): Promise<Response> {
@@ -17,16 +19,18 @@ export async function templatePage(c: Ctx): Promise<Response> {
   for (const [tag, version] of Object.entries(tags).sort(([a], [b]) => (a < b ? -1 : 1))) {
     tagsOf.set(version, [...(tagsOf.get(version) ?? []), tag]);
   }
+  const signers = await Promise.all(versions.map((v) => (v.signed ? signerOf(c, name, v.version) : null)));
+  const signerOfVersion = new Map(versions.map((v, i) => [v.version, signers[i] ?? null]));
   const facts = [shown?.distro, shown?.release, shown?.arch, shown?.flavour].filter(Boolean).join(" · ");
 
   const body = html`<h1>${name}</h1>
 <p class="lead">${shown?.description ?? ""}${facts ? html` <span class="muted">(${facts})</span>` : ""}</p>
 <h2>How to pull</h2>
-${howToPull(origin, name, latest)}
+${howToPull(origin, name, latest, shown ? (signerOfVersion.get(shown.version) ?? null) : null)}
 ${ociPull(origin, repoOfTemplate(c, name), latest)}
 <h2>Versions</h2>
 <table class="versions">
-<thead><tr><th>version</th><th>tags</th><th>created</th><th>pushed</th><th>download (per format)</th><th>signed</th></tr></thead>
+<thead><tr><th>version</th><th>tags</th><th>created</th><th>pushed</th><th>download (per format)</th><th>signed by</th></tr></thead>
 <tbody>
 ${versions.map(
   (v) => html`<tr>
@@ -35,7 +39,7 @@ ${versions.map(
 <td>${formatTime(v.created)}</td>
 <td>${formatTime(v.pushed)}</td>
 <td>${sizesList(v.artifacts, { name, version: v.version })}</td>
-<td>${v.signed ? "yes" : html`<span class="muted">no</span>`}</td>
+<td>${signerCell(signerOfVersion.get(v.version) ?? null)}</td>
 </tr>`,
 )}
 </tbody>
@@ -44,12 +48,12 @@ ${versions.map(
 }
 
 /** The three ways in: templar itself, OpenVZ's vztmpl-dl, Proxmox's pveam index. */
-function howToPull(origin: string, name: string, latest: string | null): Html {
+function howToPull(origin: string, name: string, latest: string | null, signer: SignerInfo | null): Html {
   const major = latest?.split(".")[0];
   // Every value in a command is one shellWord (registry/pages/shell.ts); download.conf is sourced by a shell.
   const registry = shellWord(origin);
   return html`<p>With templar (verifies every byte, resumes, writes atomically):</p>
-<pre><code>templar pull ${shellWord(name)} --registry ${registry}${
+<pre><code>${keyringStep(origin, signer)}templar pull ${shellWord(name)} --registry ${registry}${
     latest
       ? html`
 templar pull ${shellWord(`${name}@${latest}`)} --registry ${registry}
@@ -57,7 +61,19 @@ templar pull ${shellWord(`${name}@^${major}`)} --registry ${registry}   # newest
       : ""
   }</code></pre>
 <p>OpenVZ <code>vztmpl-dl</code> (newest version as <code>${name}.tar.gz</code>): in <code>/etc/vz/download.conf</code> set</p>
-<pre><code>TEMPLATE_REPOS=${shellWord(`${origin}/precreated`)}</code></pre>
+<pre><code>TEMPLATE_REPOS=${shellWord(`${origin}/precreated`)}${
+    signer?.fingerprint
+      ? html`
+CHECK_TEMPLATE_SIG=yes
+GPG_KEY=${signer.fingerprint}`
+      : ""
+  }</code></pre>
+${
+  signer?.fingerprint
+    ? html`<p>vztmpl-dl checks signatures with root's gpg keyring:</p>
+<pre><code>curl -fsS ${shellWord(`${origin}${signer.keyHref}`)} | gpg --import</code></pre>`
+    : ""
+}
 <p>then <code>vztmpl-dl --update ${shellWord(name)}</code>, or just <code>vzctl create ID --ostemplate ${shellWord(name)}</code>.</p>
 <p>Proxmox: the registry's signed index for <code>pveam</code> is <a href="/aplinfo.dat"><code>${origin}/aplinfo.dat</code></a>; a version's page shows a checked <code>pvesh … download-url</code> command.</p>`;
 }

@@ -1,10 +1,12 @@
 import { html } from "hono/html";
 import { parseDigest } from "../../common/digest.js";
 import { proxmoxFileName } from "../../common/manifest-files.js";
-import type { Ctx } from "../http/context.js";
+import { type Ctx, deps } from "../http/context.js";
+import { type SignerInfo, signerOf } from "../signers.js";
 import { publicOrigin, type VersionDetail, versionDetail } from "./data.js";
 import { blobHref, formatSize, formatTime, type Html, layout, templateHref } from "./layout.js";
 import { shellWord } from "./shell.js";
+import { keyringStep, signerHtml } from "./trust.js";
 
 /** Longest package filter we take from `?q=`; longer input is cut, not refused. */
 const MAX_QUERY = 100;
@@ -22,6 +24,13 @@ export async function versionPage(c: Ctx): Promise<Response> {
     return c.redirect(`${templateHref(name, version)}${new URL(c.req.url).search}`, 302);
   }
   const origin = publicOrigin(c);
+  const signer = detail.signed ? await signerOf(c, name, version) : null;
+  const { store } = deps(c);
+  const artifactSigned = await Promise.all(
+    m.artifacts.map(async (a) => (await store.manifests.artifactSignature(name, version, a.format)) !== null),
+  );
+  const pushed = (await store.versions.list(name)).entries.find((e) => e.version.version === version)?.object
+    .modified;
   const q = (c.req.query("q") ?? "").trim().slice(0, MAX_QUERY);
   const all = m.packages ?? [];
   const needle = q.toLowerCase();
@@ -31,10 +40,12 @@ export async function versionPage(c: Ctx): Promise<Response> {
   const body = html`<h1>${name} <span class="muted">${version}</span></h1>
 <p class="lead">${m.description ?? ""}${facts ? html` <span class="muted">(${facts})</span>` : ""}</p>
 <h2>How to pull</h2>
-${howToPull(origin, detail)}
+${howToPull(origin, detail, signer)}
 <h2>Manifest</h2>
 <dl class="kv">
-<dt>created</dt><dd>${formatTime(m.created)}</dd>
+<dt>created</dt><dd>${formatTime(m.created)} <span class="muted">(build time, SOURCE_DATE_EPOCH)</span></dd>
+<dt>pushed</dt><dd>${pushed ? formatTime(pushed.toISOString()) : ""} <span class="muted">(when this registry received it)</span></dd>
+<dt>signed by</dt><dd>${signerHtml(signer)}</dd>
 <dt>digest</dt><dd><code class="digest">${detail.digest}</code> · <a href="/v1/templates/${name}/${version}">manifest JSON</a></dd>
 <dt>signature</dt><dd>${
     detail.signed
@@ -59,7 +70,11 @@ ${m.artifacts.map(
 <td>${a.format}</td>
 <td class="num">${formatSize(a.size)}</td>
 <td><code class="digest">${a.digest}</code></td>
-<td><a href="${blobHref(a.digest)}" download="${name}-${version}.${a.format}">download</a></td>
+<td><a href="${blobHref(a.digest)}" download="${name}-${version}.${a.format}">download</a>${
+    artifactSigned[m.artifacts.indexOf(a)]
+      ? html` · <a href="/v1/templates/${name}/${version}/signature/${a.format}">.asc</a>`
+      : ""
+  }</td>
 </tr>`,
 )}
 </tbody>
@@ -116,7 +131,7 @@ function packagesSection(
 </table>`;
 }
 
-function howToPull(origin: string, d: VersionDetail): Html {
+function howToPull(origin: string, d: VersionDetail, signer: SignerInfo | null): Html {
   const { name, version, manifest: m } = d;
   const zst = m.artifacts.find((a) => a.format === "tar.zst");
   const gz = m.artifacts.find((a) => a.format === "tar.gz");
@@ -124,7 +139,7 @@ function howToPull(origin: string, d: VersionDetail): Html {
   const pveFile = proxmoxFileName(m);
   const ovzFile = `/vz/template/cache/${name}.tar.gz`;
   // Every value in a command is one shellWord (registry/pages/shell.ts).
-  return html`<pre><code>templar pull ${shellWord(`${name}@${version}`)} --registry ${shellWord(origin)}</code></pre>
+  return html`<pre><code>${keyringStep(origin, signer)}templar pull ${shellWord(`${name}@${version}`)} --registry ${shellWord(origin)}</code></pre>
 ${
   gz
     ? html`<p>OpenVZ, by hand (vzctl takes <code>.tar.gz</code>, not zstd):</p>

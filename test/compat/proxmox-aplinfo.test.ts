@@ -95,7 +95,7 @@ describe.skipIf(!ready)("Proxmox: aplinfo.dat as pveam reads it", () => {
         maintainer: "Test Templates <templates@example.org>",
       });
       expect(record.fields.os).toMatch(/^(debian-13|gentoo)$/);
-      expect(record.fields.infopage).toBe(`${reg.url}/v1/templates/${record.fields.package}`);
+      expect(record.fields.infopage).toBe(`${reg.url}/templates/${record.fields.package}/${want.version}`);
       expect(record.template).toBe(`${record.fields.package}_${want.version}_amd64.${want.format}`);
       expect(record.location).toBe(`${reg.url}/proxmox/${record.template}`);
       expect(record.headline.length).toBeGreaterThan(0);
