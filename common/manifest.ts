@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { UserError } from "./errors.js";
-import { FORMATS } from "./formats.js";
+import { ARTIFACT_FORMATS } from "./formats.js";
 import { archProblem, isVersion, namePartProblem, templateNameProblem } from "./names.js";
 
 /**
@@ -19,9 +19,14 @@ export const SourceInput = z.looseObject({
 });
 
 export const ArtifactSchema = z.looseObject({
-  format: z.enum(FORMATS),
+  format: z.enum(ARTIFACT_FORMATS),
   digest,
   size: z.number().int().nonnegative(),
+  /**
+   * incus-meta.tar.xz only: sha256 of its bytes followed by the tar.xz artifact's bytes, the
+   * image fingerprint Incus and LXD check (simplestreams `combined_rootxz_sha256`).
+   */
+  combinedSha256: sha256Hex.optional(),
 });
 
 export const PackageSchema = z.looseObject({

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { readTreeXattrs } from "../../builder/pack/xattrs.js";
 import { usageError } from "../../common/errors.js";
-import { parseFormatList } from "../../common/formats.js";
+import { parsePackOutputs } from "../../common/formats.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
@@ -17,7 +17,8 @@ Options:
   --name NAME              template name, e.g. debian-13-x86_64-minimal
   --version VER            semantic version, e.g. 13.2.0
   --out DIR                output directory (default: $TEMPLAR_OUT or ./out)
-  --formats LIST           comma-separated: zst, gz, xz (default: zst,gz)
+  --formats LIST           comma-separated: zst, gz, xz, and host names: lxc (xz and LXC's
+                           meta.tar.xz), incus (xz and the Incus metadata) (default: zst,gz)
   --source-date-epoch N    clamp mtimes to N and use it as 'created' (default: $SOURCE_DATE_EPOCH)
   --in-process             use the in-process compressors even when zstd/pigz are installed
   --sign-key FILE          sign the manifest and each artifact (<file>.asc) with this armoured
@@ -46,7 +47,7 @@ export const command: Command = {
       throw usageError("pack: expected exactly one <rootfs-dir> (see 'templar pack --help')");
     if (values.name === undefined) throw usageError("pack: --name is required");
     if (values.version === undefined) throw usageError("pack: --version is required");
-    const formats = values.formats !== undefined ? parseFormatList(values.formats) : undefined;
+    const outputs = values.formats !== undefined ? parsePackOutputs(values.formats.split(",")) : undefined;
     const epoch = values["source-date-epoch"];
     // getfattr over a Debian minbase takes ~70 ms and loading the packer ~45 ms: overlap them
     // (the packer reports a missing rootfs itself; this early run's failure is then ignored).
@@ -78,7 +79,8 @@ export const command: Command = {
       outDir: flagOrEnv(values.out, "TEMPLAR_OUT", "out")!,
       name: values.name,
       version: values.version,
-      formats,
+      formats: outputs?.formats,
+      meta: outputs?.meta,
       sourceDateEpoch: sourceDateEpoch(epoch)?.value,
       inProcessOnly: values["in-process"] ?? false,
       xattrs,
