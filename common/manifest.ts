@@ -76,6 +76,31 @@ export const ManifestSchema = z.looseObject({
           ctx.addIssue({ code: "custom", path: [i, "format"], message: `a second ${a.format} artifact` });
         }
         seen.add(a.format);
+        // The host metadata describes rootfs.tar.xz; Incus's entry must carry the fingerprint.
+        if (
+          (a.format === "lxc-meta.tar.xz" || a.format === "incus-meta.tar.xz") &&
+          !artifacts.some((b) => b.format === "tar.xz")
+        ) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i, "format"],
+            message: `${a.format} without a tar.xz artifact`,
+          });
+        }
+        if (a.format === "incus-meta.tar.xz" && a.combinedSha256 === undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i, "combinedSha256"],
+            message: "required for incus-meta.tar.xz",
+          });
+        }
+        if (a.format !== "incus-meta.tar.xz" && a.combinedSha256 !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i, "combinedSha256"],
+            message: "only incus-meta.tar.xz has one",
+          });
+        }
       });
     }),
   packages: z.array(PackageSchema).optional(),

@@ -42,6 +42,7 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  *   compat:
  *     maintainer: "Example Templates <templates@example.org>"   # aplinfo.dat Maintainer
  *     publicUrl: https://templates.example.org   # base for Infopage links (else the request's)
+ *     hostImageBuilds: 3   # builds per image LXC's index and the simplestreams server offer (newest first)
  */
 export const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const duration = z.string().regex(DURATION, "expected a duration such as 30s, 15m, 1h or 7d");
@@ -85,6 +86,7 @@ export const RegistryConfigSchema = z.strictObject({
     .strictObject({
       maintainer: z.string().default("templar registry"),
       publicUrl: z.url().optional(),
+      hostImageBuilds: z.number().int().min(1).max(1000).default(3),
     })
     .prefault({}),
 });

@@ -1,0 +1,154 @@
+import { createHash } from "node:crypto";
+import { CodedError } from "../../common/error-codes.js";
+import type { HostMetaFormat } from "../../common/formats.js";
+import { type HostIdentity, hostIdentity } from "../../common/host-identity.js";
+import type { Artifact } from "../../common/manifest.js";
+import { namePartProblem } from "../../common/names.js";
+import { type Ctx, deps } from "../http/context.js";
+import { type Chosen, exactVersion, pullableTemplates } from "./serve.js";
+
+/**
+ * What LXC's lxc-download index and the Incus simplestreams server share: templates seen as
+ * images (docs/hosts.md "LXC" and "Incus"). An image ("product") is one distro, release, arch and
+ * variant (the flavour, or `default`); its builds are the template's newest non-pre-release
+ * versions that carry rootfs.tar.xz and the client's metadata tarball, at most
+ * `compat.hostImageBuilds` of them. Two templates that map to the same image: the first by name
+ * serves it.
+ *
+ * A build is keyed `YYYYMMDD_hhmm` (UTC) from the version's `created`, the form both clients
+ * sort and Incus requires; versions of one image created in the same minute are keyed a minute
+ * apart, in semver order, so keys stay unique and rise with the version. Everything here is a
+ * function of what storage holds, so every replica answers the same bytes.
+ */
+export interface HostBuild {
+  key: string;
+  chosen: Chosen;
+  rootfs: Artifact;
+  meta: Artifact;
+}
+
+export interface HostImage {
+  id: HostIdentity;
+  name: string;
+  /** Newest first. */
+  builds: HostBuild[];
+}
+
+const MINUTE = 60_000;
+
+function stamp(ms: number): string {
+  const iso = new Date(ms).toISOString(); // 2026-11-25T00:00:00.000Z
+  return `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}_${iso.slice(11, 13)}${iso.slice(14, 16)}`;
+}
+
+/** The templates as images, for the caller's pull scope; built once per storage state. */
+export async function hostImages(c: Ctx, meta: HostMetaFormat): Promise<HostImage[]> {
+  return (await perState(c, `images ${meta}`, () => buildImages(c, meta))) as HostImage[];
+}
+
+/**
+ * A document rebuilt only when the state it depends on changed: the caller's visible templates
+ * and each one's version list (as the store lists them, reused for the version-list TTL). A
+ * state key, not a timer, so a push or delete shows at once and an unchanged state costs only
+ * the listing.
+ */
+const cache = new Map<string, Promise<unknown>>();
+
+export async function perState<T>(c: Ctx, what: string, build: () => Promise<T>): Promise<T> {
+  const { store } = deps(c);
+  const hash = createHash("sha256").update(what);
+  for (const name of await pullableTemplates(c)) {
+    const list = await store.versions.list(name);
+    hash.update(`\n${name}`);
+    for (const e of list.entries) {
+      hash.update(` ${e.version.version}@${e.object.size}@${e.object.modified.getTime()}`);
+    }
+  }
+  hash.update(`\n${c.get("config").compat.hostImageBuilds}`);
+  const key = hash.digest("hex");
+  let hit = cache.get(key) as Promise<T> | undefined;
+  if (!hit) {
+    hit = build();
+    if (cache.size >= 256) cache.clear();
+    cache.set(key, hit);
+    hit.catch(() => cache.delete(key));
+  }
+  return hit;
+}
+
+async function buildImages(c: Ctx, meta: HostMetaFormat): Promise<HostImage[]> {
+  const { store } = deps(c);
+  const limit = c.get("config").compat.hostImageBuilds;
+  const images = new Map<string, HostImage>();
+  for (const name of await pullableTemplates(c)) {
+    const { entries } = await store.versions.list(name);
+    const picked: { chosen: Chosen; rootfs: Artifact; meta: Artifact }[] = [];
+    let id: HostIdentity | null = null;
+    for (const entry of entries) {
+      if (picked.length >= limit) break;
+      if (entry.version.prerelease.length > 0) continue;
+      const chosen = await exactVersion(c, name, entry.version.version);
+      if (!chosen) continue;
+      const identity = hostIdentity(chosen.manifest);
+      const rootfs = chosen.manifest.artifacts.find((a) => a.format === "tar.xz");
+      const metaArtifact = chosen.manifest.artifacts.find((a) => a.format === meta);
+      if (!identity || !rootfs || !metaArtifact) continue;
+      if (meta === "incus-meta.tar.xz" && !metaArtifact.combinedSha256) continue;
+      // One image per template: versions that changed identity (another release) are skipped.
+      id ??= identity;
+      if (imageKey(identity) !== imageKey(id)) continue;
+      picked.push({ chosen, rootfs, meta: metaArtifact });
+    }
+    if (!id || picked.length === 0 || images.has(imageKey(id))) continue;
+    // Keys from the oldest picked build up, each at least a minute after the one before.
+    const builds: HostBuild[] = [];
+    let previous = Number.NEGATIVE_INFINITY;
+    for (const p of [...picked].reverse()) {
+      const at = Math.max(Math.floor(p.chosen.lastModified.getTime() / MINUTE) * MINUTE, previous + MINUTE);
+      previous = at;
+      builds.unshift({ key: stamp(at), ...p });
+    }
+    images.set(imageKey(id), { id, name, builds });
+  }
+  return [...images.values()];
+}
+
+function imageKey(id: HostIdentity): string {
+  return `${id.distro}:${id.release}:${id.arch}:${id.variant}`;
+}
+
+/** Aliases an image answers to: debian/13, debian/trixie, debian/13/<flavour>, the template name. */
+export function aliasesOf(image: HostImage): string[] {
+  const { distro, release, codename, variant } = image.id;
+  const releases = codename ? [release, codename] : [release];
+  const out: string[] = [];
+  for (const r of releases) {
+    if (variant === "default") out.push(`${distro}/${r}`);
+    out.push(`${distro}/${r}/${variant}`);
+  }
+  out.push(image.name);
+  return out;
+}
+
+/** The build a file path names: /<prefix>/<dist>/<release>/<arch>/<variant>/<build>/<file>. */
+export async function findBuild(
+  c: Ctx,
+  meta: HostMetaFormat,
+  parts: { dist: string; release: string; arch: string; variant: string; build: string },
+  archOf: (id: HostIdentity) => string,
+): Promise<{ image: HostImage; build: HostBuild }> {
+  for (const value of Object.values(parts)) {
+    if (namePartProblem(value) !== null) throw new CodedError("NOT_FOUND", "no such image file");
+  }
+  for (const image of await hostImages(c, meta)) {
+    const { id } = image;
+    if (id.distro !== parts.dist || archOf(id) !== parts.arch || id.variant !== parts.variant) continue;
+    if (id.release !== parts.release && id.codename !== parts.release) continue;
+    const build = image.builds.find((b) => b.key === parts.build);
+    if (build) return { image, build };
+  }
+  throw new CodedError(
+    "TEMPLATE_UNKNOWN",
+    `no image ${parts.dist}/${parts.release}/${parts.arch}/${parts.variant} build ${parts.build}`,
+  );
+}
