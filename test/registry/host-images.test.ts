@@ -166,4 +166,16 @@ describe("templates as LXC and Incus images", () => {
       (await fetch(`${reg.url}//images/debian/13/amd64/default/20261125_1000//meta.tar.xz`)).status,
     ).toBe(200);
   });
+
+  it("the template page shows the LXC and Incus commands for the version it shows", async () => {
+    await push(image("debian-13-x86_64-slim", "13.1.0", "2026-11-25T10:00:00Z", { flavour: "slim" }));
+    const page = await (await fetch(`${reg.url}/templates/debian-13-x86_64-slim`)).text();
+    const host = new URL(reg.url).host;
+    expect(page).toContain(
+      `lxc-create -t download -n c1 -- --server ${host} --dist debian --release 13 --arch amd64 --variant slim`,
+    );
+    expect(page).toContain(`incus remote add templar https://${host} --protocol simplestreams --public`);
+    expect(page).toContain("incus launch templar:debian/13/slim c1");
+    expect(page).toContain("served over HTTPS");
+  });
 });
