@@ -5,7 +5,8 @@ import { type HostIdentity, hostIdentity } from "../../common/host-identity.js";
 import type { Artifact } from "../../common/manifest.js";
 import { namePartProblem } from "../../common/names.js";
 import { type Ctx, deps } from "../http/context.js";
-import { type Chosen, exactVersion, pullableTemplates } from "./serve.js";
+import type { VersionEntry } from "../store/versions.js";
+import { exactVersion, pullableTemplates } from "./serve.js";
 
 /**
  * What LXC's lxc-download index and the Incus simplestreams server share: templates seen as
@@ -20,9 +21,15 @@ import { type Chosen, exactVersion, pullableTemplates } from "./serve.js";
  * apart, in semver order, so keys stay unique and rise with the version. Everything here is a
  * function of what storage holds, so every replica answers the same bytes.
  */
+/** The version a build is: only what the documents need, not the manifest (kept per version). */
+export interface BuildVersion {
+  version: string;
+  lastModified: Date;
+}
+
 export interface HostBuild {
   key: string;
-  chosen: Chosen;
+  chosen: BuildVersion;
   rootfs: Artifact;
   meta: Artifact;
 }
@@ -76,28 +83,36 @@ export async function perState<T>(c: Ctx, what: string, build: () => Promise<T>)
   return hit;
 }
 
+/** A generated document and its ETag, hashed once per state rather than per request. */
+export interface StateDocument {
+  body: Buffer;
+  etag: string;
+}
+
+export function perStateDocument(c: Ctx, what: string, build: () => Promise<Buffer>): Promise<StateDocument> {
+  return perState(c, what, async () => {
+    const body = await build();
+    return { body, etag: `"sha256:${createHash("sha256").update(body).digest("hex")}"` };
+  });
+}
+
 async function buildImages(c: Ctx, meta: HostMetaFormat): Promise<HostImage[]> {
   const { store } = deps(c);
   const limit = c.get("config").compat.hostImageBuilds;
   const images = new Map<string, HostImage>();
   for (const name of await pullableTemplates(c)) {
     const { entries } = await store.versions.list(name);
-    const picked: { chosen: Chosen; rootfs: Artifact; meta: Artifact }[] = [];
+    const picked: Candidate[] = [];
     let id: HostIdentity | null = null;
     for (const entry of entries) {
       if (picked.length >= limit) break;
       if (entry.version.prerelease.length > 0) continue;
-      const chosen = await exactVersion(c, name, entry.version.version);
-      if (!chosen) continue;
-      const identity = hostIdentity(chosen.manifest);
-      const rootfs = chosen.manifest.artifacts.find((a) => a.format === "tar.xz");
-      const metaArtifact = chosen.manifest.artifacts.find((a) => a.format === meta);
-      if (!identity || !rootfs || !metaArtifact) continue;
-      if (meta === "incus-meta.tar.xz" && !metaArtifact.combinedSha256) continue;
+      const candidate = await candidateOf(c, name, entry, meta);
+      if (!candidate) continue;
       // One image per template: versions that changed identity (another release) are skipped.
-      id ??= identity;
-      if (imageKey(identity) !== imageKey(id)) continue;
-      picked.push({ chosen, rootfs, meta: metaArtifact });
+      id ??= candidate.identity;
+      if (imageKey(candidate.identity) !== imageKey(id)) continue;
+      picked.push(candidate);
     }
     if (!id || picked.length === 0 || images.has(imageKey(id))) continue;
     // Keys from the oldest picked build up, each at least a minute after the one before.
@@ -106,11 +121,56 @@ async function buildImages(c: Ctx, meta: HostMetaFormat): Promise<HostImage[]> {
     for (const p of [...picked].reverse()) {
       const at = Math.max(Math.floor(p.chosen.lastModified.getTime() / MINUTE) * MINUTE, previous + MINUTE);
       previous = at;
-      builds.unshift({ key: stamp(at), ...p });
+      builds.unshift({ key: stamp(at), chosen: p.chosen, rootfs: p.rootfs, meta: p.meta });
     }
     images.set(imageKey(id), { id, name, builds });
   }
   return [...images.values()];
+}
+
+interface Candidate {
+  identity: HostIdentity;
+  chosen: BuildVersion;
+  rootfs: Artifact;
+  meta: Artifact;
+}
+
+/**
+ * What one version contributes, kept while its manifest object is the same one (manifests are
+ * immutable; a version deleted and pushed again is another object): a rebuild after a push then
+ * reads only the new manifest, not every version's again.
+ */
+const candidates = new Map<string, Candidate | null>();
+
+async function candidateOf(
+  c: Ctx,
+  name: string,
+  entry: VersionEntry,
+  meta: HostMetaFormat,
+): Promise<Candidate | null> {
+  const { object } = entry;
+  const id = `${meta} ${name}@${entry.version.version} ${object.size} ${object.modified.getTime()}`;
+  const hit = candidates.get(id);
+  if (hit !== undefined) return hit;
+  const chosen = await exactVersion(c, name, entry.version.version);
+  let candidate: Candidate | null = null;
+  if (chosen) {
+    const identity = hostIdentity(chosen.manifest);
+    const rootfs = chosen.manifest.artifacts.find((a) => a.format === "tar.xz");
+    const metaArtifact = chosen.manifest.artifacts.find((a) => a.format === meta);
+    const complete = meta !== "incus-meta.tar.xz" || metaArtifact?.combinedSha256 !== undefined;
+    if (identity && rootfs && metaArtifact && complete) {
+      candidate = {
+        identity,
+        chosen: { version: chosen.version, lastModified: chosen.lastModified },
+        rootfs,
+        meta: metaArtifact,
+      };
+    }
+  }
+  if (candidates.size >= 20_000) candidates.clear();
+  candidates.set(id, candidate);
+  return candidate;
 }
 
 function imageKey(id: HostIdentity): string {

@@ -1,10 +1,9 @@
 import { archAs } from "../../common/arch.js";
-import { sha256Hex } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
 import type { HostIdentity } from "../../common/host-identity.js";
 import { type Ctx, need } from "../http/context.js";
 import type { HostChannel } from "./channel.js";
-import { findBuild, hostImages, perState } from "./host-images.js";
+import { findBuild, hostImages, perStateDocument, type StateDocument } from "./host-images.js";
 import { sendArtifact, sendSmall } from "./serve.js";
 
 /**
@@ -23,8 +22,8 @@ import { sendArtifact, sendSmall } from "./serve.js";
  */
 const lxcArch = (id: HostIdentity) => archAs(id.arch, "debian");
 
-async function index(c: Ctx): Promise<Buffer> {
-  return perState(c, "lxc-download index", async () => {
+async function index(c: Ctx): Promise<StateDocument> {
+  return perStateDocument(c, "lxc-download index", async () => {
     const lines: string[] = [];
     for (const image of await hostImages(c, "lxc-meta.tar.xz")) {
       const { id } = image;
@@ -52,8 +51,8 @@ export async function getIndex(c: Ctx): Promise<Response> {
       `no index ${JSON.stringify(file)} (expected index-system or index-user)`,
     );
   }
-  const body = await index(c);
-  return sendSmall(c, body, "text/plain; charset=utf-8", null, `"sha256:${sha256Hex(body)}"`);
+  const { body, etag } = await index(c);
+  return sendSmall(c, body, "text/plain; charset=utf-8", null, etag);
 }
 
 export async function getImageFile(c: Ctx): Promise<Response> {

@@ -1,10 +1,10 @@
 import { archAs } from "../../common/arch.js";
-import { parseDigest, sha256Hex } from "../../common/digest.js";
+import { parseDigest } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
 import type { HostIdentity } from "../../common/host-identity.js";
 import { type Ctx, need } from "../http/context.js";
 import type { HostChannel } from "./channel.js";
-import { aliasesOf, findBuild, type HostImage, hostImages, perState } from "./host-images.js";
+import { aliasesOf, findBuild, type HostImage, hostImages, perStateDocument } from "./host-images.js";
 import { sendArtifact, sendSmall } from "./serve.js";
 
 /**
@@ -101,12 +101,14 @@ function imagesDocument(list: HostImage[]): Buffer {
 }
 
 export async function getImagesJson(c: Ctx): Promise<Response> {
-  const body = await perState(c, "simplestreams images.json", async () => imagesDocument(await images(c)));
-  return sendSmall(c, body, "application/json", null, `"sha256:${sha256Hex(body)}"`);
+  const { body, etag } = await perStateDocument(c, "simplestreams images.json", async () =>
+    imagesDocument(await images(c)),
+  );
+  return sendSmall(c, body, "application/json", null, etag);
 }
 
 export async function getIndexJson(c: Ctx): Promise<Response> {
-  const body = await perState(c, "simplestreams index.json", async () =>
+  const { body, etag } = await perStateDocument(c, "simplestreams index.json", async () =>
     stableJson({
       format: "index:1.0",
       index: {
@@ -119,7 +121,7 @@ export async function getIndexJson(c: Ctx): Promise<Response> {
       },
     }),
   );
-  return sendSmall(c, body, "application/json", null, `"sha256:${sha256Hex(body)}"`);
+  return sendSmall(c, body, "application/json", null, etag);
 }
 
 export async function getItem(c: Ctx): Promise<Response> {
