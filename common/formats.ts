@@ -9,7 +9,7 @@ export type Format = (typeof FORMATS)[number];
 
 /**
  * The metadata tarballs LXC and Incus hosts need beside a `tar.xz` of the root filesystem
- * (docs/template-format.md "LXC and Incus"): tiny xz-compressed tars whose bytes follow from the
+ * (README "LXC" and "Incus and LXD"): tiny xz-compressed tars whose bytes follow from the
  * manifest's fields. They are artifacts (listed, uploaded, signed and kept like the others) but
  * not compressions of the root filesystem tar.
  */

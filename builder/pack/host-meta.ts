@@ -10,7 +10,7 @@ import { BLOCK, END_OF_ARCHIVE, encodeHeader, paddingFor } from "./tar-header.js
 
 /**
  * The metadata tarballs LXC's lxc-download and Incus/LXD need beside `rootfs.tar.xz`
- * (docs/template-format.md "LXC and Incus"). Their bytes follow from the manifest's fields
+ * (README "LXC" and "Incus and LXD"). Their bytes follow from the manifest's fields
  * alone: entries sorted by name, owner 0:0, every mtime the manifest's `created`, fixed modes,
  * and one xz setting (single-threaded, so the block layout never depends on the machine). A
  * rebuild with the same fields therefore gives the same files, and the same Incus fingerprint.

@@ -10,7 +10,7 @@ import { exactVersion, pullableTemplates } from "./serve.js";
 
 /**
  * What LXC's lxc-download index and the Incus simplestreams server share: templates seen as
- * images (docs/hosts.md "LXC" and "Incus"). An image ("product") is one distro, release, arch and
+ * images (README "LXC" and "Incus and LXD"). An image ("product") is one distro, release, arch and
  * variant (the flavour, or `default`); its builds are the template's newest non-pre-release
  * versions that carry rootfs.tar.xz and the client's metadata tarball, at most
  * `compat.hostImageBuilds` of them. Two templates that map to the same image: the first by name
@@ -42,6 +42,7 @@ export interface HostImage {
 }
 
 const MINUTE = 60_000;
+const BATCH = 32;
 
 function stamp(ms: number): string {
   const iso = new Date(ms).toISOString(); // 2026-11-25T00:00:00.000Z
@@ -104,15 +105,18 @@ async function buildImages(c: Ctx, meta: HostMetaFormat): Promise<HostImage[]> {
     const { entries } = await store.versions.list(name);
     const picked: Candidate[] = [];
     let id: HostIdentity | null = null;
-    for (const entry of entries) {
-      if (picked.length >= limit) break;
-      if (entry.version.prerelease.length > 0) continue;
-      const candidate = await candidateOf(c, name, entry, meta);
-      if (!candidate) continue;
-      // One image per template: versions that changed identity (another release) are skipped.
-      id ??= candidate.identity;
-      if (imageKey(candidate.identity) !== imageKey(id)) continue;
-      picked.push(candidate);
+    const releases = entries.filter((e) => e.version.prerelease.length === 0);
+    // Manifests not seen before are read a batch at a time (a fresh replica reads them all once).
+    for (let at = 0; at < releases.length && picked.length < limit; at += BATCH) {
+      const batch = releases.slice(at, at + BATCH);
+      const found = await Promise.all(batch.map((e) => candidateOf(c, name, e, meta)));
+      for (const candidate of found) {
+        if (!candidate || picked.length >= limit) continue;
+        // One image per template: versions that changed identity (another release) are skipped.
+        id ??= candidate.identity;
+        if (imageKey(candidate.identity) !== imageKey(id)) continue;
+        picked.push(candidate);
+      }
     }
     if (!id || picked.length === 0 || images.has(imageKey(id))) continue;
     // Keys from the oldest picked build up, each at least a minute after the one before.

@@ -7,7 +7,7 @@ import { findBuild, hostImages, perStateDocument, type StateDocument } from "./h
 import { sendArtifact, sendSmall } from "./serve.js";
 
 /**
- * LXC's image server layout, as `lxc-create -t download` (lxc-download) reads it (docs/hosts.md
+ * LXC's image server layout, as `lxc-create -t download` (lxc-download) reads it (README
  * "LXC"):
  *
  *   GET /meta/1.0/index-system[.<compat>]   `dist;release;arch;variant;build;/images/.../`

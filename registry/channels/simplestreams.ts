@@ -9,7 +9,7 @@ import { sendArtifact, sendSmall } from "./serve.js";
 
 /**
  * A simplestreams image server, as Incus and LXD read one (`incus remote add NAME https://HOST
- * --protocol simplestreams`; docs/hosts.md "Incus"):
+ * --protocol simplestreams`; README "Incus and LXD"):
  *
  *   GET /streams/v1/index.json    format index:1.0, one `images` stream naming images.json
  *   GET /streams/v1/images.json   format products:1.0, products `os:release:arch:variant`
