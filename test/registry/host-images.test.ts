@@ -1,10 +1,9 @@
-import { randomBytes } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { hostImage as image } from "../helpers/host-image.js";
 import {
   bearer,
   errorOf,
   pushTemplate,
-  sha256,
   startTestRegistry,
   type TemplateFixture,
   type TestRegistry,
@@ -15,41 +14,6 @@ import {
  * manifests: code-name aliases, build keys, the newest-N limit, one image per identity, and the
  * push check of the Incus fingerprint. The real clients run in test/compat/lxc-incus.test.ts.
  */
-function image(
-  name: string,
-  version: string,
-  created: string,
-  extra: Record<string, unknown> = {},
-  fingerprint?: string,
-): TemplateFixture {
-  const rootfs = randomBytes(1024);
-  const lxc = randomBytes(300);
-  const incus = randomBytes(400);
-  const manifest = {
-    schemaVersion: 1,
-    name,
-    version,
-    distro: "debian",
-    release: "13",
-    arch: "x86_64",
-    created,
-    source: { method: "debootstrap", suite: "trixie" },
-    rootfs: { tarSha256: sha256(rootfs), tarSize: rootfs.length, entries: 1 },
-    artifacts: [
-      { format: "tar.xz", digest: `sha256:${sha256(rootfs)}`, size: rootfs.length },
-      { format: "lxc-meta.tar.xz", digest: `sha256:${sha256(lxc)}`, size: lxc.length },
-      {
-        format: "incus-meta.tar.xz",
-        digest: `sha256:${sha256(incus)}`,
-        size: incus.length,
-        combinedSha256: fingerprint ?? sha256(Buffer.concat([incus, rootfs])),
-      },
-    ],
-    ...extra,
-  };
-  return { name, version, blobs: [rootfs, lxc, incus], manifest: Buffer.from(JSON.stringify(manifest)) };
-}
-
 interface ImagesJson {
   products: Record<
     string,
