@@ -60,12 +60,15 @@ export async function hostImages(c: Ctx, meta: HostMetaFormat): Promise<HostImag
  * state key, not a timer, so a push or delete shows at once and an unchanged state costs only
  * the listing.
  */
-const cache = new Map<string, Promise<unknown>>();
+const cache = new Map<string, { state: string; value: Promise<unknown> }>();
 
 export async function perState<T>(c: Ctx, what: string, build: () => Promise<T>): Promise<T> {
   const { store } = deps(c);
-  const hash = createHash("sha256").update(what);
-  for (const name of await pullableTemplates(c)) {
+  const names = await pullableTemplates(c);
+  // One entry per document and view (the templates a caller sees), holding its latest state only.
+  const view = `${what}\n${createHash("sha256").update(names.join("\n")).digest("hex")}`;
+  const hash = createHash("sha256");
+  for (const name of names) {
     const list = await store.versions.list(name);
     hash.update(`\n${name}`);
     for (const e of list.entries) {
@@ -73,15 +76,17 @@ export async function perState<T>(c: Ctx, what: string, build: () => Promise<T>)
     }
   }
   hash.update(`\n${c.get("config").compat.hostImageBuilds}`);
-  const key = hash.digest("hex");
-  let hit = cache.get(key) as Promise<T> | undefined;
-  if (!hit) {
-    hit = build();
-    if (cache.size >= 256) cache.clear();
-    cache.set(key, hit);
-    hit.catch(() => cache.delete(key));
-  }
-  return hit;
+  const state = hash.digest("hex");
+  const hit = cache.get(view);
+  if (hit?.state === state) return hit.value as Promise<T>;
+  const value = build();
+  if (cache.size >= 64) cache.clear();
+  const entry = { state, value };
+  cache.set(view, entry);
+  value.catch(() => {
+    if (cache.get(view) === entry) cache.delete(view);
+  });
+  return value;
 }
 
 /** A generated document and its ETag, hashed once per state rather than per request. */

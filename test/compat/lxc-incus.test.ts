@@ -9,7 +9,7 @@ import { bearer, writeConfig } from "../helpers/registry.js";
 import { runProcess, templar } from "../helpers/registry-process.js";
 import { haveTools, isRoot } from "../helpers/require-tool.js";
 import { makeTestCa, type TestCa } from "../helpers/tls.js";
-import { type Packed, packRootfs } from "./fixture.js";
+import { generateKey, type Packed, packRootfs } from "./fixture.js";
 
 /**
  * LXC and Incus hosts with the tools they already have, against `templar serve` over TLS with a
@@ -132,7 +132,9 @@ beforeAll(async () => {
   });
   port = new URL(registry.url).port;
   const suite = { formats: "zst,lxc,incus" };
-  v1 = await packRootfs(dir, name, "13.1.0", { epoch: 1_780_000_000, ...suite });
+  // Signed by the maintainer: the metadata tarballs get their .asc like the other artifacts.
+  const maintainer = await generateKey(join(dir, "maintainer"), "LXC Maintainer");
+  v1 = await packRootfs(dir, name, "13.1.0", { epoch: 1_780_000_000, signKey: maintainer.secret, ...suite });
   minimal = await packRootfs(dir, flavoured, "13.1.0", { epoch: 1_780_000_000, ...suite });
   const rc = await packRootfs(dir, name, "13.2.0-rc.1", { epoch: 1_780_100_000, ...suite });
   const plain = await packRootfs(dir, "debian-12-x86_64", "12.9.0", { epoch: 1_780_000_000, formats: "gz" });
@@ -159,6 +161,14 @@ describe.skipIf(!tools)("LXC's index and the simplestreams documents", () => {
     expect(createHash("sha256").update(meta).digest("hex")).toBe(
       v1.manifest.artifacts.find((a) => a.format === "lxc-meta.tar.xz")!.digest.slice(7),
     );
+  });
+
+  it("the metadata tarballs are signed and their signatures served like the other artifacts", async () => {
+    for (const format of ["lxc-meta.tar.xz", "incus-meta.tar.xz", "tar.xz"]) {
+      const res = await get(`/v1/templates/${name}/13.1.0/signature/${format}`);
+      expect(res.status, format).toBe(200);
+      expect(await res.text()).toBe(await readFile(`${v1.file(format)}.asc`, "utf8"));
+    }
   });
 
   it("images.json: products, aliases, YYYYMMDD_hhmm keys with the semver as a property, the fingerprint", async () => {
