@@ -142,4 +142,37 @@ describe("templates as LXC and Incus images", () => {
     expect(page).toContain("incus launch templar:debian/13/slim c1");
     expect(page).toContain("served over HTTPS");
   });
+
+  it("scoped: a pull token sees only its names in both indexes and files; without a token 401", async () => {
+    await reg.close();
+    reg = await startTestRegistry({
+      anonymousPull: false,
+      tokens: { push: ["push:*"], slim: ["pull:debian-13-x86_64-slim"] },
+    });
+    await push(image("debian-13-x86_64", "13.1.0", "2026-11-25T10:00:00Z"));
+    await push(image("debian-13-x86_64-slim", "13.1.0", "2026-11-25T10:00:00Z", { flavour: "slim" }));
+    const slim = bearer(reg.tokens.slim);
+    expect((await fetch(`${reg.url}/meta/1.0/index-system`)).status).toBe(401);
+    expect((await fetch(`${reg.url}/streams/v1/images.json`)).status).toBe(401);
+    const index = await (await fetch(`${reg.url}/meta/1.0/index-system`, { headers: slim })).text();
+    expect(index).toBe(
+      "debian;13;amd64;slim;20261125_1000;/images/debian/13/amd64/slim/20261125_1000/\n" +
+        "debian;trixie;amd64;slim;20261125_1000;/images/debian/13/amd64/slim/20261125_1000/\n",
+    );
+    const images = (await (
+      await fetch(`${reg.url}/streams/v1/images.json`, { headers: slim })
+    ).json()) as ImagesJson;
+    expect(Object.keys(images.products)).toEqual(["debian:13:amd64:slim"]);
+    const other = await fetch(`${reg.url}/images/debian/13/amd64/default/20261125_1000/rootfs.tar.xz`, {
+      headers: slim,
+    });
+    expect(other.status).toBe(404);
+    const own = await fetch(
+      `${reg.url}/simplestreams/images/debian/13/amd64/slim/20261125_1000/rootfs.tar.xz`,
+      {
+        headers: slim,
+      },
+    );
+    expect(own.status).toBe(200);
+  });
 });
