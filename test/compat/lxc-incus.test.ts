@@ -237,6 +237,35 @@ describe.skipIf(!tools)("LXC's index and the simplestreams documents", () => {
   });
 });
 
+describe.skipIf(!tools)("a mirror of the registry", () => {
+  it("copies the metadata tarballs and their signatures, and serves the same documents", async () => {
+    const dest = join(dir, "mirror");
+    const r = await templar(["mirror", registry.url, dest], trusted());
+    expect(r.code, r.stderr).toBe(0);
+    const base = `templates/${name}/versions/13.1.0`;
+    for (const format of ["lxc-meta.tar.xz", "incus-meta.tar.xz"]) {
+      expect(await readFile(join(dest, `${base}.${format}.asc`), "utf8")).toBe(
+        await readFile(`${v1.file(format)}.asc`, "utf8"),
+      );
+    }
+    const mirror = await startRegistry({
+      storage: new LocalDriver(dest),
+      configPath: null,
+      host: "127.0.0.1",
+      port: 0,
+      log: () => {},
+    });
+    try {
+      for (const path of ["/streams/v1/images.json", "/meta/1.0/index-system"]) {
+        const copy = Buffer.from(await (await fetch(`${mirror.url}${path}`)).arrayBuffer());
+        expect(copy.equals(await getBytes(path)), path).toBe(true);
+      }
+    } finally {
+      await mirror.close();
+    }
+  }, 60_000);
+});
+
 describe.skipIf(!lxcReady)("LXC: lxc-create -t download", () => {
   async function lxcCreate(lxcpath: string, ...args: string[]) {
     const wgetrc = join(dir, "wgetrc");
