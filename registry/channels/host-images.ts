@@ -60,7 +60,18 @@ export async function hostImages(c: Ctx, meta: HostMetaFormat): Promise<HostImag
  * state key, not a timer, so a push or delete shows at once and an unchanged state costs only
  * the listing.
  */
-const cache = new Map<string, { state: string; value: Promise<unknown> }>();
+const caches = new WeakMap<object, Map<string, { state: string; value: Promise<unknown> }>>();
+
+/** Per store (a process may serve more than one), created on first use. */
+function cacheOf<V>(map: WeakMap<object, Map<string, V>>, c: Ctx): Map<string, V> {
+  const { store } = deps(c);
+  let cache = map.get(store);
+  if (!cache) {
+    cache = new Map();
+    map.set(store, cache);
+  }
+  return cache;
+}
 
 export async function perState<T>(c: Ctx, what: string, build: () => Promise<T>): Promise<T> {
   const { store } = deps(c);
@@ -77,6 +88,7 @@ export async function perState<T>(c: Ctx, what: string, build: () => Promise<T>)
   }
   hash.update(`\n${c.get("config").compat.hostImageBuilds}`);
   const state = hash.digest("hex");
+  const cache = cacheOf(caches, c);
   const hit = cache.get(view);
   if (hit?.state === state) return hit.value as Promise<T>;
   const value = build();
@@ -149,7 +161,7 @@ interface Candidate {
  * immutable; a version deleted and pushed again is another object): a rebuild after a push then
  * reads only the new manifest, not every version's again.
  */
-const candidates = new Map<string, Candidate | null>();
+const candidateCaches = new WeakMap<object, Map<string, Candidate | null>>();
 
 async function candidateOf(
   c: Ctx,
@@ -159,6 +171,7 @@ async function candidateOf(
 ): Promise<Candidate | null> {
   const { object } = entry;
   const id = `${meta} ${name}@${entry.version.version} ${object.size} ${object.modified.getTime()}`;
+  const candidates = cacheOf(candidateCaches, c);
   const hit = candidates.get(id);
   if (hit !== undefined) return hit;
   const chosen = await exactVersion(c, name, entry.version.version);
