@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { UserError } from "../common/errors.js";
-import type { Format } from "../common/formats.js";
+import type { Format, HostMetaFormat } from "../common/formats.js";
 import type { Signer } from "../common/signing/signer.js";
 import { archProblem } from "./arch.js";
 import { type BootTestOptions, type BootTestReport, bootTest, failureLine } from "./boot-test/boot-test.js";
@@ -24,6 +24,8 @@ export interface BuildOptions {
   /** Package cache shared by all builds (default DEFAULT_CACHE_DIR). */
   cacheDir?: string;
   formats?: Format[];
+  /** Host metadata tarballs (with --formats lxc/incus); the recipe's when formats is not given. */
+  meta?: HostMetaFormat[];
   mirror?: string;
   /** The Debian security archive (else from the host's apt sources or the mirror's sibling). */
   securityMirror?: string;
@@ -144,7 +146,13 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
 
     await clampShadowDates(root, sde);
 
-    stage("pack", (options.formats ?? recipe.formats ?? ["tar.zst", "tar.gz"]).join(", "));
+    stage(
+      "pack",
+      [
+        ...(options.formats ?? recipe.formats ?? ["tar.zst", "tar.gz"]),
+        ...((options.formats ? options.meta : recipe.meta) ?? []),
+      ].join(", "),
+    );
     staging = await makeStaging(outDir);
     const flavour = recipe.flavour ? `, ${recipe.flavour}` : "";
     const packed = await packTemplate({
@@ -153,6 +161,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       name: recipe.name,
       version: recipe.version,
       formats: options.formats ?? recipe.formats,
+      meta: options.formats ? options.meta : recipe.meta,
       sourceDateEpoch: sde,
       onProgress: options.onPackProgress,
       manifestFields: {

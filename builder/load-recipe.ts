@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { ExitCode, UserError } from "../common/errors.js";
+import { parsePackOutputs } from "../common/formats.js";
 import { assertTemplateName } from "../common/names.js";
 import { families } from "./family/index.js";
 import { validateAt } from "./recipe/issues.js";
@@ -135,7 +136,7 @@ export async function loadRecipe(path: string): Promise<Recipe[]> {
       created,
       source: { method: method.name, config: sourceConfig, place: at(["source"]) },
       steps,
-      formats: data.formats,
+      ...(data.formats ? parsePackOutputs(data.formats, "formats") : {}),
     };
   });
 }

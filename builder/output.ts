@@ -1,12 +1,12 @@
 import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { Format } from "../common/formats.js";
+import type { ArtifactFormat } from "../common/formats.js";
 import { type Signer, signFiles } from "../common/signing/signer.js";
 
 /** A finished template in its staging directory. */
 export interface StagedOutput {
   manifestPath: string;
-  files: Partial<Record<Format, string>>;
+  files: Partial<Record<ArtifactFormat, string>>;
 }
 
 export interface PublishedOutput extends StagedOutput {
@@ -34,7 +34,7 @@ export async function publishOutput(
   outDir: string,
   signer?: Signer | null,
 ): Promise<PublishedOutput> {
-  const artifacts = Object.entries(staged.files) as [Format, string][];
+  const artifacts = Object.entries(staged.files) as [ArtifactFormat, string][];
   const signed = signer
     ? await signFiles(signer, [...artifacts.map(([, path]) => path), staged.manifestPath])
     : [];
@@ -43,7 +43,7 @@ export async function publishOutput(
     await rename(path, target);
     return target;
   };
-  const files: Partial<Record<Format, string>> = {};
+  const files: Partial<Record<ArtifactFormat, string>> = {};
   for (const [format, path] of artifacts) {
     files[format] = await place(path);
     if (signer) await place(`${path}.asc`);

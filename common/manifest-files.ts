@@ -1,5 +1,5 @@
 import { archAs, manifestArch } from "./arch.js";
-import type { Format } from "./formats.js";
+import type { ArtifactFormat, Format } from "./formats.js";
 import type { Manifest } from "./manifest.js";
 
 /**
@@ -14,7 +14,7 @@ export function serializeManifest(manifest: Manifest): Buffer {
 }
 
 /** In an out/ directory: `<name>-<version>.tar.zst`. */
-export function artifactFileName(name: string, version: string, format: Format): string {
+export function artifactFileName(name: string, version: string, format: ArtifactFormat): string {
   return `${name}-${version}.${format}`;
 }
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { UserError } from "./errors.js";
-import { FORMATS } from "./formats.js";
+import { ARTIFACT_FORMATS } from "./formats.js";
 import { archProblem, isVersion, namePartProblem, templateNameProblem } from "./names.js";
 
 /**
@@ -19,9 +19,14 @@ export const SourceInput = z.looseObject({
 });
 
 export const ArtifactSchema = z.looseObject({
-  format: z.enum(FORMATS),
+  format: z.enum(ARTIFACT_FORMATS),
   digest,
   size: z.number().int().nonnegative(),
+  /**
+   * incus-meta.tar.xz only: sha256 of its bytes followed by the tar.xz artifact's bytes, the
+   * image fingerprint Incus and LXD check (simplestreams `combined_rootxz_sha256`).
+   */
+  combinedSha256: sha256Hex.optional(),
 });
 
 export const PackageSchema = z.looseObject({
@@ -71,6 +76,31 @@ export const ManifestSchema = z.looseObject({
           ctx.addIssue({ code: "custom", path: [i, "format"], message: `a second ${a.format} artifact` });
         }
         seen.add(a.format);
+        // The host metadata describes rootfs.tar.xz; Incus's entry must carry the fingerprint.
+        if (
+          (a.format === "lxc-meta.tar.xz" || a.format === "incus-meta.tar.xz") &&
+          !artifacts.some((b) => b.format === "tar.xz")
+        ) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i, "format"],
+            message: `${a.format} without a tar.xz artifact`,
+          });
+        }
+        if (a.format === "incus-meta.tar.xz" && a.combinedSha256 === undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i, "combinedSha256"],
+            message: "required for incus-meta.tar.xz",
+          });
+        }
+        if (a.format !== "incus-meta.tar.xz" && a.combinedSha256 !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i, "combinedSha256"],
+            message: "only incus-meta.tar.xz has one",
+          });
+        }
       });
     }),
   packages: z.array(PackageSchema).optional(),

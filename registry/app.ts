@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { getPath } from "hono/utils/url";
 import { authenticate } from "./auth.js";
 import { hostChannels } from "./channels/index.js";
 import { getBlob, putBlob } from "./handlers/blobs.js";
@@ -20,7 +21,14 @@ import { getPublicKey } from "./signers.js";
  * of host; pages in pages/*. All of them call the store (store/). GET routes answer HEAD too.
  */
 export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
-  const app = new Hono<RegistryEnv>();
+  // Repeated slashes count as one: lxc-download asks for `//meta/1.0/index-system` and
+  // `/images/...//rootfs.tar.xz`, and no route has an empty path segment.
+  const app = new Hono<RegistryEnv>({
+    getPath: (request) => {
+      const path = getPath(request);
+      return path.includes("//") ? path.replace(/\/{2,}/g, "/") : path;
+    },
+  });
   app.use("*", requestLog(deps));
   const principal = async (c: Ctx, next: () => Promise<void>) => {
     const config = await deps.config.get();

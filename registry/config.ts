@@ -42,6 +42,7 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  *   compat:
  *     maintainer: "Example Templates <templates@example.org>"   # aplinfo.dat Maintainer
  *     publicUrl: https://templates.example.org   # base for Infopage links (else the request's)
+ *     hostImageBuilds: 3   # builds per image LXC's index and the simplestreams server offer (newest first)
  *   oci:                       # the OCI Distribution API under /v2 (README "Proxmox VE 9 and other OCI clients")
  *     prefix: templates        # repositories are <prefix>/<name> (default: just <name>)
  *     tokenTtl: 5m             # life of the bearer tokens /v2/token hands out
@@ -88,6 +89,7 @@ export const RegistryConfigSchema = z.strictObject({
     .strictObject({
       maintainer: z.string().default("templar registry"),
       publicUrl: z.url().optional(),
+      hostImageBuilds: z.number().int().min(1).max(1000).default(3),
     })
     .prefault({}),
   oci: z

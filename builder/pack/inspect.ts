@@ -3,7 +3,7 @@ import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { sha256File } from "../../common/digest.js";
 import { ExitCode, UserError } from "../../common/errors.js";
-import { FORMATS, type Format } from "../../common/formats.js";
+import { FORMATS, type Format, isFormat } from "../../common/formats.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
 import { artifactFileName, manifestFileName } from "../../common/manifest-files.js";
 import { decompressFile, sniffFormat } from "./decompress.js";
@@ -132,7 +132,9 @@ export async function inspectPath(path: string, inProcessOnly = false): Promise<
     const manifest = await loadManifest(path);
     const dir = dirname(path);
     const artifacts: ArtifactCheck[] = [];
+    // The host metadata tarballs are not the root filesystem: the signature and push check them.
     for (const a of manifest.artifacts) {
+      if (!isFormat(a.format)) continue;
       artifacts.push(
         await check(
           manifest,

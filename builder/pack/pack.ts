@@ -3,15 +3,17 @@ import { mkdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { AtomicFile, writeFileAtomic } from "../../common/atomic.js";
-import { toDigest } from "../../common/digest.js";
+import { sha256Hex, toDigest } from "../../common/digest.js";
 import { ExitCode, UserError, usageError } from "../../common/errors.js";
-import { FORMATS, type Format } from "../../common/formats.js";
+import { FORMATS, type Format, type HostMetaFormat } from "../../common/formats.js";
+import { hostIdentity } from "../../common/host-identity.js";
 import type { Artifact, Manifest } from "../../common/manifest.js";
 import { artifactFileName, manifestFileName, serializeManifest } from "../../common/manifest-files.js";
 import { assertTemplateName, assertVersion } from "../../common/names.js";
 import { chooseCodec } from "./codecs.js";
 import { type CompressSink, openCompressSink, openFifoSink } from "./compress-sink.js";
 import { makeFifos, releasePendingOpens } from "./fifo.js";
+import { combinedSha256, hostMetaBytes } from "./host-meta.js";
 import { CompressorGoneError, produceTar, type TarProduction } from "./tar-producer.js";
 import type { PackOptions, PackResult } from "./types.js";
 import { readTreeXattrs } from "./xattrs.js";
@@ -88,6 +90,29 @@ function buildManifest(
 }
 
 /**
+ * Writes the host metadata tarballs next to the artifacts and lists them in `manifest` (their
+ * bytes depend on its fields, not on the artifacts). Incus's entry carries the fingerprint.
+ */
+async function writeHostMeta(
+  manifest: Manifest,
+  meta: HostMetaFormat[],
+  outDir: string,
+  rootfsXz: string | undefined,
+): Promise<{ format: HostMetaFormat; path: string }[]> {
+  const written: { format: HostMetaFormat; path: string }[] = [];
+  for (const format of meta) {
+    const bytes = hostMetaBytes(manifest, format);
+    const artifact: Artifact = { format, digest: toDigest(sha256Hex(bytes)), size: bytes.length };
+    if (format === "incus-meta.tar.xz") artifact.combinedSha256 = await combinedSha256(bytes, rootfsXz!);
+    const path = join(outDir, artifactFileName(manifest.name, manifest.version, format));
+    await writeFileAtomic(path, bytes);
+    written.push({ format, path });
+    manifest.artifacts.push(artifact);
+  }
+  return written;
+}
+
+/**
  * Packs a root filesystem into a deterministic tar, compressed into every requested format in
  * one pass over the tree, and writes `<name>-<version>.<format>` files plus the manifest. Output
  * files appear only when everything succeeded.
@@ -103,11 +128,20 @@ export function assertOutsideRoot(rootfs: string, outDir: string, shownRoot = ro
 export async function packTemplate(options: PackOptions): Promise<PackResult> {
   assertTemplateName(options.name);
   assertVersion(options.version);
-  const formats = [...new Set(options.formats ?? DEFAULT_FORMATS)];
+  const meta = [...new Set(options.meta ?? [])];
+  // The host metadata goes with rootfs.tar.xz: both clients fetch the root filesystem as xz.
+  const formats = [
+    ...new Set([...(options.formats ?? DEFAULT_FORMATS), ...(meta.length ? ["tar.xz" as const] : [])]),
+  ];
   if (formats.length === 0) throw usageError("no output format given");
   for (const f of formats) {
     if (!FORMATS.includes(f))
       throw usageError(`unknown format ${JSON.stringify(f)} (known: ${FORMATS.join(", ")})`);
+  }
+  if (meta.length && !hostIdentity({ name: options.name, ...options.manifestFields })) {
+    throw usageError(
+      `${options.name}: ${meta.join(", ")} need a distro and release: name the template <distro>-<release>-<arch>[-<flavour>]`,
+    );
   }
   const sde = checkEpoch(options.sourceDateEpoch);
   const root = await checkRootfs(options.rootfs);
@@ -187,6 +221,13 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
       { tarSha256: sha256, tarSize: size, entries },
       artifacts,
     );
+    const metaFiles = await writeHostMeta(
+      manifest,
+      meta,
+      outDir,
+      targets[formats.indexOf("tar.xz")]?.tempPath,
+    );
+    for (const m of metaFiles) committed.push(m.path);
     const manifestPath = join(outDir, manifestFileName(options.name, options.version));
     for (const target of targets) {
       await target.commit();
@@ -197,6 +238,7 @@ export async function packTemplate(options: PackOptions): Promise<PackResult> {
     formats.forEach((f, i) => {
       files[f] = targets[i]!.finalPath;
     });
+    for (const m of metaFiles) files[m.format] = m.path;
     return { manifest, manifestPath, files, warnings };
   } catch (err) {
     // Compressors first: the producer may be waiting for one of them (a fifo open, a chunk).

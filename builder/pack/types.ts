@@ -1,4 +1,4 @@
-import type { Format } from "../../common/formats.js";
+import type { ArtifactFormat, Format, HostMetaFormat } from "../../common/formats.js";
 import type { Manifest } from "../../common/manifest.js";
 import type { XattrMap } from "./xattrs.js";
 
@@ -12,6 +12,8 @@ export interface PackOptions {
   version: string;
   /** Default: ["tar.zst", "tar.gz"]. */
   formats?: Format[];
+  /** Host metadata tarballs to make beside the formats (LXC, Incus); they need tar.xz. */
+  meta?: HostMetaFormat[];
   /** Clamp for every mtime, and the manifest's `created`; default: no clamp, and now. */
   sourceDateEpoch?: number;
   /** Manifest fields the packer does not compute itself (distro, release, recipe, source, packages...). */
@@ -28,7 +30,7 @@ export interface PackResult {
   manifest: Manifest;
   manifestPath: string;
   /** Absolute path of each artifact written. */
-  files: Partial<Record<Format, string>>;
+  files: Partial<Record<ArtifactFormat, string>>;
   /** Things skipped or adjusted (sockets, ...), one line each. */
   warnings: string[];
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { FORMATS, type Format } from "../../common/formats.js";
+import { FORMATS, type Format, HOST_BUNDLES, type HostMetaFormat } from "../../common/formats.js";
 import { isVersion, templateNameProblem } from "../../common/names.js";
 
 /**
@@ -36,7 +36,11 @@ export const RecipeFileSchema = z.strictObject({
   source: z.looseObject({ method: z.string().min(1) }),
   /** Each item is `{ <kind>: <config> }`; checked further by the step kind's schema. */
   steps: z.array(z.record(z.string(), z.unknown())).default([]),
-  formats: z.array(z.enum(FORMATS)).min(1).optional(),
+  /** Formats (tar.zst, tar.gz, tar.xz) and host names (lxc, incus: tar.xz and their metadata). */
+  formats: z
+    .array(z.enum([...FORMATS, ...(Object.keys(HOST_BUNDLES) as [string, ...string[]])]))
+    .min(1)
+    .optional(),
 });
 
 export type RecipeFile = z.infer<typeof RecipeFileSchema>;
@@ -78,6 +82,8 @@ export interface Recipe {
   source: { method: string; config: unknown; place: Place };
   steps: RecipeStep[];
   formats?: Format[];
+  /** Host metadata tarballs the recipe's `formats:` asks for (lxc, incus). */
+  meta?: HostMetaFormat[];
 }
 
 /** `<distro>-<release>-<arch>[-<flavour>]` (docs/formats.md "Names and versions"). */

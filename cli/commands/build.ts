@@ -5,7 +5,7 @@ import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR } from "../../builde
 import { loadRecipe } from "../../builder/load-recipe.js";
 import type { Recipe } from "../../builder/recipe/schema.js";
 import { usageError } from "../../common/errors.js";
-import { parseFormatList } from "../../common/formats.js";
+import { parsePackOutputs } from "../../common/formats.js";
 import { createProgress, formatBytes, type Progress } from "../../common/progress.js";
 import { openSigner } from "../../common/signing/signer.js";
 import { parseCommandArgs } from "../args.js";
@@ -20,7 +20,7 @@ source -> steps -> inventory -> pack. Output appears only when a build succeeds.
 
 Options:
   --out DIR                 output directory (default: out)
-  --formats LIST            zst,gz,xz (default: the recipe's formats, else zst,gz)
+  --formats LIST            zst,gz,xz and lxc, incus (default: the recipe's formats, else zst,gz)
   --mirror URL              Debian mirror (default: $TEMPLAR_DEBIAN_MIRROR, else the host's apt sources)
   --cache DIR               package cache reused by every build (default: $TEMPLAR_CACHE, else ${DEFAULT_CACHE_DIR})
   --source-date-epoch N     clamp for mtimes and the manifest's created (default: $SOURCE_DATE_EPOCH,
@@ -59,7 +59,7 @@ async function run(argv: string[]): Promise<number> {
   });
   if (positionals.length === 0)
     throw usageError("build: expected at least one recipe file (see 'templar build --help')");
-  const formats = values.formats ? parseFormatList(values.formats) : undefined;
+  const outputs = values.formats ? parsePackOutputs(values.formats.split(",")) : undefined;
   const sde = sourceDateEpoch(values["source-date-epoch"]);
   const tool = env("TEMPLAR_BOOTSTRAP_TOOL");
   if (tool !== undefined && tool !== "mmdebstrap" && tool !== "debootstrap")
@@ -111,7 +111,8 @@ async function run(argv: string[]): Promise<number> {
       const result = await buildTemplate(recipe, {
         outDir: values.out ?? "out",
         cacheDir: flagOrEnv(values.cache, "TEMPLAR_CACHE", DEFAULT_CACHE_DIR),
-        formats,
+        formats: outputs?.formats,
+        meta: outputs?.meta,
         mirror: flagOrEnv(values.mirror, "TEMPLAR_DEBIAN_MIRROR"),
         sourceDateEpoch: sde?.value,
         sourceDateEpochFrom: sde?.from,

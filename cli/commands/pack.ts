@@ -2,7 +2,7 @@ import { rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { readTreeXattrs } from "../../builder/pack/xattrs.js";
 import { usageError } from "../../common/errors.js";
-import { parseFormatList } from "../../common/formats.js";
+import { parsePackOutputs } from "../../common/formats.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
@@ -19,7 +19,8 @@ Options:
   --name NAME              template name, e.g. debian-13-x86_64-minimal
   --version VER            semantic version, e.g. 13.2.0
   --out DIR                output directory (default: $TEMPLAR_OUT or ./out)
-  --formats LIST           comma-separated: zst, gz, xz (default: zst,gz)
+  --formats LIST           comma-separated: zst, gz, xz, and host names: lxc (xz and LXC's
+                           meta.tar.xz), incus (xz and the Incus metadata) (default: zst,gz)
   --source-date-epoch N    clamp mtimes to N and use it as 'created' (default: $SOURCE_DATE_EPOCH)
   --in-process             use the in-process compressors even when zstd/pigz are installed
   --sign-key FILE          sign the manifest and each artifact (<file>.asc) with this armoured
@@ -48,7 +49,7 @@ export const command: Command = {
       throw usageError("pack: expected exactly one <rootfs-dir> (see 'templar pack --help')");
     if (values.name === undefined) throw usageError("pack: --name is required");
     if (values.version === undefined) throw usageError("pack: --version is required");
-    const formats = values.formats !== undefined ? parseFormatList(values.formats) : undefined;
+    const outputs = values.formats !== undefined ? parsePackOutputs(values.formats.split(",")) : undefined;
     // Before any work: a machine without getfattr says so now, not after half a minute.
     preflight("pack", { quiet: true });
     const epoch = values["source-date-epoch"];
@@ -93,7 +94,8 @@ export const command: Command = {
         outDir: staging,
         name: values.name,
         version: values.version,
-        formats,
+        formats: outputs?.formats,
+        meta: outputs?.meta,
         sourceDateEpoch: sourceDateEpoch(epoch)?.value,
         inProcessOnly: values["in-process"] ?? false,
         xattrs,

@@ -68,7 +68,7 @@ async function renderIndex(c: Ctx): Promise<BuiltIndex> {
     const sums = await deps(c).store.derived.of(parseDigest(artifact.digest)!);
     records.push({
       manifest: chosen.manifest,
-      location: `proxmox/${proxmoxFileName(chosen.manifest, artifact.format)}`,
+      location: `proxmox/${proxmoxFileName(chosen.manifest, artifact.format as Format)}`,
       md5: sums.md5,
       sha512: sums.sha512,
       infopage: `${base}/templates/${encodeURIComponent(name)}/${encodeURIComponent(chosen.version)}`,

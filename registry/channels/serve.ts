@@ -1,6 +1,6 @@
 import { parseDigest } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
-import { compressionOfFormat } from "../../common/formats.js";
+import { contentTypeOf } from "../../common/formats.js";
 import type { Artifact, Manifest } from "../../common/manifest.js";
 import { isTag } from "../../common/names.js";
 import { visibleCatalog } from "../handlers/templates.js";
@@ -73,7 +73,7 @@ export async function sendArtifact(c: Ctx, artifact: Artifact, lastModified: Dat
   const etag = `"${artifact.digest}"`;
   c.header("Last-Modified", lastModified.toUTCString());
   c.header("ETag", etag);
-  c.header("Content-Type", compressionOfFormat(artifact.format).contentType);
+  c.header("Content-Type", contentTypeOf(artifact.format));
   // The file behind a name changes when a newer version is pushed: caches must revalidate.
   c.header("Cache-Control", "no-cache");
   if (notModified(c, etag, lastModified)) return c.body(null, 304);

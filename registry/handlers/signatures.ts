@@ -1,6 +1,6 @@
 import { parseDigest } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
-import { FORMATS, type Format, isFormat } from "../../common/formats.js";
+import { ARTIFACT_FORMATS, type ArtifactFormat, isArtifactFormat } from "../../common/formats.js";
 import { readLimited } from "../http/body.js";
 import { type Ctx, deps, nameParam, need, versionParam } from "../http/context.js";
 import { enforceArtifactPolicy } from "../trust.js";
@@ -11,12 +11,12 @@ import { checkArmour, MAX_SIGNATURE_BYTES } from "./manifests.js";
  * tar.gz, tar.xz or tar.zst). They are what vztmpl-dl fetches as `/precreated/<file>.asc`, made
  * by the maintainer beside each artifact; like the manifest's, they are create-if-absent.
  */
-function formatParam(c: Ctx): Format {
+function formatParam(c: Ctx): ArtifactFormat {
   const format = c.req.param("format") ?? "";
-  if (!isFormat(format)) {
+  if (!isArtifactFormat(format)) {
     throw new CodedError(
       "FORMAT_INVALID",
-      `format ${JSON.stringify(format)}: expected ${FORMATS.join(", ")}`,
+      `format ${JSON.stringify(format)}: expected ${ARTIFACT_FORMATS.join(", ")}`,
     );
   }
   return format;

@@ -1,4 +1,6 @@
 import { html } from "hono/html";
+import { archAs } from "../../common/arch.js";
+import { hostIdentity } from "../../common/host-identity.js";
 import { repoOfTemplate } from "../channels/oci/repo.js";
 import type { Ctx } from "../http/context.js";
 import { type SignerInfo, signerOf } from "../signers.js";
@@ -6,6 +8,8 @@ import { publicOrigin, templateInfo } from "./data.js";
 import { formatTime, type Html, layout, sizesList, templateHref } from "./layout.js";
 import { shellWord } from "./shell.js";
 import { keyringStep, signerCell } from "./trust.js";
+
+type Shown = Awaited<ReturnType<typeof templateInfo>>["versions"][number];
 
 /** `GET /templates/{name}`: versions newest first, tags, and how to get the template. */
 export async function templatePage(c: Ctx): Promise<Response> {
@@ -27,6 +31,7 @@ export async function templatePage(c: Ctx): Promise<Response> {
 <p class="lead">${shown?.description ?? ""}${facts ? html` <span class="muted">(${facts})</span>` : ""}</p>
 <h2>How to pull</h2>
 ${howToPull(origin, name, latest, shown ? (signerOfVersion.get(shown.version) ?? null) : null)}
+${shown ? hostCommands(origin, name, shown) : ""}
 ${ociPull(origin, repoOfTemplate(c, name), latest)}
 <h2>Versions</h2>
 <table class="versions">
@@ -91,4 +96,39 @@ function ociPull(origin: string, repo: string, latest: string | null): Html {
 <p>or in the GUI: <em>Datacenter → node → storage (local) → CT Templates → Pull from OCI Registry</em>, reference <code>${reference}</code>. The host must trust the registry's TLS certificate. Elsewhere:</p>
 <pre><code>skopeo copy docker://${ref} oci-archive:${shellWord(`${repo.split("/").pop()}.tar`)}
 podman pull ${ref}</code></pre>`;
+}
+
+/**
+ * LXC's `lxc-create -t download` and Incus's simplestreams remote, when the version shown carries
+ * their metadata (packed with --formats lxc / incus). Both clients speak HTTPS only.
+ */
+function hostCommands(origin: string, name: string, shown: Shown): Html {
+  const formats = new Set(shown.artifacts.map((a) => a.format));
+  const id = hostIdentity({
+    name,
+    distro: shown.distro ?? undefined,
+    release: shown.release ?? undefined,
+    arch: shown.arch ?? undefined,
+    flavour: shown.flavour ?? undefined,
+  });
+  if (!id || !formats.has("tar.xz")) return html``;
+  const host = new URL(origin).host;
+  const https = origin.startsWith("https:")
+    ? ""
+    : html`<p class="muted">Both need this registry served over HTTPS (templar serve --tls-cert/--tls-key).</p>`;
+  const variant = id.variant === "default" ? "" : ` --variant ${shellWord(id.variant)}`;
+  const alias =
+    id.variant === "default" ? `${id.distro}/${id.release}` : `${id.distro}/${id.release}/${id.variant}`;
+  const lxc = formats.has("lxc-meta.tar.xz")
+    ? html`<p>LXC (<code>lxc-create -t download</code>, newest build):</p>
+<pre><code>lxc-create -t download -n c1 -- --server ${shellWord(host)} --dist ${shellWord(id.distro)} --release ${shellWord(id.release)} --arch ${shellWord(archAs(id.arch, "debian"))}${variant}</code></pre>`
+    : "";
+  const incus = formats.has("incus-meta.tar.xz")
+    ? html`<p>Incus (or LXD with <code>lxc</code> for <code>incus</code>), a simplestreams remote:</p>
+<pre><code>incus remote add templar ${shellWord(`https://${host}`)} --protocol simplestreams --public
+incus launch ${shellWord(`templar:${alias}`)} c1</code></pre>`
+    : "";
+  if (!lxc && !incus) return html``;
+  return html`<h2>LXC and Incus</h2>
+${https}${lxc}${incus}`;
 }

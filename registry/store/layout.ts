@@ -42,7 +42,7 @@ export type TemplateKey =
   | { name: string; kind: "artifactSignature"; version: string; format: string }
   | { name: string; kind: "tag"; tag: string };
 
-const ARTIFACT_SIGNATURE = /^(.+)\.(tar\.(?:gz|xz|zst))\.asc$/;
+const ARTIFACT_SIGNATURE = /^(.+?)\.((?:lxc-meta\.|incus-meta\.)?tar\.(?:gz|xz|zst))\.asc$/;
 
 /** Splits a key under templates/ into its parts; null for anything else. */
 export function parseTemplateKey(key: string): TemplateKey | null {

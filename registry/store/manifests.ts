@@ -1,5 +1,5 @@
 import { CodedError } from "../../common/error-codes.js";
-import { FORMATS, type Format } from "../../common/formats.js";
+import { ARTIFACT_FORMATS, type ArtifactFormat } from "../../common/formats.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
 import type { StorageDriver } from "../storage/driver.js";
 import { layout } from "./layout.js";
@@ -60,7 +60,7 @@ export class Manifests {
     return this.driver.get(layout.signature(name, version));
   }
 
-  artifactSignature(name: string, version: string, format: Format): Promise<Buffer | null> {
+  artifactSignature(name: string, version: string, format: ArtifactFormat): Promise<Buffer | null> {
     return this.driver.get(layout.artifactSignature(name, version, format));
   }
 
@@ -75,7 +75,7 @@ export class Manifests {
   async putArtifactSignature(
     name: string,
     version: string,
-    format: Format,
+    format: ArtifactFormat,
     signature: Buffer,
   ): Promise<boolean> {
     const outcome = await putImmutable(
@@ -95,7 +95,8 @@ export class Manifests {
   /** Removes a version's signatures, then its manifest (its blobs go at the next GC). */
   async delete(name: string, version: string): Promise<void> {
     await this.driver.delete(layout.signature(name, version));
-    for (const format of FORMATS) await this.driver.delete(layout.artifactSignature(name, version, format));
+    for (const format of ARTIFACT_FORMATS)
+      await this.driver.delete(layout.artifactSignature(name, version, format));
     await this.driver.delete(layout.manifest(name, version));
   }
 }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { parseDigest } from "../../common/digest.js";
 import { CodedError } from "../../common/error-codes.js";
 import type { Manifest } from "../../common/manifest.js";
@@ -37,6 +38,7 @@ export async function publishManifest(
       }
     }
     await checkBlobs(blobs, manifest); // after the mark checks: a blob deleted under a mark is gone by now
+    await checkFingerprint(blobs, manifest);
     if (Date.now() - pin.at >= PIN_TTL_MS / 2) {
       // GC may soon ignore the pin; the checks above must be fresh when the manifest appears.
       throw new CodedError(
@@ -80,5 +82,29 @@ export async function checkBlobs(blobs: Blobs, manifest: Manifest): Promise<void
         `artifact ${artifact.format} says ${artifact.size} bytes, blob ${artifact.digest} has ${info.size}`,
       );
     }
+  }
+}
+
+/**
+ * The Incus fingerprint a manifest claims (incus-meta.tar.xz `combinedSha256`) must be
+ * sha256(metadata ‖ rootfs.tar.xz): the simplestreams index serves it, and Incus refuses an image
+ * whose files hash otherwise. One read of the two blobs, at push only.
+ */
+export async function checkFingerprint(blobs: Blobs, manifest: Manifest): Promise<void> {
+  const meta = manifest.artifacts.find((a) => a.format === "incus-meta.tar.xz");
+  const rootfs = manifest.artifacts.find((a) => a.format === "tar.xz");
+  if (!meta?.combinedSha256 || !rootfs) return;
+  const hash = createHash("sha256");
+  for (const artifact of [meta, rootfs]) {
+    const stream = await blobs.read(parseDigest(artifact.digest)!);
+    if (!stream) throw new CodedError("BLOB_UNKNOWN", `blob ${artifact.digest} does not exist`, {}, 400);
+    for await (const chunk of stream) hash.update(chunk as Buffer);
+  }
+  const actual = hash.digest("hex");
+  if (actual !== meta.combinedSha256) {
+    throw new CodedError(
+      "MANIFEST_INVALID",
+      `artifact incus-meta.tar.xz says combinedSha256 ${meta.combinedSha256}, but sha256(incus-meta.tar.xz + tar.xz) is ${actual}`,
+    );
   }
 }

@@ -72,6 +72,16 @@ describe("recipe loading", () => {
     expect(msg).toMatch(/^\S*syntax\.yaml:\d+:\d+: YAML syntax error: /);
   });
 
+  it("formats: takes host names (lxc, incus) as tar.xz plus their metadata; an unknown word is named", async () => {
+    const path = await write("hosts.yaml", `${BASE}formats: [tar.zst, lxc, incus]\n`);
+    const [recipe] = await loadRecipe(path);
+    expect(recipe!.formats).toEqual(["tar.zst", "tar.xz"]);
+    expect(recipe!.meta).toEqual(["lxc-meta.tar.xz", "incus-meta.tar.xz"]);
+    expect(await lintError("bad-format.yaml", `${BASE}formats: [tar.zst, lxd]\n`)).toMatch(
+      /bad-format\.yaml:\d+:\d+: formats/,
+    );
+  });
+
   it("names a wrong type at its node", async () => {
     expect(await lintError("type.yaml", BASE.replace("arch: x86_64", "arch: 42"))).toMatch(
       /type\.yaml:4:7: arch: expected x86_64\|aarch64 or array/,
