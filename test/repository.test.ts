@@ -142,7 +142,11 @@ describe("layers", () => {
     const keyLiteral =
       /["'`](?:blobs\/sha256\/|templates\/|uploads\/|derived\/sha256\/|gc\/(?:pins|pending|runs)\b)/;
     const keyPart = /["'`][^"'`]*\/(?:versions|tags)\/\$\{/; // `templates/${name}/versions/${v}`
-    const files = tsFiles([...SOURCE_DIRS, "bench"]).filter((f) => f !== "registry/store/layout.ts");
+    // builder/ never reaches storage (it may not import registry/, checked above); its paths
+    // inside tarballs, such as Incus's templates/hostname.tpl, only look like keys.
+    const files = tsFiles([...SOURCE_DIRS, "bench"]).filter(
+      (f) => f !== "registry/store/layout.ts" && !f.startsWith("builder/"),
+    );
     expect(files.length).toBeGreaterThan(50);
     const offenders = files.flatMap((f) => [...hits(f, keyLiteral), ...hits(f, keyPart)]);
     expect(offenders).toEqual([]);
