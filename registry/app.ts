@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { authenticate } from "./auth.js";
 import { hostChannels } from "./channels/index.js";
 import { getBlob, putBlob } from "./handlers/blobs.js";
+import { getDeltas } from "./handlers/deltas.js";
 import { healthz, metrics, readyz } from "./handlers/health.js";
 import { deleteVersion, getManifest, getSignature, putManifest, putSignature } from "./handlers/manifests.js";
 import { getArtifactSignature, putArtifactSignature } from "./handlers/signatures.js";
@@ -34,6 +35,7 @@ export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
   app.put("/v1/templates/:name/tags/:tag", putTag);
   app.delete("/v1/templates/:name/tags/:tag", deleteTag);
   app.get("/v1/templates/:name/:version/signature", getSignature);
+  app.get("/v1/templates/:name/:version/deltas", getDeltas);
   app.get("/v1/templates/:name/:version/signature/:format", getArtifactSignature);
   app.put("/v1/templates/:name/:version/signature/:format", putArtifactSignature);
   app.put("/v1/templates/:name/:version/signature", putSignature);

@@ -19,6 +19,11 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  *     grace: 1h                # blobs younger than this are never collected
  *     interval: 1h             # periodic online GC inside `templar serve`; 0 turns it off
  *     uploadExpiry: 24h        # resumable uploads untouched this long are removed
+ *   deltas:                    # zstd patches from older versions, made in the background after a push
+ *     previous: 3              # from this many previous versions of the same template (0: none)
+ *     level: 19                # zstd level of the patches
+ *     maxWindowLog: 30         # no patch needing a zstd window above 2^30 bytes (tars over 512 MiB)
+ *     workDir: /var/tmp        # where the tars are unpacked meanwhile (default: the temp folder)
  *   tokens:                    # written by `templar token create`; only hashes are stored
  *     - id: 3f9c2a1b           # public id, shown in logs instead of the token
  *       sha256: <hex of the token>
@@ -66,6 +71,14 @@ export const RegistryConfigSchema = z.strictObject({
       grace: duration.default("1h"),
       interval: z.union([duration, z.literal(0), z.literal("0")]).default("1h"),
       uploadExpiry: duration.default("24h"),
+    })
+    .prefault({}),
+  deltas: z
+    .strictObject({
+      previous: z.number().int().min(0).max(16).default(3),
+      level: z.number().int().min(1).max(22).default(19),
+      maxWindowLog: z.number().int().min(20).max(31).default(30),
+      workDir: z.string().min(1).optional(),
     })
     .prefault({}),
   tokens: z.array(TokenEntrySchema).default([]),

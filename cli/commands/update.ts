@@ -6,13 +6,15 @@ import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { hostSettings } from "../host-settings.js";
 import { clientTuning } from "../settings.js";
+import { deltaWindowFlag } from "./pull.js";
 
-const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned] [--json]
+const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned] [--no-delta] [--json]
 
 Brings templates pulled into the local template cache up to date, like 'vztmpl-dl --update-all':
 for each one, the reference it was pulled with is resolved again (a tag or range keeps its
 meaning; an exact version moves to the newest release) and a newer version is pulled, verified
-as 'templar pull' does. Templates already current are left alone.
+as 'templar pull' does. Templates already current are left alone. A newer version comes as a
+delta patch from the cached one when the registry has it (see 'templar pull --help').
 
   NAME...           the templates to update; --all: every template in the cache
   --registry URL    ask this registry instead of the one each template came from
@@ -22,6 +24,8 @@ as 'templar pull' does. Templates already current are left alone.
   --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, /etc/templar/trusted.asc)
   --allow-unsigned  accept templates without a signature
   --proxmox         the cache is a Proxmox host's
+  --no-delta        always download full artifacts
+  --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default 30)
   --json            one JSON object per template
 
 Exit codes: 0 all current, else the code of the first failure (3 verification, 4 not found).`;
@@ -38,7 +42,10 @@ export const command: Command = {
       "allow-unsigned": { type: "boolean" },
       proxmox: { type: "boolean" },
       json: { type: "boolean" },
+      "no-delta": { type: "boolean" },
+      "delta-max-window": { type: "string" },
     });
+    const maxWindowLog = deltaWindowFlag("update", values["delta-max-window"]);
     if (positionals.length === 0 && !values.all)
       throw usageError("update: name the templates to update, or pass --all (see 'templar update --help')");
     const settings = await hostSettings(values);
@@ -65,13 +72,21 @@ export const command: Command = {
           format: entry.format,
           keyring: settings.keyring,
           allowUnsigned: settings.allowUnsigned,
+          delta: !values["no-delta"],
+          ...(maxWindowLog ? { maxWindowLog } : {}),
+          onNote: (note) => {
+            if (!values.json) process.stderr.write(`${origin.name}: ${note}\n`);
+          },
         });
         if (values.json) {
           process.stdout.write(`${JSON.stringify({ ...result, previous: origin.version })}\n`);
         } else if (result.upToDate || result.version === origin.version) {
           process.stdout.write(`${origin.name}: ${origin.version} is current\n`);
         } else {
-          process.stdout.write(`${origin.name}: ${origin.version} -> ${result.version} (${result.path})\n`);
+          const how = result.via === "delta" ? `, delta of ${result.transferred} bytes` : "";
+          process.stdout.write(
+            `${origin.name}: ${origin.version} -> ${result.version} (${result.path}${how})\n`,
+          );
         }
       } catch (err) {
         // One template failing does not stop the others; the exit code reports it.
