@@ -1,6 +1,6 @@
 import { dirname, resolve } from "node:path";
 import { errorMessage, usageError } from "../../common/errors.js";
-import { loadConfig, parseDuration } from "../../registry/config.js";
+import { loadConfig, parseDuration, retentionRules } from "../../registry/config.js";
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import type { TlsFiles } from "../../registry/tls.js";
@@ -139,6 +139,7 @@ export const command: Command = {
           const report = await registry.deps.store.gc({
             graceMs: parseDuration(current.gc.grace, "gc.grace"),
             uploadExpiryMs: parseDuration(current.gc.uploadExpiry, "gc.uploadExpiry"),
+            retention: retentionRules(current),
           });
           log({ time: new Date().toISOString(), event: "gc", ...report });
         } catch (err) {

@@ -4,6 +4,7 @@ import type { DeltaIndexes } from "./deltas.js";
 import type { DerivedSums } from "./derived.js";
 import { GcRun, pinnedBlobs, removeLeftovers } from "./gc-protocol.js";
 import { layout, parseTemplateKey } from "./layout.js";
+import type { RetentionRule, RetentionVictim } from "./retention.js";
 import type { Uploads } from "./uploads.js";
 
 /**
@@ -52,6 +53,8 @@ export interface GcOptions {
   now?: number;
   /** Called for each blob deleted (or that would be, in a dry run). */
   onDelete?: (hex: string, size: number) => void;
+  /** Retention rules applied first (retention.ts); the versions they remove free their blobs in this run. */
+  retention?: RetentionRule[];
   /** Tests: a shorter run timeout and heartbeat (gc-protocol.ts; a longer timeout is ignored). */
   runTimeoutMs?: number;
   heartbeatMs?: number;
@@ -69,6 +72,8 @@ export interface GcReport {
   partialWritesAborted: number;
   /** Delta indexes of versions that no longer exist (removed, or that would be in a dry run). */
   deltaIndexesDropped: number;
+  /** Versions removed by retention rules (or that would be, in a dry run). */
+  retention: RetentionVictim[];
   ms: number;
 }
 
@@ -83,7 +88,11 @@ export interface GcTarget {
   deltas: DeltaIndexes;
 }
 
-export async function runGc(target: GcTarget, options: GcOptions): Promise<GcReport> {
+export async function runGc(
+  target: GcTarget,
+  options: GcOptions,
+  retention: RetentionVictim[] = [],
+): Promise<GcReport> {
   const { driver: storage, blobs: blobStore, uploads, derived, deltas } = target;
   const started = Date.now();
   const now = options.now ?? started;
@@ -188,6 +197,7 @@ export async function runGc(target: GcTarget, options: GcOptions): Promise<GcRep
     uploadsExpired,
     partialWritesAborted,
     deltaIndexesDropped,
+    retention,
     ms: Date.now() - started,
   };
 }

@@ -9,6 +9,7 @@ import { DerivedSums } from "./derived.js";
 import { type GcOptions, type GcReport, runGc } from "./gc.js";
 import { Manifests } from "./manifests.js";
 import { publishManifest } from "./publish.js";
+import { applyRetention } from "./retention.js";
 import { SummaryCache, type VersionSummary } from "./summaries.js";
 import { Tags } from "./tags.js";
 import { Uploads } from "./uploads.js";
@@ -132,9 +133,16 @@ export class Store {
     return created;
   }
 
-  /** Online garbage collection (gc.ts): unreferenced blobs, abandoned uploads and writes. */
-  gc(options: GcOptions): Promise<GcReport> {
-    return runGc(this, options);
+  /**
+   * Online garbage collection (gc.ts): retention rules first (retention.ts), then unreferenced
+   * blobs, abandoned uploads and writes.
+   */
+  async gc(options: GcOptions): Promise<GcReport> {
+    const victims = await applyRetention(this, options.retention ?? [], {
+      now: options.now ?? Date.now(),
+      dryRun: options.dryRun ?? false,
+    });
+    return runGc(this, options, victims);
   }
 
   /** A template's tags and versions (newest first, at most `limit`), for listings and pages. */
