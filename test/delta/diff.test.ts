@@ -81,6 +81,17 @@ describe("templar diff", () => {
     expect(body.sizes.from.tar).toBeGreaterThan(0);
   });
 
+  it("the version page lists the changes since the previous version and links to other bases", async () => {
+    const page = await (await fetch(`${r.url}/templates/${a.name}/1.1.0`)).text();
+    expect(page).toContain("Changes since 1.0.0");
+    expect(page).toMatch(
+      /<td>upgraded<\/td><td>libc6<\/td><td>amd64<\/td><td>2\.36-9\+deb12u7<\/td><td>2\.36-9\+deb12u8<\/td>/,
+    );
+    expect(page).toContain(`href="/templates/${a.name}/1.1.0?since=1.0.0#changes"`);
+    const first = await (await fetch(`${r.url}/templates/${a.name}/1.0.0`)).text();
+    expect(first).toContain("The first version of");
+  });
+
   it("compares out directories and manifest files, and says what is wrong with bad input", async () => {
     const outA = join(dir, "out-a");
     await mkdir(outA);
