@@ -5,6 +5,7 @@ import { getBlob, putBlob } from "./handlers/blobs.js";
 import { getDeltas } from "./handlers/deltas.js";
 import { healthz, metrics, readyz } from "./handlers/health.js";
 import { deleteVersion, getManifest, getSignature, putManifest, putSignature } from "./handlers/manifests.js";
+import { getSbom } from "./handlers/sbom.js";
 import { getArtifactSignature, putArtifactSignature } from "./handlers/signatures.js";
 import { deleteTag, putTag } from "./handlers/tags.js";
 import { getCatalog, getTemplate } from "./handlers/templates.js";
@@ -36,6 +37,7 @@ export function createApp(deps: RegistryDeps): Hono<RegistryEnv> {
   app.delete("/v1/templates/:name/tags/:tag", deleteTag);
   app.get("/v1/templates/:name/:version/signature", getSignature);
   app.get("/v1/templates/:name/:version/deltas", getDeltas);
+  app.get("/v1/templates/:name/:version/sbom", getSbom);
   app.get("/v1/templates/:name/:version/signature/:format", getArtifactSignature);
   app.put("/v1/templates/:name/:version/signature/:format", putArtifactSignature);
   app.put("/v1/templates/:name/:version/signature", putSignature);
