@@ -8,10 +8,12 @@
  * /usr/lib/python3: thousands of real package files) as A, and B = A with --changed files
  * rewritten (a line added at the top and one in the middle, as a package update does), one
  * folder removed and one added. Or two real builds: --old-out DIR --new-out DIR (out
- * directories of `templar build`, e.g. bookworm without and with bookworm-updates).
+ * directories of `templar build`, e.g. bookworm without and with bookworm-updates), or two root
+ * trees to pack: --old-tree DIR --new-tree DIR (e.g. two mmdebstrap minbase roots).
  *
  * Run:  npm run bench:delta  (npm run build && node dist/bench/delta.js)
- * Options: --format zst|gz (default zst) --repeat 3 --changed 40 --tree DIR --old-out DIR --new-out DIR
+ * Options: --format zst|gz (default zst) --repeat 3 --changed 40 --tree DIR
+ *          --old-tree DIR --new-tree DIR | --old-out DIR --new-out DIR
  */
 import { execFileSync, spawn } from "node:child_process";
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -28,6 +30,8 @@ const { values: opts } = parseArgs({
     repeat: { type: "string", default: "3" },
     changed: { type: "string", default: "40" },
     tree: { type: "string", default: "/usr/lib/python3" },
+    "old-tree": { type: "string" },
+    "new-tree": { type: "string" },
     "old-out": { type: "string" },
     "new-out": { type: "string" },
   },
@@ -122,7 +126,8 @@ async function main(): Promise<void> {
     let outA = opts["old-out"];
     let outB = opts["new-out"];
     if (!outA || !outB) {
-      const [a, b] = await treePair(work);
+      const [a, b] =
+        opts["old-tree"] && opts["new-tree"] ? [opts["old-tree"], opts["new-tree"]] : await treePair(work);
       outA = join(work, "out-a");
       outB = join(work, "out-b");
       for (const [tree, out, version] of [
