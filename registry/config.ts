@@ -5,6 +5,7 @@ import { writeFileAtomic } from "../common/atomic.js";
 import { loadYamlFile, parseYaml } from "../common/config-file.js";
 import { UserError } from "../common/errors.js";
 import { S3ConfigSectionSchema } from "./storage/s3-config.js";
+import type { RetentionRule } from "./store/retention.js";
 
 /**
  * The registry's config file (YAML; `templar serve --config FILE`, default
@@ -19,6 +20,18 @@ import { S3ConfigSectionSchema } from "./storage/s3-config.js";
  *     grace: 1h                # blobs younger than this are never collected
  *     interval: 1h             # periodic online GC inside `templar serve`; 0 turns it off
  *     uploadExpiry: 24h        # resumable uploads untouched this long are removed
+ *   retention:                 # applied by GC (periodic and `templar gc`); first matching rule wins
+ *     - match: "debian-*"      # template name glob
+ *       keepNewest: 3          # the 3 newest versions (releases and pre-releases counted apart)
+ *       keepTagged: true       # and every version a tag points at (default true)
+ *       keepYoungerThan: 30d   # and every version pushed less than 30 days ago
+ *       prereleases: separate  # or `together`: count pre-releases among the newest N
+ *                              # (the highest release always stays)
+ *   deltas:                    # zstd patches from older versions, made in the background after a push
+ *     previous: 3              # from this many previous versions of the same template (0: none)
+ *     level: 19                # zstd level of the patches
+ *     maxWindowLog: 30         # no patch needing a zstd window above 2^30 bytes (tars over 512 MiB)
+ *     workDir: /var/tmp        # where the tars are unpacked meanwhile (default: the temp folder)
  *   tokens:                    # written by `templar token create`; only hashes are stored
  *     - id: 3f9c2a1b           # public id, shown in logs instead of the token
  *       sha256: <hex of the token>
@@ -70,6 +83,29 @@ export const RegistryConfigSchema = z.strictObject({
       grace: duration.default("1h"),
       interval: z.union([duration, z.literal(0), z.literal("0")]).default("1h"),
       uploadExpiry: duration.default("24h"),
+    })
+    .prefault({}),
+  retention: z
+    .array(
+      z
+        .strictObject({
+          match: z.string().regex(/^[a-z0-9._*?-]+$/, "expected a template name glob such as debian-*"),
+          keepNewest: z.number().int().min(1).optional(),
+          keepTagged: z.boolean().default(true),
+          keepYoungerThan: duration.optional(),
+          prereleases: z.enum(["separate", "together"]).default("separate"),
+        })
+        .refine((r) => r.keepNewest !== undefined || r.keepYoungerThan !== undefined, {
+          message: "a retention rule needs keepNewest or keepYoungerThan (else it keeps everything)",
+        }),
+    )
+    .default([]),
+  deltas: z
+    .strictObject({
+      previous: z.number().int().min(0).max(16).default(3),
+      level: z.number().int().min(1).max(22).default(19),
+      maxWindowLog: z.number().int().min(20).max(31).default(30),
+      workDir: z.string().min(1).optional(),
     })
     .prefault({}),
   tokens: z.array(TokenEntrySchema).default([]),
@@ -188,4 +224,16 @@ export class ConfigWatcher {
       return "absent";
     }
   }
+}
+
+/** The config's retention rules with their durations in milliseconds (registry/store/retention.ts). */
+export function retentionRules(config: RegistryConfig): RetentionRule[] {
+  return config.retention.map((r) => ({
+    match: r.match,
+    keepNewest: r.keepNewest,
+    keepTagged: r.keepTagged,
+    keepYoungerThanMs:
+      r.keepYoungerThan === undefined ? undefined : parseDuration(r.keepYoungerThan, "keepYoungerThan"),
+    prereleases: r.prereleases,
+  }));
 }

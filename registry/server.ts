@@ -4,6 +4,7 @@ import { serve } from "@hono/node-server";
 import { UserError } from "../common/errors.js";
 import { createApp } from "./app.js";
 import { ConfigWatcher, parseDuration } from "./config.js";
+import { DeltaMaker } from "./deltas/maker.js";
 import type { RegistryDeps } from "./http/context.js";
 import { Metrics } from "./metrics.js";
 import type { StorageDriver } from "./storage/driver.js";
@@ -27,7 +28,15 @@ export async function createDeps(options: RegistryOptions): Promise<RegistryDeps
   const store = new Store(options.storage, {
     cacheTtlMs: parseDuration(config.current.cacheTtl, "cacheTtl"),
   });
-  return { store, config, metrics: new Metrics(store), log, indexPassphrase: options.indexPassphrase };
+  const deltas = new DeltaMaker(store, async () => (await config.get()).deltas, log);
+  return {
+    store,
+    config,
+    metrics: new Metrics(store),
+    log,
+    indexPassphrase: options.indexPassphrase,
+    deltas,
+  };
 }
 
 export interface RunningRegistry {
@@ -76,11 +85,14 @@ export async function startRegistry(options: RegistryOptions & ListenOptions): P
   return {
     url: `${material ? "https" : "http"}://${host}:${address.port}`,
     deps,
-    close: () =>
-      new Promise((resolve) => {
+    close: async () => {
+      await new Promise<void>((resolve) => {
         stopWatching();
         server.close(() => resolve());
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      }),
+      });
+      // A patch being made finishes (its blob and index are whole objects); queued ones are dropped.
+      await deps.deltas?.stop();
+    },
   };
 }

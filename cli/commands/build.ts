@@ -11,6 +11,7 @@ import { openSigner } from "../../common/signing/signer.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { preflight } from "../preflight.js";
+import { writeSbomBeside } from "../sbom-file.js";
 import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar build <recipe>... [options]
@@ -36,6 +37,8 @@ Options:
                             OpenPGP secret key (default: $TEMPLAR_SIGN_KEY)
   --passphrase-file FILE    passphrase of a protected key (else $TEMPLAR_SIGN_PASSPHRASE)
   --sign-with gpg:KEYID     sign with the gpg agent's key instead of a key file
+  --sbom                    also write <name>-<version>.cdx.json beside each manifest: the
+                            CycloneDX 1.6 bill of materials (packages with purls)
   --json                    print the results as JSON on stdout
   -v, --verbose             show the output of mmdebstrap/debootstrap and of steps
 `;
@@ -55,6 +58,7 @@ async function run(argv: string[]): Promise<number> {
     "passphrase-file": { type: "string" },
     "sign-with": { type: "string" },
     json: { type: "boolean" },
+    sbom: { type: "boolean" },
     verbose: { type: "boolean", short: "v" },
   });
   if (positionals.length === 0)
@@ -151,6 +155,7 @@ async function run(argv: string[]): Promise<number> {
       progress?.finish();
       if (signer)
         say(`${result.name}: signed by ${signer.description}: ${result.signatures.length} .asc files`);
+      if (values.sbom) say(`${result.name}: SBOM ${await writeSbomBeside(result.manifestPath)}`);
       results.push(result);
       if (result.test) say(summaryLine(result.test));
       const fetched = result.fetched

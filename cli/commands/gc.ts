@@ -1,6 +1,6 @@
 import { usageError } from "../../common/errors.js";
 import { formatBytes } from "../../common/progress.js";
-import { loadConfig, parseDuration } from "../../registry/config.js";
+import { loadConfig, parseDuration, retentionRules } from "../../registry/config.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import { Store } from "../../registry/store/store.js";
 import { parseCommandArgs } from "../args.js";
@@ -9,8 +9,11 @@ import { registryConfigPath, registryStorage, storageEnvironment } from "../sett
 
 const help = `Usage: templar gc [--grace 1h] [--upload-expiry 24h] [--dry-run] [--storage DIR|URL] [--config FILE] [--json]
 
-Deletes blobs that no manifest names and that are older than the grace period, and removes
-resumable uploads abandoned longer than the upload expiry. Safe while registries serve and
+Applies the config's retention rules (retention:, see README "Retention"), deleting the versions
+they do not keep; then deletes blobs that no manifest (or delta index of an existing version)
+names and that are older than the grace period, and removes resumable uploads abandoned longer
+than the upload expiry. With --dry-run, the versions retention would delete are listed (their
+blobs are not counted as freed, since their manifests still name them). Safe while registries serve and
 accept pushes (no read-only window). Defaults come from the config file's gc section.
 
 Options:
@@ -52,6 +55,7 @@ export const command: Command = {
       graceMs,
       uploadExpiryMs,
       dryRun,
+      retention: retentionRules(config),
       onDelete: values.json
         ? undefined
         : (hex, size) =>
@@ -61,6 +65,10 @@ export const command: Command = {
     });
     if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
     else {
+      for (const v of report.retention)
+        process.stdout.write(
+          `${dryRun ? "would delete" : "deleted"} ${v.name}@${v.version} (retention rule ${v.rule})\n`,
+        );
       process.stdout.write(
         `${dryRun ? "dry run: would delete" : "deleted"} ${report.deleted} of ${report.blobs} blobs (${formatBytes(report.bytesFreed)}); ` +
           `${report.referenced} referenced by ${report.manifests} manifests, ${report.keptYoung} younger than the grace period; ` +

@@ -59,6 +59,10 @@ export const commands: Record<string, CommandEntry> = {
     summary: "remove local templates the registry no longer has",
     load: async () => (await import("./prune.js")).command,
   },
+  diff: {
+    summary: "what changed between two template versions (packages, sizes, delta)",
+    load: async () => (await import("./diff.js")).command,
+  },
   mirror: {
     summary: "copy templates from a registry to a registry, directory or bucket",
     load: async () => (await import("./mirror.js")).command,

@@ -90,7 +90,7 @@ export const command: Command = {
     const entries = [];
     for (const o of origins) {
       const path = templateFile(dest, o.name, o.format, o.file);
-      const present = (await stat(path).catch(() => null))?.size === o.size;
+      const present = (await stat(path).catch(() => null))?.size === (o.local?.size ?? o.size);
       entries.push({ ...o, path, present });
     }
     if (values.json) {
@@ -100,7 +100,7 @@ export const command: Command = {
         name: e.name,
         version: e.version,
         file: e.path.slice(e.path.lastIndexOf("/") + 1),
-        state: e.present ? "ok" : "missing",
+        state: e.present ? (e.via === "delta" ? "ok (delta)" : "ok") : "missing",
         verified: e.verified ?? "",
         registry: e.registry,
       }));

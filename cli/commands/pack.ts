@@ -7,6 +7,7 @@ import { createProgress, formatBytes } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { preflight } from "../preflight.js";
+import { writeSbomBeside } from "../sbom-file.js";
 import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar pack <rootfs-dir> --name NAME --version VER [options]
@@ -27,6 +28,7 @@ Options:
                            OpenPGP secret key (templar key generate; env TEMPLAR_SIGN_KEY)
   --passphrase-file FILE   passphrase of a protected key (else $TEMPLAR_SIGN_PASSPHRASE)
   --sign-with gpg:KEYID    sign with the gpg agent's key instead of a key file
+  --sbom                   also write <name>-<version>.cdx.json, the CycloneDX 1.6 bill of materials
   --json                   print the result as JSON on stdout
 `;
 
@@ -41,6 +43,7 @@ export const command: Command = {
       "source-date-epoch": { type: "string" },
       "in-process": { type: "boolean" },
       json: { type: "boolean" },
+      sbom: { type: "boolean" },
       "sign-key": { type: "string" },
       "sign-with": { type: "string" },
       "passphrase-file": { type: "string" },
@@ -113,14 +116,16 @@ export const command: Command = {
     const result = { ...packed, ...published };
     const { manifest, signatures } = result;
     for (const warning of result.warnings) process.stderr.write(`templar: warning: ${warning}\n`);
+    const sbom = values.sbom ? await writeSbomBeside(result.manifestPath) : undefined;
     if (values.json) {
-      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ ...result, ...(sbom ? { sbom } : {}) }, null, 2)}\n`);
       return 0;
     }
     const lines = [
       `${manifest.name} ${manifest.version}: tar ${formatBytes(manifest.rootfs.tarSize)}, ${manifest.rootfs.entries} entries, sha256 ${manifest.rootfs.tarSha256}`,
       ...manifest.artifacts.map((a) => `  ${result.files[a.format]}  ${formatBytes(a.size)}  ${a.digest}`),
       `  ${result.manifestPath}`,
+      ...(sbom ? [`  ${sbom}  (CycloneDX 1.6 SBOM)`] : []),
       ...(signer ? [`  signed by ${signer.description}: ${signatures.length} .asc files`] : []),
     ];
     process.stdout.write(`${lines.join("\n")}\n`);

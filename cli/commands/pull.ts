@@ -1,9 +1,10 @@
 import { existsSync } from "node:fs";
 import { OPENVZ_CACHE, PROXMOX_CACHE } from "../../client/host/cache.js";
 import { hostPull } from "../../client/host/host-pull.js";
+import { DEFAULT_MAX_WINDOW_LOG, ZSTD_MAX_WINDOW_LOG } from "../../common/delta.js";
 import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import { parseFormat } from "../../common/formats.js";
-import { createProgress } from "../../common/progress.js";
+import { createProgress, formatBytes } from "../../common/progress.js";
 import { parseRef } from "../../common/reference.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
@@ -12,7 +13,7 @@ import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar pull <ref> [--registry URL] [--dest DIR] [--format gz|xz|zst] [--keyring FILE]
-                    [--allow-unsigned] [--proxmox] [--json]
+                    [--allow-unsigned] [--proxmox] [--no-delta] [--delta-max-window N] [--json]
 
 Downloads a template into a host's template cache, verified: the manifest's signature must
 verify against the host's keyring, and the artifact's sha256 is checked while it streams. The
@@ -30,6 +31,15 @@ only if it is a regular file of this user; if its bytes prove wrong, the downloa
 A template is up to date when its origin record names the same digest and the file is unchanged
 since it was verified (size, inode, mtime, ctime; otherwise it is hashed again).
 
+Delta updates: when the cache holds an older version of the template in the same format and the
+registry has a patch from it (GET .../<version>/deltas), only the patch is downloaded; the cached
+file is unpacked, patched with zstd (installed on the host), the resulting tar checked against the
+signed manifest's rootfs.tarSha256, then compressed into the format asked for. The origin record
+then says "via": "delta", and "local" holds the file's own digest and size when this host's
+compressor made other bytes than the registry's artifact. Any failure falls back to the full
+download. Applying a patch needs memory for its zstd window (2^N bytes, N about log2 of the tar
+size plus one) and disk for the unpacked old tar.
+
 Options:
   --registry URL    registry base URL (default: $TEMPLAR_REGISTRY, else the host config)
   --token T         token, when the registry does not allow anonymous pulls (default: $TEMPLAR_TOKEN)
@@ -39,6 +49,8 @@ Options:
   --allow-unsigned  accept templates that carry no signature; a present signature must still verify
                     against the keyring (env TEMPLAR_ALLOW_UNSIGNED=1)
   --proxmox         Proxmox naming and format (or $TEMPLAR_PROXMOX=1, or 'proxmox: true' in the host config)
+  --no-delta        always download the full artifact
+  --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default ${DEFAULT_MAX_WINDOW_LOG}: 1 GiB)
   --json            print the result as JSON
 
 Host config: /etc/templar/templar.yaml or $TEMPLAR_HOST_CONFIG (registry, keyring, proxmox, dest, token).
@@ -59,6 +71,8 @@ export const command: Command = {
       "allow-unsigned": { type: "boolean" },
       proxmox: { type: "boolean" },
       json: { type: "boolean" },
+      "no-delta": { type: "boolean" },
+      "delta-max-window": { type: "string" },
     });
     if (positionals.length !== 1)
       throw usageError("pull: expected one template reference (see 'templar pull --help')");
@@ -81,7 +95,9 @@ export const command: Command = {
       );
     const client = registryClient("pull", { registry: settings.registry, token: settings.token });
 
+    const maxWindowLog = deltaWindowFlag("pull", values["delta-max-window"]);
     let progress: ReturnType<typeof createProgress> | null = null;
+    let label = `pull ${ref.name}`;
     const result = await clearingBarOnError(() =>
       hostPull(client, ref, {
         dest: settings.dest,
@@ -89,8 +105,18 @@ export const command: Command = {
         format,
         keyring: settings.keyring,
         allowUnsigned: settings.allowUnsigned,
+        delta: !values["no-delta"],
+        ...(maxWindowLog ? { maxWindowLog } : {}),
+        onNote: (note) => {
+          if (values.json) return;
+          // A new stage (patch, then perhaps the full artifact) gets its own bar.
+          (progress as ReturnType<typeof createProgress> | null)?.finish();
+          progress = null;
+          label = note.startsWith("delta from") ? `pull ${ref.name} (delta)` : `pull ${ref.name}`;
+          process.stderr.write(`${ref.name}: ${note}\n`);
+        },
         onProgress: (received, total) => {
-          progress ??= createProgress(`pull ${ref.name}`, { total, enabled: !values.json });
+          progress ??= createProgress(label, { total, enabled: !values.json });
           progress.update(received);
         },
       }),
@@ -105,8 +131,25 @@ export const command: Command = {
       process.stdout.write(`${result.name}@${result.version}: ${result.path} is up to date\n`);
     } else {
       (progress as ReturnType<typeof createProgress> | null)?.finish("verified");
-      process.stdout.write(`pulled ${result.name}@${result.version} (${result.digest}) to ${result.path}\n`);
+      const how =
+        result.via === "delta"
+          ? ` via a ${formatBytes(result.transferred)} delta from ${result.deltaFrom}${result.local ? ", recompressed here" : ""}`
+          : "";
+      process.stdout.write(
+        `pulled ${result.name}@${result.version} (${result.digest}) to ${result.path}${how}\n`,
+      );
     }
     return ExitCode.ok;
   },
 };
+
+/** --delta-max-window N: a log2 window size zstd can use. */
+export function deltaWindowFlag(command: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 20 || n > ZSTD_MAX_WINDOW_LOG)
+    throw usageError(
+      `${command}: --delta-max-window ${JSON.stringify(text)}: expected a whole number from 20 to ${ZSTD_MAX_WINDOW_LOG} (log2 of bytes)`,
+    );
+  return n;
+}

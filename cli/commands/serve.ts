@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { errorMessage, usageError } from "../../common/errors.js";
-import { DEFAULT_CONFIG_FILE, loadConfig, parseDuration } from "../../registry/config.js";
+import { DEFAULT_CONFIG_FILE, loadConfig, parseDuration, retentionRules } from "../../registry/config.js";
 import { startRegistry } from "../../registry/server.js";
 import { openStorage } from "../../registry/storage/backends.js";
 import type { TlsFiles } from "../../registry/tls.js";
@@ -152,6 +152,7 @@ export const command: Command = {
           const report = await registry.deps.store.gc({
             graceMs: parseDuration(current.gc.grace, "gc.grace"),
             uploadExpiryMs: parseDuration(current.gc.uploadExpiry, "gc.uploadExpiry"),
+            retention: retentionRules(current),
           });
           log({ time: new Date().toISOString(), event: "gc", ...report });
         } catch (err) {

@@ -6,8 +6,9 @@ import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { hostSettings } from "../host-settings.js";
 import { clientTuning } from "../settings.js";
+import { deltaWindowFlag } from "./pull.js";
 
-const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned] [--json]
+const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned] [--no-delta] [--json]
 
 Brings templates pulled into the local template cache up to date, like 'vztmpl-dl --update-all':
 for each one, the reference it was pulled with is resolved again (a tag or range keeps its
@@ -15,7 +16,8 @@ meaning; an exact version moves to the newest release) and a newer version is pu
 as 'templar pull' does. Templates already current are left alone. A newer version whose
 artifact is identical to the one held is said so and recorded as the version held (the file is
 not downloaded again; on Proxmox, whose file names carry the version, it is fetched under the
-new name and the old file removed).
+new name and the old file removed). Otherwise a newer version comes as a delta patch from the
+cached one when the registry has it (see 'templar pull --help').
 
   NAME...           the templates to update; --all: every template in the cache
   --registry URL    ask this registry instead of the one each template came from
@@ -25,6 +27,8 @@ new name and the old file removed).
   --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, /etc/templar/trusted.asc)
   --allow-unsigned  accept templates without a signature
   --proxmox         the cache is a Proxmox host's
+  --no-delta        always download full artifacts
+  --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default 30)
   --json            one JSON object per template
 
 Exit codes: 0 all current, else the code of the first failure (3 verification, 4 not found).`;
@@ -41,7 +45,10 @@ export const command: Command = {
       "allow-unsigned": { type: "boolean" },
       proxmox: { type: "boolean" },
       json: { type: "boolean" },
+      "no-delta": { type: "boolean" },
+      "delta-max-window": { type: "string" },
     });
+    const maxWindowLog = deltaWindowFlag("update", values["delta-max-window"]);
     if (positionals.length === 0 && !values.all)
       throw usageError("update: name the templates to update, or pass --all (see 'templar update --help')");
     const settings = await hostSettings(values);
@@ -68,6 +75,11 @@ export const command: Command = {
           format: entry.format,
           keyring: settings.keyring,
           allowUnsigned: settings.allowUnsigned,
+          delta: !values["no-delta"],
+          ...(maxWindowLog ? { maxWindowLog } : {}),
+          onNote: (note) => {
+            if (!values.json) process.stderr.write(`${origin.name}: ${note}\n`);
+          },
         });
         if (values.json) {
           process.stdout.write(`${JSON.stringify({ ...result, previous: origin.version })}\n`);
@@ -78,7 +90,10 @@ export const command: Command = {
         } else if (result.upToDate || result.version === origin.version) {
           process.stdout.write(`${origin.name}: ${origin.version} is current\n`);
         } else {
-          process.stdout.write(`${origin.name}: ${origin.version} -> ${result.version} (${result.path})\n`);
+          const how = result.via === "delta" ? `, delta of ${result.transferred} bytes` : "";
+          process.stdout.write(
+            `${origin.name}: ${origin.version} -> ${result.version} (${result.path}${how})\n`,
+          );
         }
       } catch (err) {
         // One template failing does not stop the others; the exit code reports it.

@@ -16,6 +16,9 @@ import { templateNameProblem } from "../../common/names.js";
  *   .templar/<name>.tar.gz.origin.json              registry, reference, version, digest, time
  *   .templar/<name>.tar.gz.<digest12>.partial       an interrupted download, resumed next time
  *   .templar/<name>.tar.gz.lock                     the pid of the pull writing it right now
+ *   .templar/<name>.tar.gz.<digest12>.patch         a delta patch being downloaded or applied
+ *   .templar/<name>.tar.gz.<digest12>.from.tar      the cached file, unpacked, while a patch is applied
+ *   .templar/<name>.tar.gz.<digest12>.rebuilt       the patched template, until verified and renamed
  *
  * The state lives in a hidden folder of the cache itself so renames stay on one filesystem and
  * vzctl, vztmpl-dl and pveam (which look for `<name>.tar.*`) never see it.
@@ -155,6 +158,23 @@ export const OriginSchema = z
     verified: z.string().optional(),
     /** The file right after it was verified (older records lack it). */
     fingerprint: FingerprintSchema.optional(),
+    /** The sha256 of the uncompressed tar (the manifest's rootfs.tarSha256): what a delta patch starts from. */
+    tarSha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+    /** How the file got here: the registry's artifact ("full"), or rebuilt from a delta patch ("delta"). */
+    via: z.enum(["full", "delta"]).optional(),
+    /** With "delta": the version the patch started from. */
+    deltaFrom: z.string().optional(),
+    /**
+     * Present when the file's bytes are not the registry's artifact (`digest`, `size`): rebuilt
+     * from a delta and compressed here. Its tar is still the verified one; these are its own
+     * digest and size, which "up to date" checks use.
+     */
+    local: z
+      .object({ digest: z.string().regex(/^sha256:[0-9a-f]{64}$/), size: z.number().int().nonnegative() })
+      .optional(),
   })
   // The record may only name a file of its own template and format: update and prune remove it.
   .refine(

@@ -18,6 +18,10 @@ export interface HostPullOptions {
   keyring: string;
   allowUnsigned: boolean;
   onProgress?: (received: number, total: number) => void;
+  /** Use delta patches when the registry has one from the cached version (default true). */
+  delta?: boolean;
+  maxWindowLog?: number;
+  onNote?: (note: string) => void;
 }
 
 export function defaultFormat(proxmox: boolean): Format {
@@ -33,6 +37,9 @@ export function hostPull(
     dest: options.dest,
     format: options.format ?? defaultFormat(options.proxmox),
     onProgress: options.onProgress,
+    ...(options.delta === false ? { delta: false } : {}),
+    ...(options.maxWindowLog ? { maxWindowLog: options.maxWindowLog } : {}),
+    ...(options.onNote ? { onNote: options.onNote } : {}),
     verify: manifestVerifier({ keyring: options.keyring, allowUnsigned: options.allowUnsigned }),
     ...(options.proxmox ? { fileName: proxmoxFileName } : {}),
   });

@@ -3,6 +3,7 @@ import { constants } from "node:fs";
 import { open, rename, rm, rmdir } from "node:fs/promises";
 import { basename } from "node:path";
 import { writeFileAtomic } from "../../common/atomic.js";
+import { DEFAULT_MAX_WINDOW_LOG } from "../../common/delta.js";
 import { parseDigest, sha256Hex } from "../../common/digest.js";
 import { ExitCode, UserError } from "../../common/errors.js";
 import type { Format } from "../../common/formats.js";
@@ -24,6 +25,7 @@ import {
   stateDir,
   writeOrigin,
 } from "./cache.js";
+import { pullByDelta } from "./delta-pull.js";
 
 export interface PullOptions {
   dest: string;
@@ -36,6 +38,12 @@ export interface PullOptions {
   verify?: (fetched: FetchedManifest, signature: Buffer | null) => Promise<string>;
   /** The file name in `dest` (default `<name>.<format>`, vzctl's); e.g. Proxmox's naming. */
   fileName?: (manifest: Manifest, format: Format) => string;
+  /** Use a delta patch from the cached older version when the registry has one (default true). */
+  delta?: boolean;
+  /** Largest zstd window (log2 bytes) of a patch this host applies (default DEFAULT_MAX_WINDOW_LOG). */
+  maxWindowLog?: number;
+  /** Sentences about the route taken (delta or not, and why), for the terminal. */
+  onNote?: (note: string) => void;
 }
 
 export interface PullResult {
@@ -52,6 +60,14 @@ export interface PullResult {
    * same digest: a newer version with identical content (recorded as the version now held).
    */
   sameContentAs?: string;
+  /** "delta": rebuilt from a patch against the cached older version; "full": the artifact downloaded. */
+  via: "full" | "delta" | "cache";
+  /** Bytes downloaded for the template (patch or artifact; 0 when up to date). */
+  transferred: number;
+  /** With "delta": the version the patch started from. */
+  deltaFrom?: string;
+  /** The file's own digest and size when it differs from the registry's artifact (recompressed here). */
+  local?: { digest: string; size: number };
 }
 
 export interface FetchedManifest {
@@ -123,12 +139,14 @@ export async function pullTemplate(
     size: artifact.size,
     path: paths.final,
     upToDate: false,
+    via: "full",
+    transferred: artifact.size,
   };
 
   const release = await lockCacheFile(paths);
   let failed = false;
   try {
-    return await pullLocked(client, ref, options, { bytes, signature, verified, paths, result });
+    return await pullLocked(client, ref, options, { manifest, bytes, signature, verified, paths, result });
   } catch (err) {
     failed = true;
     throw err;
@@ -144,12 +162,20 @@ async function pullLocked(
   ref: TemplateRef,
   options: PullOptions,
   {
+    manifest,
     bytes,
     signature,
     verified,
     paths,
     result,
-  }: { bytes: Buffer; signature: Buffer | null; verified: string; paths: CachePaths; result: PullResult },
+  }: {
+    manifest: Manifest;
+    bytes: Buffer;
+    signature: Buffer | null;
+    verified: string;
+    paths: CachePaths;
+    result: PullResult;
+  },
 ): Promise<PullResult> {
   const what = `${result.name}@${result.version}`;
   const artifact = { digest: result.digest, size: result.size };
@@ -176,10 +202,50 @@ async function pullLocked(
     } else if (!sameFingerprint(origin!.fingerprint, kept)) {
       await writeOrigin(paths.origin, { ...origin!, fingerprint: kept });
     }
-    return { ...result, upToDate: true };
+    return {
+      ...result,
+      upToDate: true,
+      via: "cache",
+      transferred: 0,
+      ...(origin!.local ? { local: origin!.local } : {}),
+    };
   }
 
   await removeStalePartials(paths);
+  // The older version's file: under another name with Proxmox naming (it carries the version).
+  const cached = origin ? cacheFile(options.dest, origin.file ?? basename(paths.final)) : null;
+  const delta =
+    origin && cached && options.delta !== false && (await fingerprint(cached))
+      ? await pullByDelta(client, {
+          manifest,
+          format: options.format,
+          origin,
+          paths,
+          cached,
+          maxWindowLog: options.maxWindowLog ?? DEFAULT_MAX_WINDOW_LOG,
+          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+          ...(options.onNote ? { onNote: options.onNote } : {}),
+        })
+      : null;
+  if (delta) {
+    // The same bytes as the registry's artifact when this host's compressor made them (zstd at
+    // the builder's level, typically); recorded as recompressed otherwise.
+    const local = delta.local.digest === artifact.digest ? undefined : delta.local;
+    await rename(delta.rebuilt, paths.final);
+    return finish(
+      client,
+      ref,
+      options,
+      { manifest, bytes, signature, verified, paths, origin },
+      {
+        ...result,
+        via: "delta",
+        transferred: delta.transferred,
+        deltaFrom: delta.fromVersion,
+        ...(local ? { local } : {}),
+      },
+    );
+  }
   try {
     await downloadBlob(client, {
       digest: artifact.digest,
@@ -195,6 +261,32 @@ async function pullLocked(
     throw err;
   }
   await rename(paths.partial, paths.final);
+  return finish(client, ref, options, { manifest, bytes, signature, verified, paths, origin }, result);
+}
+
+/** After the verified file was renamed into place: the state files that describe it. */
+async function finish(
+  client: RegistryClient,
+  ref: TemplateRef,
+  options: PullOptions,
+  {
+    manifest,
+    bytes,
+    signature,
+    verified,
+    paths,
+    origin,
+  }: {
+    manifest: Manifest;
+    bytes: Buffer;
+    signature: Buffer | null;
+    verified: string;
+    paths: CachePaths;
+    origin: Origin | null;
+  },
+  result: PullResult,
+): Promise<PullResult> {
+  const artifact = { digest: result.digest, size: result.size };
   // Taken right after the rename (which changes ctime): what "up to date" compares next time.
   const verifiedFile = await fingerprint(paths.final);
   // A file name that carries the version (Proxmox's) leaves the previous version's file behind.
@@ -216,6 +308,10 @@ async function pullLocked(
     verified,
     pulled: new Date().toISOString(),
     ...(verifiedFile ? { fingerprint: verifiedFile } : {}),
+    tarSha256: manifest.rootfs.tarSha256,
+    via: result.via === "delta" ? "delta" : "full",
+    ...(result.deltaFrom ? { deltaFrom: result.deltaFrom } : {}),
+    ...(result.local ? { local: result.local } : {}),
   });
   return result;
 }
@@ -236,10 +332,12 @@ async function keptArtifact(
 ): Promise<Fingerprint | null> {
   if (origin.digest !== artifact.digest) return null;
   if ((origin.file ?? basename(paths.final)) !== basename(paths.final)) return null;
+  // A file rebuilt from a delta has its own bytes (origin.local); its tar was verified then.
+  const expected = origin.local ?? artifact;
   const now = await fingerprint(paths.final);
-  if (!now || now.size !== artifact.size) return null;
+  if (!now || now.size !== expected.size) return null;
   if (sameFingerprint(origin.fingerprint, now)) return now;
-  return (await hashFile(paths.final)) === artifact.digest ? now : null;
+  return (await hashFile(paths.final)) === expected.digest ? now : null;
 }
 
 async function hashFile(path: string): Promise<string | null> {

@@ -65,7 +65,10 @@ export async function putManifest(c: Ctx): Promise<Response> {
   // Pin, GC check, blob check, create-if-absent: an identical PUT ("same") is acknowledged only
   // after the same checks, and no request ever takes a manifest back.
   const outcome = await store.publish(manifest, bytes);
-  if (outcome === "created") metrics.pushes++;
+  if (outcome === "created") {
+    metrics.pushes++;
+    deps(c).deltas?.schedule(name, version);
+  }
   if (signature) await store.putSignature(name, version, signature);
   return outcome === "created"
     ? c.json({ name, version, digest, created: true }, 201)

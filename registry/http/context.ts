@@ -4,6 +4,7 @@ import { CodedError } from "../../common/error-codes.js";
 import { isTag, isVersion, templateNameProblem } from "../../common/names.js";
 import { type Action, allowed, authorize, type Principal, pullsEverything } from "../auth.js";
 import type { ConfigWatcher, RegistryConfig } from "../config.js";
+import type { DeltaMaker } from "../deltas/maker.js";
 import type { Metrics } from "../metrics.js";
 import type { Store } from "../store/store.js";
 
@@ -14,6 +15,8 @@ export interface RegistryDeps {
   metrics: Metrics;
   /** The index key's passphrase when the config names no passphrase file. */
   indexPassphrase?: string | undefined;
+  /** Makes delta patches in the background after pushes (registry/deltas/maker.ts). */
+  deltas?: DeltaMaker;
   /** One JSON line per call (stdout in `templar serve`). */
   log: (entry: Record<string, unknown>) => void;
 }

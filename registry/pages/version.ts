@@ -3,6 +3,7 @@ import { parseDigest } from "../../common/digest.js";
 import { proxmoxFileName } from "../../common/manifest-files.js";
 import { type Ctx, deps } from "../http/context.js";
 import { type SignerInfo, signerOf } from "../signers.js";
+import { changesSection } from "./changes.js";
 import { publicOrigin, type VersionDetail, versionDetail } from "./data.js";
 import { blobHref, formatSize, formatTime, type Html, layout, templateHref } from "./layout.js";
 import { shellWord } from "./shell.js";
@@ -79,6 +80,7 @@ ${m.artifacts.map(
 )}
 </tbody>
 </table>
+${await changesSection(c, name, version, m)}
 <h2 id="packages">Packages</h2>
 ${packagesSection(c, all.length, packages, q)}`;
   return c.html(

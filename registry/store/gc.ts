@@ -1,8 +1,10 @@
 import type { StorageDriver } from "../storage/driver.js";
 import type { Blobs } from "./blobs.js";
+import type { DeltaIndexes } from "./deltas.js";
 import type { DerivedSums } from "./derived.js";
 import { GcRun, pinnedBlobs, removeLeftovers } from "./gc-protocol.js";
 import { layout, parseTemplateKey } from "./layout.js";
+import type { RetentionRule, RetentionVictim } from "./retention.js";
 import type { Uploads } from "./uploads.js";
 
 /**
@@ -51,6 +53,8 @@ export interface GcOptions {
   now?: number;
   /** Called for each blob deleted (or that would be, in a dry run). */
   onDelete?: (hex: string, size: number) => void;
+  /** Retention rules applied first (retention.ts); the versions they remove free their blobs in this run. */
+  retention?: RetentionRule[];
   /** Tests: a shorter run timeout and heartbeat (gc-protocol.ts; a longer timeout is ignored). */
   runTimeoutMs?: number;
   heartbeatMs?: number;
@@ -66,6 +70,10 @@ export interface GcReport {
   keptYoung: number;
   uploadsExpired: number;
   partialWritesAborted: number;
+  /** Delta indexes of versions that no longer exist (removed, or that would be in a dry run). */
+  deltaIndexesDropped: number;
+  /** Versions removed by retention rules (or that would be, in a dry run). */
+  retention: RetentionVictim[];
   ms: number;
 }
 
@@ -77,10 +85,15 @@ export interface GcTarget {
   blobs: Blobs;
   uploads: Uploads;
   derived: DerivedSums;
+  deltas: DeltaIndexes;
 }
 
-export async function runGc(target: GcTarget, options: GcOptions): Promise<GcReport> {
-  const { driver: storage, blobs: blobStore, uploads, derived } = target;
+export async function runGc(
+  target: GcTarget,
+  options: GcOptions,
+  retention: RetentionVictim[] = [],
+): Promise<GcReport> {
+  const { driver: storage, blobs: blobStore, uploads, derived, deltas } = target;
   const started = Date.now();
   const now = options.now ?? started;
   const cutoff = now - options.graceMs;
@@ -99,6 +112,7 @@ export async function runGc(target: GcTarget, options: GcOptions): Promise<GcRep
   const referenced = new Set<string>();
   await scanManifests(storage, seen, referenced);
   await scanManifests(storage, seen, referenced); // catches manifests pushed during the first scan
+  const deltaIndexesDropped = await scanDeltaIndexes(storage, deltas, referenced, !dryRun);
 
   const doomed = [...candidates].filter(([hex]) => !referenced.has(hex));
   let deleted = 0;
@@ -129,6 +143,7 @@ export async function runGc(target: GcTarget, options: GcOptions): Promise<GcRep
         const pinned = await pinnedBlobs(storage);
         const named = new Set<string>();
         await scanManifests(storage, new Set(), named);
+        await scanDeltaIndexes(storage, deltas, named, false);
         for (const hex of named) referenced.add(hex);
         for (const [hex, size] of doomed) {
           if (pinned.has(hex) || named.has(hex)) continue;
@@ -181,6 +196,8 @@ export async function runGc(target: GcTarget, options: GcOptions): Promise<GcRep
     keptYoung,
     uploadsExpired,
     partialWritesAborted,
+    deltaIndexesDropped,
+    retention,
     ms: Date.now() - started,
   };
 }
@@ -203,4 +220,27 @@ async function scanManifests(
     for (const m of text.matchAll(DIGEST_IN_TEXT)) referenced.add(m[1]!);
     seen.add(obj.key);
   }
+}
+
+/**
+ * Delta indexes: the patches an index of an existing version names are referenced; an index
+ * whose version is gone is dropped (with `drop`), so its patches go once past the grace period.
+ * Returns how many indexes belong to deleted versions.
+ */
+async function scanDeltaIndexes(
+  storage: StorageDriver,
+  deltas: DeltaIndexes,
+  referenced: Set<string>,
+  drop: boolean,
+): Promise<number> {
+  let orphans = 0;
+  for await (const index of deltas.list()) {
+    if (await storage.stat(layout.manifest(index.name, index.version))) {
+      for (const m of index.bytes.toString("utf8").matchAll(DIGEST_IN_TEXT)) referenced.add(m[1]!);
+      continue;
+    }
+    orphans++;
+    if (drop) await deltas.delete(index.name, index.version);
+  }
+  return orphans;
 }

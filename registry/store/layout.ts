@@ -10,6 +10,7 @@
  *   uploads/<id>/info                                  a resumable upload: owner, start time
  *   uploads/<id>/p/<offset, 16 digits>                 its bytes, one object per piece
  *   derived/sha256/<hex>.json                          values computed from a blob (md5, sha512)
+ *   deltas/<name>/<version>.json                       a version's delta index (patches from older versions)
  *   gc/...                                             garbage collection's marks, pins and runs
  */
 export const layout = {
@@ -29,6 +30,8 @@ export const layout = {
   uploadPieces: (id: string) => `uploads/${id}/p/`,
   uploadPiece: (id: string, offset: number) => `uploads/${id}/p/${String(offset).padStart(16, "0")}`,
   derived: (hex: string) => `derived/sha256/${hex}.json`,
+  deltaIndexes: "deltas/",
+  deltaIndex: (name: string, version: string) => `deltas/${name}/${version}.json`,
   gcMark: (hex: string) => `gc/pending/${hex}`,
   gcMarks: "gc/pending/",
   gcPins: "gc/pins/",
@@ -68,4 +71,10 @@ export function parseUploadKey(key: string): { id: string; piece: number | null 
 export function parseBlobKey(key: string): string | null {
   const m = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(key);
   return m ? m[1]! : null;
+}
+
+/** The template and version of a delta index key; null for anything else. */
+export function parseDeltaIndexKey(key: string): { name: string; version: string } | null {
+  const m = /^deltas\/([^/]+)\/([^/]+)\.json$/.exec(key);
+  return m ? { name: m[1]!, version: m[2]! } : null;
 }

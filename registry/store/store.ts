@@ -4,10 +4,12 @@ import type { StorageDriver } from "../storage/driver.js";
 import { BlobNames } from "./blob-names.js";
 import { Blobs } from "./blobs.js";
 import { Catalog } from "./catalog.js";
+import { DeltaIndexes } from "./deltas.js";
 import { DerivedSums } from "./derived.js";
 import { type GcOptions, type GcReport, runGc } from "./gc.js";
 import { Manifests } from "./manifests.js";
 import { publishManifest } from "./publish.js";
+import { applyRetention } from "./retention.js";
 import { SummaryCache, type VersionSummary } from "./summaries.js";
 import { Tags } from "./tags.js";
 import { Uploads } from "./uploads.js";
@@ -52,6 +54,7 @@ export class Store {
   readonly catalog: Catalog;
   readonly derived: DerivedSums;
   readonly blobNames: BlobNames;
+  readonly deltas: DeltaIndexes;
 
   constructor(
     readonly driver: StorageDriver,
@@ -67,6 +70,7 @@ export class Store {
     this.catalog = new Catalog(driver, this.versions, this.tags, this.summaries, ttl);
     this.derived = new DerivedSums(driver, this.blobs);
     this.blobNames = new BlobNames(driver, this.summaries, ttl);
+    this.deltas = new DeltaIndexes(driver);
   }
 
   get kind(): string {
@@ -88,12 +92,16 @@ export class Store {
     return outcome;
   }
 
-  /** Deletes a version: tags pointing at it, its signatures, its manifest (its blobs go at GC). */
+  /**
+   * Deletes a version: tags pointing at it, its signatures, its manifest, its delta index (its
+   * blobs and patches go at GC).
+   */
   async deleteVersion(name: string, version: string): Promise<void> {
     if (!(await this.manifests.exists(name, version)))
       throw new CodedError("VERSION_UNKNOWN", `${name}@${version} does not exist`);
     await this.tags.dropVersion(name, version);
     await this.manifests.delete(name, version);
+    await this.deltas.delete(name, version);
     this.changed(name);
     this.blobNames.invalidate();
   }
@@ -125,9 +133,16 @@ export class Store {
     return created;
   }
 
-  /** Online garbage collection (gc.ts): unreferenced blobs, abandoned uploads and writes. */
-  gc(options: GcOptions): Promise<GcReport> {
-    return runGc(this, options);
+  /**
+   * Online garbage collection (gc.ts): retention rules first (retention.ts), then unreferenced
+   * blobs, abandoned uploads and writes.
+   */
+  async gc(options: GcOptions): Promise<GcReport> {
+    const victims = await applyRetention(this, options.retention ?? [], {
+      now: options.now ?? Date.now(),
+      dryRun: options.dryRun ?? false,
+    });
+    return runGc(this, options, victims);
   }
 
   /** A template's tags and versions (newest first, at most `limit`), for listings and pages. */

@@ -1,0 +1,166 @@
+import { constants } from "node:fs";
+import { open, rm } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
+import { codecFilter, hashTap, spawnFilter, writeNewFile } from "../../builder/pack/filters.js";
+import { type DeltaEntry, DeltaIndexSchema, MAX_DELTA_INDEX_BYTES } from "../../common/delta.js";
+import { errorMessage } from "../../common/errors.js";
+import type { Format } from "../../common/formats.js";
+import { type Manifest, parseManifest } from "../../common/manifest.js";
+import { downloadBlob } from "../download.js";
+import { type RegistryClient, templatePath } from "../http.js";
+import { type CachePaths, cacheFile, type Origin, readStateFile } from "./cache.js";
+
+/**
+ * Updating a cached template with a delta patch instead of the full artifact: the registry's
+ * delta index for the new version names a zstd `--patch-from` patch from the tar the cache
+ * holds (by its sha256); the patch is downloaded, the cached file decompressed, the patch
+ * applied, and the resulting tar, checked against the signed manifest's `rootfs.tarSha256`
+ * while it streams, compressed into the requested format. Everything is written to state files
+ * and only renamed into place by the caller; on any problem they are removed and the caller
+ * downloads the full artifact.
+ */
+export interface DeltaPullOptions {
+  manifest: Manifest;
+  format: Format;
+  /** The cache's record of the file there now (an older version of this template and format). */
+  origin: Origin;
+  paths: CachePaths;
+  /** The cached older version's file. */
+  cached: string;
+  /** Patches needing a larger zstd window are refused (memory: about 2^windowLog bytes). */
+  maxWindowLog: number;
+  onProgress?: (received: number, total: number) => void;
+  /** What is happening, in a sentence (shown on the terminal). */
+  onNote?: (note: string) => void;
+}
+
+export interface DeltaOutcome {
+  /** The rebuilt file, complete and verified, for the caller to rename into place. */
+  rebuilt: string;
+  /** The rebuilt file's digest and size (may differ from the registry's artifact: recompressed here). */
+  local: { digest: string; size: number };
+  fromVersion: string;
+  /** Bytes of patch downloaded. */
+  transferred: number;
+}
+
+/** State files of one delta application, beside the cache's other state files. */
+export function deltaPaths(paths: CachePaths, hex: string) {
+  const file = paths.origin.slice(paths.origin.lastIndexOf("/") + 1).replace(/\.origin\.json$/, "");
+  return {
+    patch: cacheFile(paths.dest, `${file}.${hex.slice(0, 12)}.patch`, "state"),
+    fromTar: cacheFile(paths.dest, `${file}.${hex.slice(0, 12)}.from.tar`, "state"),
+    rebuilt: cacheFile(paths.dest, `${file}.${hex.slice(0, 12)}.rebuilt`, "state"),
+  };
+}
+
+/** The tar the cached file unpacks to, as its origin record (or, for older records, its saved manifest) says. */
+async function cachedTarSha256(origin: Origin, paths: CachePaths): Promise<string | null> {
+  if (origin.tarSha256) return origin.tarSha256;
+  const bytes = await readStateFile(paths.manifest);
+  if (!bytes) return null;
+  try {
+    return parseManifest(bytes, paths.manifest).rootfs.tarSha256;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Tries the delta route; returns null (after a note saying why, and with nothing left behind)
+ * when there is no usable patch or applying it failed.
+ */
+export async function pullByDelta(
+  client: RegistryClient,
+  options: DeltaPullOptions,
+): Promise<DeltaOutcome | null> {
+  const { manifest, origin, paths } = options;
+  const what = `${manifest.name}@${manifest.version}`;
+  const note = (text: string) => options.onNote?.(text);
+  if (origin.format !== options.format || origin.name !== manifest.name) return null;
+  const fromTar = await cachedTarSha256(origin, paths);
+  if (!fromTar || fromTar === manifest.rootfs.tarSha256) return null;
+
+  let entry: DeltaEntry | undefined;
+  try {
+    const body = await client.getOptional(
+      templatePath(manifest.name, manifest.version, "deltas"),
+      `delta index of ${what}`,
+      MAX_DELTA_INDEX_BYTES,
+    );
+    if (!body) return null;
+    const index = DeltaIndexSchema.parse(JSON.parse(body.toString("utf8")));
+    if (index.tarSha256 !== manifest.rootfs.tarSha256) return null;
+    entry = index.deltas.find((d) => d.fromTarSha256 === fromTar);
+  } catch (err) {
+    note(`no delta: cannot read the delta index (${errorMessage(err)}); downloading the full artifact`);
+    return null;
+  }
+  const artifact = manifest.artifacts.find((a) => a.format === options.format);
+  if (!entry || !artifact) return null;
+  if (entry.windowLog > options.maxWindowLog) {
+    note(
+      `no delta: the patch from ${origin.version} needs a 2^${entry.windowLog}-byte zstd window, over this host's limit of 2^${options.maxWindowLog}; downloading the full artifact`,
+    );
+    return null;
+  }
+  if (entry.size >= artifact.size) return null;
+
+  const hex = entry.digest.slice("sha256:".length);
+  const files = deltaPaths(paths, hex);
+  const cleanup = async (all: boolean) => {
+    await rm(files.patch, { force: true });
+    await rm(files.fromTar, { force: true });
+    if (all) await rm(files.rebuilt, { force: true });
+  };
+  note(`delta from ${origin.version}: ${entry.size} bytes instead of ${artifact.size}`);
+  try {
+    await cleanup(true);
+    await downloadBlob(client, {
+      digest: entry.digest,
+      size: entry.size,
+      partial: files.patch,
+      what: `delta ${origin.version} -> ${manifest.version}`,
+      onProgress: (received) => options.onProgress?.(received, entry.size),
+    });
+    // The cached file, decompressed: it must be exactly the tar the patch starts from.
+    const cached = await open(options.cached, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const unpack = await codecFilter(
+      options.format,
+      "decompress",
+      cached.createReadStream({ highWaterMark: 1 << 20 }),
+      `unpack ${options.cached}`,
+    );
+    const old = await writeNewFile(unpack.output, files.fromTar, [unpack.done]);
+    if (old.hex !== fromTar)
+      throw new Error(`${options.cached} no longer unpacks to the tar it was pulled as`);
+
+    // zstd -d --long=W also caps the window the decoder accepts: memory stays bounded by it.
+    const patch = spawnFilter(
+      "zstd",
+      ["-d", "-q", `--long=${entry.windowLog}`, `--patch-from=${files.fromTar}`, "-c", files.patch],
+      null,
+      `apply delta ${origin.version} -> ${manifest.version}`,
+    );
+    const tar = hashTap();
+    const tarDone = pipeline(patch.output, tar);
+    const compress = await codecFilter(options.format, "compress", tar, `compress ${what}`);
+    const rebuilt = await writeNewFile(compress.output, files.rebuilt, [patch.done, tarDone, compress.done]);
+    if (tar.hex() !== manifest.rootfs.tarSha256 || tar.size !== manifest.rootfs.tarSize) {
+      throw new Error(
+        `the patched tar has sha256:${tar.hex()} (${tar.size} bytes), the signed manifest says ${manifest.rootfs.tarSha256} (${manifest.rootfs.tarSize})`,
+      );
+    }
+    await cleanup(false);
+    return {
+      rebuilt: files.rebuilt,
+      local: { digest: `sha256:${rebuilt.hex}`, size: rebuilt.size },
+      fromVersion: origin.version,
+      transferred: entry.size,
+    };
+  } catch (err) {
+    await cleanup(true);
+    note(`delta from ${origin.version} failed (${errorMessage(err)}); downloading the full artifact`);
+    return null;
+  }
+}

@@ -1,0 +1,229 @@
+import { execFileSync } from "node:child_process";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DeltaIndexSchema } from "../../common/delta.js";
+import { sha256, startTestRegistry, type TestRegistry } from "../helpers/registry.js";
+import { templar } from "../helpers/registry-process.js";
+import { haveTools } from "../helpers/require-tool.js";
+import { makeTree, type PackedTemplate, packTemplate } from "../helpers/template-fixture.js";
+
+/**
+ * Delta updates end to end: the registry makes zstd patches after a push, `templar pull` and
+ * `update` use them when the cache holds the older version, verify the patched tar against the
+ * signed manifest, and fall back to the full artifact on any failure.
+ */
+const ready = haveTools("tar", "gzip", "zstd");
+process.env.TEMPLAR_ALLOW_UNSIGNED = "1";
+
+const NAME = "deltatest-1-x86_64";
+
+/** A tree of many small text files (like /usr/share) plus random data. */
+async function realishTree(dir: string): Promise<void> {
+  await makeTree(dir, 1024, "base");
+  const docs = join(dir, "usr", "share", "doc");
+  for (let i = 0; i < 200; i++) {
+    await mkdir(join(docs, `pkg${i}`), { recursive: true });
+    await writeFile(
+      join(docs, `pkg${i}`, "copyright"),
+      `Package pkg${i}\n${"Permission is hereby granted, free of charge, to any person. ".repeat(20 + (i % 17))}\n`,
+    );
+  }
+}
+
+function tarSha(file: string, format: "tar.gz" | "tar.zst"): string {
+  const tool = format === "tar.gz" ? "gzip" : "zstd";
+  return sha256(execFileSync(tool, ["-dc", file], { maxBuffer: 1 << 28 }));
+}
+
+describe.skipIf(!ready)("delta updates", () => {
+  let dir: string;
+  let r: TestRegistry;
+  let v1: PackedTemplate;
+  let v2: PackedTemplate;
+  let patchDigest: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "templar-delta-"));
+    r = await startTestRegistry({ gc: { interval: 0 } });
+    const a = join(dir, "tree-a");
+    await realishTree(a);
+    const b = join(dir, "tree-b");
+    await cp(a, b, { recursive: true });
+    // The update: a few files changed, one added, one removed.
+    await writeFile(join(b, "etc", "os-release"), "ID=test\nVERSION_ID=1.1\n");
+    await writeFile(join(b, "usr", "share", "doc", "pkg7", "copyright"), "Package pkg7 (new upstream)\n");
+    await writeFile(join(b, "usr", "share", "doc", "pkg8", "NEWS"), "pkg8 1.1: fixes\n".repeat(50));
+    await rm(join(b, "usr", "share", "doc", "pkg9"), { recursive: true });
+    v1 = await packTemplate(a, join(dir, "out-1"), NAME, "1.0.0");
+    v2 = await packTemplate(b, join(dir, "out-2"), NAME, "1.1.0");
+    for (const t of [v1, v2]) {
+      const pushed = await templar(["push", t.outDir, "--registry", r.url], {
+        TEMPLAR_TOKEN: r.tokens.push!,
+      });
+      expect(pushed.code, pushed.stderr).toBe(0);
+    }
+    await r.registry.deps.deltas!.idle();
+  }, 120_000);
+
+  afterAll(async () => {
+    await r?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("the registry lists a patch from the previous version, much smaller than the artifact", async () => {
+    const res = await fetch(`${r.url}/v1/templates/${NAME}/1.1.0/deltas`);
+    expect(res.status).toBe(200);
+    const index = DeltaIndexSchema.parse(await res.json());
+    expect(index.tarSha256).toBe(v2.manifest.rootfs.tarSha256);
+    expect(index.deltas).toHaveLength(1);
+    const [delta] = index.deltas;
+    expect(delta!.fromVersion).toBe("1.0.0");
+    expect(delta!.fromTarSha256).toBe(v1.manifest.rootfs.tarSha256);
+    const full = v2.manifest.artifacts.find((a) => a.format === "tar.zst")!.size;
+    console.log(
+      `delta ${delta!.size} bytes vs tar.zst ${full} bytes (${((100 * delta!.size) / full).toFixed(2)}%), tar ${v2.manifest.rootfs.tarSize} bytes`,
+    );
+    expect(delta!.size).toBeLessThan(full / 10);
+    patchDigest = delta!.digest;
+    // The oldest version has nothing to start from.
+    const first = DeltaIndexSchema.parse(
+      await (await fetch(`${r.url}/v1/templates/${NAME}/1.0.0/deltas`)).json(),
+    );
+    expect(first.deltas).toEqual([]);
+    // The signed manifest is untouched.
+    const manifest = await (await fetch(`${r.url}/v1/templates/${NAME}/1.1.0`)).arrayBuffer();
+    expect(Buffer.from(manifest).equals(await readFile(v2.manifestPath))).toBe(true);
+  });
+
+  async function cacheWithV1(label: string, format = "gz"): Promise<string> {
+    const cache = join(dir, `cache-${label}`);
+    const pulled = await templar([
+      "pull",
+      `${NAME}@1.0.0`,
+      "--registry",
+      r.url,
+      "--dest",
+      cache,
+      "--format",
+      format,
+    ]);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    return cache;
+  }
+
+  async function stateLeftovers(cache: string): Promise<string[]> {
+    return (await readdir(join(cache, ".templar"))).filter((f) =>
+      /\.(patch|from\.tar|rebuilt|partial)$/.test(f),
+    );
+  }
+
+  it("pull of the newer version downloads only the patch and ends with the verified tar", async () => {
+    const cache = await cacheWithV1("delta");
+    const res = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", cache, "--json"]);
+    expect(res.code, res.stderr).toBe(0);
+    const result = JSON.parse(res.stdout);
+    expect(result.via).toBe("delta");
+    expect(result.deltaFrom).toBe("1.0.0");
+    expect(result.transferred).toBeLessThan(result.size / 10);
+    const file = join(cache, `${NAME}.tar.gz`);
+    expect(tarSha(file, "tar.gz")).toBe(v2.manifest.rootfs.tarSha256);
+    const origin = JSON.parse(await readFile(join(cache, ".templar", `${NAME}.tar.gz.origin.json`), "utf8"));
+    expect(origin).toMatchObject({ version: "1.1.0", via: "delta", deltaFrom: "1.0.0" });
+    expect(origin.tarSha256).toBe(v2.manifest.rootfs.tarSha256);
+    const bytes = await readFile(file);
+    // Recompressed here: the record says so exactly when the bytes differ from the registry's.
+    const artifact = v2.manifest.artifacts.find((a) => a.format === "tar.gz")!;
+    if (`sha256:${sha256(bytes)}` === artifact.digest) expect(origin.local).toBeUndefined();
+    else expect(origin.local).toEqual({ digest: `sha256:${sha256(bytes)}`, size: bytes.length });
+    expect(await stateLeftovers(cache)).toEqual([]);
+
+    // Up to date afterwards, also for list; a changed file is noticed (hashed against `local`).
+    const again = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", cache, "--json"]);
+    expect(JSON.parse(again.stdout)).toMatchObject({ upToDate: true, via: "cache", transferred: 0 });
+    const list = await templar(["list", "--dest", cache, "--json"]);
+    expect(JSON.parse(list.stdout)[0]).toMatchObject({ name: NAME, version: "1.1.0", present: true });
+  });
+
+  it("update uses the patch too, and --no-delta forces the full artifact", async () => {
+    const cache = await cacheWithV1("update", "zst");
+    const res = await templar(["update", NAME, "--registry", r.url, "--dest", cache, "--json"]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ version: "1.1.0", via: "delta", previous: "1.0.0" });
+    expect(tarSha(join(cache, `${NAME}.tar.zst`), "tar.zst")).toBe(v2.manifest.rootfs.tarSha256);
+
+    const plain = await cacheWithV1("nodelta");
+    const full = await templar([
+      "update",
+      NAME,
+      "--registry",
+      r.url,
+      "--dest",
+      plain,
+      "--no-delta",
+      "--json",
+    ]);
+    expect(full.code, full.stderr).toBe(0);
+    const result = JSON.parse(full.stdout);
+    expect(result.via).toBe("full");
+    expect(result.transferred).toBe(result.size);
+  });
+
+  it("a patch needing a larger window than allowed is refused, with the full download instead", async () => {
+    const cache = await cacheWithV1("window");
+    const res = await templar([
+      "pull",
+      `${NAME}@1.1.0`,
+      "--registry",
+      r.url,
+      "--dest",
+      cache,
+      "--delta-max-window",
+      "20",
+    ]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr).toMatch(/needs a 2\^\d+-byte zstd window, over this host's limit of 2\^20/);
+    expect(tarSha(join(cache, `${NAME}.tar.gz`), "tar.gz")).toBe(v2.manifest.rootfs.tarSha256);
+  });
+
+  it("a corrupt patch falls back to the full download, which ends verified with nothing left over", async () => {
+    const cache = await cacheWithV1("corrupt");
+    const blob = join(r.storageDir, "blobs", "sha256", patchDigest.slice(7));
+    const original = await readFile(blob);
+    const flipped = Buffer.from(original);
+    flipped[Math.floor(flipped.length / 2)]! ^= 0xff;
+    await writeFile(blob, flipped);
+    try {
+      const res = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", cache, "--json"]);
+      expect(res.code, res.stderr).toBe(0);
+      const result = JSON.parse(res.stdout);
+      expect(result.via).toBe("full");
+      const bytes = await readFile(join(cache, `${NAME}.tar.gz`));
+      expect(`sha256:${sha256(bytes)}`).toBe(result.digest);
+      expect(tarSha(join(cache, `${NAME}.tar.gz`), "tar.gz")).toBe(v2.manifest.rootfs.tarSha256);
+      expect(await stateLeftovers(cache)).toEqual([]);
+      const origin = JSON.parse(
+        await readFile(join(cache, ".templar", `${NAME}.tar.gz.origin.json`), "utf8"),
+      );
+      expect(origin.via).toBe("full");
+      expect(origin.local).toBeUndefined();
+    } finally {
+      await writeFile(blob, original);
+    }
+  });
+
+  it("a cached file that no longer unpacks to its recorded tar is not patched", async () => {
+    const cache = await cacheWithV1("changed");
+    // Same size, other bytes: the patch must not be applied to it.
+    const file = join(cache, `${NAME}.tar.gz`);
+    const bytes = await readFile(file);
+    bytes[bytes.length - 20]! ^= 0x55;
+    await writeFile(file, bytes);
+    const res = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", cache, "--json"]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout).via).toBe("full");
+    expect(tarSha(file, "tar.gz")).toBe(v2.manifest.rootfs.tarSha256);
+    expect(await stateLeftovers(cache)).toEqual([]);
+  });
+});
