@@ -160,7 +160,7 @@ describe("layers", () => {
       "cli/templar.ts": "TEMPLAR_DEBUG, read while reporting an error that may have come from settings",
       "builder/exec.ts":
         "the environment handed to child processes (proxies, TMPDIR; host tools get the host's)",
-      "builder/pack/codecs.ts": "looks compressor programs up on PATH, as a shell would",
+      "common/compression/codecs.ts": "looks compressor programs up on PATH, as a shell would",
       "registry/storage/s3-client.ts":
         "silences the AWS SDK's Node-version warning, a switch the SDK reads from the environment",
     };

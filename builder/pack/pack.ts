@@ -10,7 +10,7 @@ import { hostIdentity } from "../../common/host-identity.js";
 import type { Artifact, Manifest } from "../../common/manifest.js";
 import { artifactFileName, manifestFileName, serializeManifest } from "../../common/manifest-files.js";
 import { assertTemplateName, assertVersion } from "../../common/names.js";
-import { chooseCodec } from "./codecs.js";
+import { chooseCodec } from "../../common/compression/codecs.js";
 import { type CompressSink, openCompressSink, openFifoSink } from "./compress-sink.js";
 import { makeFifos, releasePendingOpens } from "./fifo.js";
 import { combinedSha256, hostMetaBytes } from "./host-meta.js";

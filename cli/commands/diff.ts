@@ -65,6 +65,8 @@ export const command: Command = {
     const side = async (arg: string): Promise<Side> => {
       const local = await localManifest(arg);
       if (local) return { manifest: local, from: arg };
+      if (!arg.includes("@") && arg.includes("/"))
+        throw new UserError(`diff: ${arg}: no such file or directory`, ExitCode.notFound);
       if (!arg.includes("@"))
         throw usageError(
           `diff: ${JSON.stringify(arg)} is neither a file, a directory nor a name@version reference`,

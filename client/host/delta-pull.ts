@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
-import { codecFilter, hashTap, spawnFilter, writeNewFile } from "../../builder/pack/filters.js";
+import { codecFilter, hashTap, spawnFilter, writeNewFile } from "../../common/compression/filters.js";
 import { type DeltaEntry, DeltaIndexSchema, MAX_DELTA_INDEX_BYTES } from "../../common/delta.js";
 import { errorMessage } from "../../common/errors.js";
 import type { Format } from "../../common/formats.js";

@@ -3,7 +3,7 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { codecFilter, spawnFilter, writeNewFile } from "../../builder/pack/filters.js";
+import { codecFilter, spawnFilter, writeNewFile } from "../../common/compression/filters.js";
 import { DELTA_ALGORITHM, type DeltaEntry, type DeltaIndex, patchWindowLog } from "../../common/delta.js";
 import { parseDigest } from "../../common/digest.js";
 import { errorMessage } from "../../common/errors.js";

@@ -182,6 +182,13 @@ describe("exit codes of every command follow README's table", () => {
       ],
       expect: "verification failed",
     },
+    { command: "diff", what: "one template", args: () => ["diff", "a@1.0.0"], expect: "usage error" },
+    {
+      command: "diff",
+      what: "a missing manifest file",
+      args: () => ["diff", "/nonexistent/a.manifest.json", "/nonexistent/b.manifest.json"],
+      expect: "not found",
+    },
     { command: "list", what: "unknown option", args: () => ["list", "--bogus"], expect: "usage error" },
     {
       command: "update",

@@ -3,9 +3,9 @@ import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { CREATE_EXCLUSIVE } from "../../common/atomic.js";
-import { errorMessage, UserError } from "../../common/errors.js";
-import type { Format } from "../../common/formats.js";
+import { CREATE_EXCLUSIVE } from "../atomic.js";
+import { errorMessage, UserError } from "../errors.js";
+import type { Format } from "../formats.js";
 import { chooseCodec, findProgram } from "./codecs.js";
 
 /**

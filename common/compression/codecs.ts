@@ -2,8 +2,8 @@ import { accessSync, constants } from "node:fs";
 import { createRequire } from "node:module";
 import { delimiter, join } from "node:path";
 import type { Transform } from "node:stream";
-import { UserError } from "../../common/errors.js";
-import { compressionOf, type Format } from "../../common/formats.js";
+import { UserError } from "../errors.js";
+import { compressionOf, type Format } from "../formats.js";
 
 /**
  * The one table of compression formats: which program does the work when installed (fixed
