@@ -4,9 +4,9 @@ import type { HostMetaFormat } from "../../common/formats.js";
 import { type HostIdentity, hostIdentity } from "../../common/host-identity.js";
 import type { Artifact } from "../../common/manifest.js";
 import { namePartProblem } from "../../common/names.js";
-import { type Ctx, deps } from "../http/context.js";
+import { type Ctx, deps, need } from "../http/context.js";
 import type { VersionEntry } from "../store/versions.js";
-import { exactVersion, pullableTemplates } from "./serve.js";
+import { exactVersion, pullableTemplates, sendArtifact } from "./serve.js";
 
 /**
  * What LXC's lxc-download index and the Incus simplestreams server share: templates seen as
@@ -233,4 +233,37 @@ export async function findBuild(
     "TEMPLATE_UNKNOWN",
     `no image ${parts.dist}/${parts.release}/${parts.arch}/${parts.variant} build ${parts.build}`,
   );
+}
+
+/**
+ * Serves one file of an image directory, as both clients lay it out:
+ * .../<dist>/<release>/<arch>/<variant>/<build>/<file>, where `file` is the root filesystem or
+ * the client's metadata tarball (`metaFile`), and `distParam` names the route's first part.
+ */
+export async function sendImageFile(
+  c: Ctx,
+  meta: HostMetaFormat,
+  metaFile: string,
+  distParam: string,
+  archOf: (id: HostIdentity) => string,
+): Promise<Response> {
+  const file = c.req.param("file");
+  if (file !== "rootfs.tar.xz" && file !== metaFile) {
+    throw new CodedError("NOT_FOUND", `no image file ${JSON.stringify(file)} (rootfs.tar.xz, ${metaFile})`);
+  }
+  const { image, build } = await findBuild(
+    c,
+    meta,
+    {
+      dist: c.req.param(distParam) ?? "",
+      release: c.req.param("release") ?? "",
+      arch: c.req.param("arch") ?? "",
+      variant: c.req.param("variant") ?? "",
+      build: c.req.param("build") ?? "",
+    },
+    archOf,
+  );
+  need(c, "pull", image.name);
+  c.header("X-Template-Version", build.chosen.version);
+  return sendArtifact(c, file === "rootfs.tar.xz" ? build.rootfs : build.meta, build.chosen.lastModified);
 }

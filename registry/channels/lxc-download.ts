@@ -1,10 +1,10 @@
 import { archAs } from "../../common/arch.js";
 import { CodedError } from "../../common/error-codes.js";
 import type { HostIdentity } from "../../common/host-identity.js";
-import { type Ctx, need } from "../http/context.js";
+import type { Ctx } from "../http/context.js";
 import type { HostChannel } from "./channel.js";
-import { findBuild, hostImages, perStateDocument, type StateDocument } from "./host-images.js";
-import { sendArtifact, sendSmall } from "./serve.js";
+import { hostImages, perStateDocument, type StateDocument, sendImageFile } from "./host-images.js";
+import { sendSmall } from "./serve.js";
 
 /**
  * LXC's image server layout, as `lxc-create -t download` (lxc-download) reads it (README
@@ -55,26 +55,8 @@ export async function getIndex(c: Ctx): Promise<Response> {
   return sendSmall(c, body, "text/plain; charset=utf-8", null, etag);
 }
 
-export async function getImageFile(c: Ctx): Promise<Response> {
-  const file = c.req.param("file");
-  if (file !== "rootfs.tar.xz" && file !== "meta.tar.xz") {
-    throw new CodedError("NOT_FOUND", `no image file ${JSON.stringify(file)} (rootfs.tar.xz, meta.tar.xz)`);
-  }
-  const { image, build } = await findBuild(
-    c,
-    "lxc-meta.tar.xz",
-    {
-      dist: c.req.param("dist") ?? "",
-      release: c.req.param("release") ?? "",
-      arch: c.req.param("arch") ?? "",
-      variant: c.req.param("variant") ?? "",
-      build: c.req.param("build") ?? "",
-    },
-    lxcArch,
-  );
-  need(c, "pull", image.name);
-  c.header("X-Template-Version", build.chosen.version);
-  return sendArtifact(c, file === "rootfs.tar.xz" ? build.rootfs : build.meta, build.chosen.lastModified);
+export function getImageFile(c: Ctx): Promise<Response> {
+  return sendImageFile(c, "lxc-meta.tar.xz", "meta.tar.xz", "dist", lxcArch);
 }
 
 export const lxcDownload: HostChannel = {

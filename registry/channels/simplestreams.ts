@@ -1,11 +1,10 @@
 import { archAs } from "../../common/arch.js";
 import { parseDigest } from "../../common/digest.js";
-import { CodedError } from "../../common/error-codes.js";
 import type { HostIdentity } from "../../common/host-identity.js";
-import { type Ctx, need } from "../http/context.js";
+import type { Ctx } from "../http/context.js";
 import type { HostChannel } from "./channel.js";
-import { aliasesOf, findBuild, type HostImage, hostImages, perStateDocument } from "./host-images.js";
-import { sendArtifact, sendSmall } from "./serve.js";
+import { aliasesOf, type HostImage, hostImages, perStateDocument, sendImageFile } from "./host-images.js";
+import { sendSmall } from "./serve.js";
 
 /**
  * A simplestreams image server, as Incus and LXD read one (`incus remote add NAME https://HOST
@@ -124,26 +123,8 @@ export async function getIndexJson(c: Ctx): Promise<Response> {
   return sendSmall(c, body, "application/json", null, etag);
 }
 
-export async function getItem(c: Ctx): Promise<Response> {
-  const file = c.req.param("file");
-  if (file !== "rootfs.tar.xz" && file !== "incus.tar.xz") {
-    throw new CodedError("NOT_FOUND", `no image file ${JSON.stringify(file)} (incus.tar.xz, rootfs.tar.xz)`);
-  }
-  const { image, build } = await findBuild(
-    c,
-    "incus-meta.tar.xz",
-    {
-      dist: c.req.param("os") ?? "",
-      release: c.req.param("release") ?? "",
-      arch: c.req.param("arch") ?? "",
-      variant: c.req.param("variant") ?? "",
-      build: c.req.param("build") ?? "",
-    },
-    productArch,
-  );
-  need(c, "pull", image.name);
-  c.header("X-Template-Version", build.chosen.version);
-  return sendArtifact(c, file === "rootfs.tar.xz" ? build.rootfs : build.meta, build.chosen.lastModified);
+export function getItem(c: Ctx): Promise<Response> {
+  return sendImageFile(c, "incus-meta.tar.xz", "incus.tar.xz", "os", productArch);
 }
 
 export const simplestreams: HostChannel = {
