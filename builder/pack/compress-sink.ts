@@ -4,8 +4,8 @@ import { closeSync, createWriteStream, openSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { UserError } from "../../common/errors.js";
 import type { CodecChoice } from "../../common/compression/codecs.js";
+import { UserError } from "../../common/errors.js";
 import { releasePendingOpens } from "./fifo.js";
 import { GrowingFileHash } from "./growing-file-hash.js";
 

@@ -2,9 +2,9 @@ import { spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
 import type { Readable } from "node:stream";
+import { chooseCodec, formatFromMagic } from "../../common/compression/codecs.js";
 import { ExitCode, UserError } from "../../common/errors.js";
 import type { Format } from "../../common/formats.js";
-import { chooseCodec, formatFromMagic } from "../../common/compression/codecs.js";
 
 /** Reads the first bytes of a file and names its compression format, or null. */
 export async function sniffFormat(path: string): Promise<Format | null> {
