@@ -87,6 +87,8 @@ describe.skipIf(!tools)("templar build --if-changed --push with version: auto", 
     const manifest = manifestOf(out, "43.0.0");
     expect(manifest.version).toBe("43.0.0");
     expect((manifest as { distroRelease?: string }).distroRelease).toBe("43");
+    const page = await (await fetch(`${registry.url}/templates/fedora-43-x86_64/43.0.0`)).text();
+    expect(page).toMatch(/<dt>distro release<\/dt><dd>43 /);
 
     // Nothing new upstream, same recipe: skipped, quickly, nothing pushed.
     const started = Date.now();
