@@ -18,6 +18,7 @@ import { packTemplate } from "./pack/pack.js";
 import { formatPlace, type Recipe } from "./recipe/schema.js";
 import { sourceMethods } from "./sources/index.js";
 import { stepKinds } from "./steps/index.js";
+import { AUTO_VERSION, distroRelease, nextVersion, versionsInDir } from "./version-auto.js";
 
 export interface BuildOptions {
   outDir: string;
@@ -52,12 +53,19 @@ export interface BuildOptions {
   onStage?: (stage: string, note?: string) => void;
   onLine?: (line: string) => void;
   onPackProgress?: (tarBytes: number, entries: number) => void;
+  /**
+   * Versions of the template already taken elsewhere (the registry it will be pushed to), for
+   * `version: auto`; versions in `outDir` are always counted too.
+   */
+  takenVersions?: (name: string) => Promise<string[]>;
 }
 
 export interface BuildResult {
   recipe: string;
   name: string;
   version: string;
+  /** The distro's point release read from the root (with `version: auto`). */
+  distroRelease?: string;
   arch: string;
   manifestPath: string;
   files: Partial<Record<Format, string>>;
@@ -127,6 +135,20 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
     const source = await method.populate(recipe.source.config, ctx);
     checkAborted(signal);
 
+    // Decided once the root exists, before anything is packed.
+    let version = recipe.version;
+    let release: string | undefined;
+    if (version === AUTO_VERSION) {
+      const found = await distroRelease(recipe.distro, root, source.manifest);
+      release = found.release;
+      const taken = [
+        ...(await versionsInDir(outDir, recipe.name)),
+        ...((await options.takenVersions?.(recipe.name)) ?? []),
+      ];
+      version = nextVersion(found.prefix, taken);
+      stage("version", `${version} (${recipe.distro} ${release})`);
+    }
+
     for (const [index, step] of recipe.steps.entries()) {
       stage("steps", `${index + 1}/${recipe.steps.length} ${step.kind} (${formatPlace(step.place)})`);
       await stepKinds[step.kind]!.run(step.config, { ...ctx, family, place: step.place });
@@ -159,7 +181,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       rootfs: root,
       outDir: staging,
       name: recipe.name,
-      version: recipe.version,
+      version,
       formats: options.formats ?? recipe.formats,
       meta: options.formats ? options.meta : recipe.meta,
       sourceDateEpoch: sde,
@@ -169,6 +191,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
         release: recipe.release,
         arch: recipe.arch,
         ...(recipe.flavour ? { flavour: recipe.flavour } : {}),
+        ...(release ? { distroRelease: release } : {}),
         description: recipe.description ?? `${recipe.distro} ${recipe.release} ${recipe.arch}${flavour}`,
         recipe: {
           path: recipe.path,
@@ -188,7 +211,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       stage("test", basename(artifact));
       test = await bootTest(
         {
-          label: `${recipe.name}-${recipe.version}`,
+          label: `${recipe.name}-${version}`,
           source: { kind: "archive", path: artifact },
           distro: recipe.distro,
         },
@@ -201,7 +224,8 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
     return {
       recipe: recipe.path,
       name: recipe.name,
-      version: recipe.version,
+      version,
+      ...(release ? { distroRelease: release } : {}),
       arch: recipe.arch,
       manifestPath,
       files,

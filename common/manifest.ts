@@ -56,6 +56,11 @@ export const ManifestSchema = z.looseObject({
   release: checked(namePartProblem).optional(),
   arch: checked(archProblem).optional(),
   flavour: checked(namePartProblem).optional(),
+  /** The distro's own point release as the root says it (Debian's /etc/debian_version: 13.8). */
+  distroRelease: z
+    .string()
+    .regex(/^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$/, "expected a release such as 13.8")
+    .optional(),
   description: z.string().optional(),
   created: z.iso.datetime(),
   recipe: z.looseObject({ path: z.string(), sha256: sha256Hex }).optional(),

@@ -24,7 +24,10 @@ export const RecipeFileSchema = z.strictObject({
     .string()
     .refine((n) => templateNameProblem(n) === null, "expected a template name: [a-z0-9][a-z0-9._-]*")
     .optional(),
-  version: z.string().refine(isVersion, "expected a semantic version such as 13.2.0"),
+  /** A semantic version, or `auto`: the distro's point release and a build serial (builder/version-auto.ts). */
+  version: z
+    .string()
+    .refine((v) => v === "auto" || isVersion(v), "expected a semantic version such as 13.2.0, or auto"),
   distro: nameSegment,
   release: z.union([z.string(), z.number()]).transform(String).pipe(nameSegment),
   arch: z.union([z.enum(ARCHES), z.array(z.enum(ARCHES)).min(1)]),
@@ -71,6 +74,7 @@ export interface Recipe {
   sha256: string;
   bases: { path: string; sha256: string }[];
   name: string;
+  /** A semantic version, or "auto" (decided once the root exists). */
   version: string;
   distro: string;
   release: string;

@@ -3,6 +3,7 @@ import { dirname, join, resolve } from "node:path";
 import { archAs } from "../../common/arch.js";
 import { acquire } from "./archive/acquire.js";
 import { type ArchiveConfig, ArchiveConfigSchema } from "./archive/config.js";
+import { discover } from "./archive/discover.js";
 import { applyLayout } from "./archive/layouts.js";
 import { defineSource } from "./source.js";
 
@@ -17,6 +18,25 @@ import { defineSource } from "./source.js";
 export const archive = defineSource<ArchiveConfig>({
   name: "archive",
   schema: ArchiveConfigSchema,
+  async probe(config, ctx) {
+    // Keys, index and checksum file: a new upstream build changes the index or checksum file
+    // (or the artifact's name), so these small files tell without fetching the artifact.
+    const found = await discover(config, {
+      cacheDir: ctx.cacheDir,
+      recipeDir: dirname(resolve(ctx.recipe.path)),
+      values: {
+        arch: ctx.recipe.arch,
+        debarch: archAs(ctx.recipe.arch, "debian"),
+        release: ctx.recipe.release,
+      },
+      signal: ctx.signal,
+      log: ctx.log,
+    });
+    return {
+      artifact: found.artifactUrl,
+      inputs: found.inputs.flatMap((i) => (i.sha256 ? [{ uri: i.uri, sha256: i.sha256 }] : [])),
+    };
+  },
   async populate(config, ctx) {
     const got = await acquire(config, {
       cacheDir: ctx.cacheDir,

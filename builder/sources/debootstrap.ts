@@ -23,7 +23,7 @@ import {
   suiteSources,
 } from "./debian-pockets.js";
 import { restoreSnapshot, saveSnapshot, snapshotKey } from "./snapshot.js";
-import { defineSource, type SourceResult } from "./source.js";
+import { defineSource, type ProbeContext, type SourceProbe, type SourceResult } from "./source.js";
 
 /**
  * Debian (and derivatives) from their archive: mmdebstrap when installed, debootstrap otherwise.
@@ -98,7 +98,8 @@ else
 fi
 `;
 
-async function populate(config: Config, ctx: BuildContext): Promise<SourceResult> {
+/** The mirror, keyring and suites a build of `config` uses, each checked. */
+function plan(config: Config, ctx: ProbeContext) {
   const where = formatPlace(ctx.recipe.source.place);
   const mirror = (ctx.mirror ?? hostDebianMirror(ctx.aptDir))?.replace(/\/+$/, "");
   if (!mirror) {
@@ -118,15 +119,33 @@ async function populate(config: Config, ctx: BuildContext): Promise<SourceResult
       `${where}: source.keyring: ${keyring} does not exist (install debian-archive-keyring?)`,
     );
   }
+  const pockets = config.pockets ?? defaultPockets(config.suite);
+  const sources = suiteSources(mirror, config.suite, pockets, () =>
+    securityMirror(mirror, ctx.aptDir, where, ctx.securityMirror),
+  );
+  return { where, mirror, keyring, pockets, sources };
+}
+
+/** Each suite's InRelease now (verified against the keyring), for `build --if-changed`. */
+async function probe(config: Config, ctx: ProbeContext): Promise<SourceProbe> {
+  const { keyring, sources } = plan(config, ctx);
+  const inputs = [];
+  for (const source of sources) {
+    const now = await currentInRelease(source.mirror, source.suite, keyring, ctx);
+    if (!now)
+      throw new UserError(`${source.mirror}/dists/${source.suite}/InRelease: cannot be fetched or verified`);
+    inputs.push(now);
+  }
+  return { inputs };
+}
+
+async function populate(config: Config, ctx: BuildContext): Promise<SourceResult> {
+  const { where, mirror, keyring, pockets, sources } = plan(config, ctx);
   const arch = archAs(ctx.recipe.arch, "debian");
   const cache = join(ctx.cacheDir, "debian", "archives");
   await mkdir(cache, { recursive: true, mode: 0o700 });
   const tool = ctx.bootstrapTool ?? (have("mmdebstrap") ? "mmdebstrap" : "debootstrap");
   if (!have(tool)) throw new UserError(`${where}: source: neither mmdebstrap nor debootstrap is installed`);
-  const pockets = config.pockets ?? defaultPockets(config.suite);
-  const sources = suiteSources(mirror, config.suite, pockets, () =>
-    securityMirror(mirror, ctx.aptDir, where, ctx.securityMirror),
-  );
   const suites = sources.map((s) => s.suite).join(", ");
   ctx.log(`${tool} ${suites} ${arch} from ${[...new Set(sources.map((s) => s.mirror))].join(" and ")}`);
 
@@ -300,7 +319,12 @@ async function upgradeFromPockets(
  * The archive's current InRelease, verified with gpgv against the keyring, as a sha256 for the
  * snapshot key; undefined (no snapshot use) when it cannot be fetched or verified.
  */
-async function currentInRelease(mirror: string, suite: string, keyring: string, ctx: BuildContext) {
+async function currentInRelease(
+  mirror: string,
+  suite: string,
+  keyring: string,
+  ctx: Pick<BuildContext, "signal">,
+) {
   const uri = `${mirror}/dists/${suite}/InRelease`;
   let bytes: Buffer;
   try {
@@ -356,4 +380,5 @@ export const debootstrap = defineSource({
   schema: DebootstrapConfig,
   describe,
   populate,
+  probe,
 });

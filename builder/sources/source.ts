@@ -26,6 +26,23 @@ export interface SourceMethod<Config = unknown> {
   describe?(config: Config, ctx: BuildContext): string;
   /** Fills the empty directory `ctx.root`; throws a UserError saying what went wrong. */
   populate(config: Config, ctx: BuildContext): Promise<SourceResult>;
+  /**
+   * What the source would start from now, found cheaply (small signed files only, nothing big
+   * downloaded): each input's URI and the sha256 it has now, in the shape populate records in
+   * the manifest's `source.inputs`. `templar build --if-changed` compares them with the newest
+   * manifest. `artifact`: the address populate would record as `source.artifact`.
+   */
+  probe?(config: Config, ctx: ProbeContext): Promise<SourceProbe>;
+}
+
+export type ProbeContext = Pick<
+  BuildContext,
+  "recipe" | "cacheDir" | "mirror" | "aptDir" | "securityMirror" | "signal" | "log"
+>;
+
+export interface SourceProbe {
+  inputs: { uri: string; sha256: string }[];
+  artifact?: string;
 }
 
 /** Lets the table hold methods with different config types. */

@@ -4,13 +4,16 @@ import { checkLine, headerLine, summaryLine } from "../../builder/boot-test/form
 import { type BuildResult, buildTemplate, DEFAULT_CACHE_DIR } from "../../builder/build.js";
 import { loadRecipe } from "../../builder/load-recipe.js";
 import type { Recipe } from "../../builder/recipe/schema.js";
+import { loadLocalTemplate, pushTemplate } from "../../client/push.js";
 import { usageError } from "../../common/errors.js";
 import { parsePackOutputs } from "../../common/formats.js";
 import { createProgress, formatBytes, type Progress } from "../../common/progress.js";
 import { openSigner } from "../../common/signing/signer.js";
 import { parseCommandArgs } from "../args.js";
+import { newestManifest, registryVersions, whatChanged } from "../build-registry.js";
 import type { Command } from "../command.js";
 import { preflight } from "../preflight.js";
+import { registryClient } from "../registry-flags.js";
 import { writeSbomBeside } from "../sbom-file.js";
 import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
@@ -39,6 +42,13 @@ Options:
   --sign-with gpg:KEYID     sign with the gpg agent's key instead of a key file
   --sbom                    also write <name>-<version>.cdx.json beside each manifest: the
                             CycloneDX 1.6 bill of materials (packages with purls)
+  --push URL                push each built template to this registry (token: --token or
+                            $TEMPLAR_TOKEN); with version: auto the serial is the next one free
+                            there (and in --out)
+  --token T                 push token (default: $TEMPLAR_TOKEN); never printed
+  --if-changed              with --push: build only when the registry's newest version of the
+                            template came from another recipe or other upstream inputs (say so
+                            and exit 0 otherwise): what a nightly job runs
   --json                    print the results as JSON on stdout
   -v, --verbose             show the output of mmdebstrap/debootstrap and of steps
 `;
@@ -59,10 +69,19 @@ async function run(argv: string[]): Promise<number> {
     "sign-with": { type: "string" },
     json: { type: "boolean" },
     sbom: { type: "boolean" },
+    push: { type: "string" },
+    token: { type: "string" },
+    "if-changed": { type: "boolean" },
     verbose: { type: "boolean", short: "v" },
   });
   if (positionals.length === 0)
     throw usageError("build: expected at least one recipe file (see 'templar build --help')");
+  if (values["if-changed"] && values.push === undefined)
+    throw usageError("build: --if-changed needs --push URL (the registry holds what was built before)");
+  const client =
+    values.push === undefined
+      ? undefined
+      : registryClient("build", { registry: values.push, token: values.token });
   const outputs = values.formats ? parsePackOutputs(values.formats.split(",")) : undefined;
   const sde = sourceDateEpoch(values["source-date-epoch"]);
   const tool = env("TEMPLAR_BOOTSTRAP_TOOL");
@@ -107,17 +126,40 @@ async function run(argv: string[]): Promise<number> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   const results: BuildResult[] = [];
+  const skipped: { recipe: string; name: string; skipped: string }[] = [];
+  const cacheDir = flagOrEnv(values.cache, "TEMPLAR_CACHE", DEFAULT_CACHE_DIR) ?? DEFAULT_CACHE_DIR;
+  const mirror = flagOrEnv(values.mirror, "TEMPLAR_DEBIAN_MIRROR");
   try {
     for (const recipe of recipes) {
       const label = `build ${recipe.name}`;
+      if (client && values["if-changed"]) {
+        const newest = await newestManifest(client, recipe.name);
+        const changed = await whatChanged(recipe, newest, {
+          recipe,
+          cacheDir,
+          ...(mirror ? { mirror } : {}),
+          aptDir: "/etc/apt",
+          securityMirror: env("TEMPLAR_DEBIAN_SECURITY_MIRROR"),
+          signal: controller.signal,
+          log: () => {},
+        });
+        if (changed === null) {
+          const why = `${newest!.name}@${newest!.version} in ${client.display} has the same recipe and upstream inputs`;
+          say(`${label}: skipped: ${why}`);
+          skipped.push({ recipe: recipe.path, name: recipe.name, skipped: why });
+          continue;
+        }
+        say(`${label}: ${changed}`);
+      }
       let progress: Progress | undefined;
       let lines = 0;
       const result = await buildTemplate(recipe, {
         outDir: values.out ?? "out",
-        cacheDir: flagOrEnv(values.cache, "TEMPLAR_CACHE", DEFAULT_CACHE_DIR),
+        cacheDir,
         formats: outputs?.formats,
         meta: outputs?.meta,
-        mirror: flagOrEnv(values.mirror, "TEMPLAR_DEBIAN_MIRROR"),
+        mirror,
+        ...(client ? { takenVersions: (name: string) => registryVersions(client, name) } : {}),
         sourceDateEpoch: sde?.value,
         sourceDateEpochFrom: sde?.from,
         securityMirror: env("TEMPLAR_DEBIAN_SECURITY_MIRROR"),
@@ -166,12 +208,17 @@ async function run(argv: string[]): Promise<number> {
           `SOURCE_DATE_EPOCH ${result.sourceDateEpoch} (${result.sourceDateEpochFrom})${fetched}, ${result.seconds.toFixed(1)}s`,
       );
       for (const path of [...Object.values(result.files), result.manifestPath]) say(`  ${path}`);
+      if (client) {
+        const pushed = await pushTemplate(client, await loadLocalTemplate(result.manifestPath));
+        for (const note of pushed.notes) say(`templar: note: ${note}`);
+        say(`pushed ${pushed.name}@${pushed.version} to ${client.display}`);
+      }
     }
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
-  if (json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+  if (json) process.stdout.write(`${JSON.stringify([...results, ...skipped], null, 2)}\n`);
   return 0;
 }
 

@@ -45,6 +45,7 @@ ${howToPull(origin, detail, signer)}
 <h2>Manifest</h2>
 <dl class="kv">
 <dt>created</dt><dd>${formatTime(m.created)} <span class="muted">(build time, SOURCE_DATE_EPOCH)</span></dd>
+${m.distroRelease ? html`<dt>distro release</dt><dd>${m.distroRelease} <span class="muted">(read from the template's root at build time)</span></dd>` : ""}
 <dt>pushed</dt><dd>${pushed ? formatTime(pushed.toISOString()) : ""} <span class="muted">(when this registry received it)</span></dd>
 <dt>signed by</dt><dd>${signerHtml(signer)}</dd>
 <dt>digest</dt><dd><code class="digest">${detail.digest}</code> · <a href="/v1/templates/${name}/${version}">manifest JSON</a></dd>
