@@ -1,11 +1,11 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { archAs } from "../../common/arch.js";
-import { acquire } from "./archive/acquire.js";
+import { type AcquireOptions, acquire } from "./archive/acquire.js";
 import { type ArchiveConfig, ArchiveConfigSchema } from "./archive/config.js";
 import { discover } from "./archive/discover.js";
 import { applyLayout } from "./archive/layouts.js";
-import { defineSource } from "./source.js";
+import { defineSource, type ProbeContext } from "./source.js";
 
 /**
  * CentOS Stream, Fedora, Gentoo (and any distro that publishes a root filesystem): the
@@ -15,41 +15,35 @@ import { defineSource } from "./source.js";
  * into the root by the safe extractor (builder/sources/archive/extract.ts). The manifest's `source`
  * says what was verified and how.
  */
+/** Where an archive source's files come from and go, for this build: the recipe's placeholders. */
+function acquireOptions(ctx: ProbeContext): AcquireOptions {
+  return {
+    cacheDir: ctx.cacheDir,
+    recipeDir: dirname(resolve(ctx.recipe.path)),
+    values: {
+      arch: ctx.recipe.arch,
+      debarch: archAs(ctx.recipe.arch, "debian"),
+      release: ctx.recipe.release,
+    },
+    signal: ctx.signal,
+    log: ctx.log,
+  };
+}
+
 export const archive = defineSource<ArchiveConfig>({
   name: "archive",
   schema: ArchiveConfigSchema,
   async probe(config, ctx) {
     // Keys, index and checksum file: a new upstream build changes the index or checksum file
     // (or the artifact's name), so these small files tell without fetching the artifact.
-    const found = await discover(config, {
-      cacheDir: ctx.cacheDir,
-      recipeDir: dirname(resolve(ctx.recipe.path)),
-      values: {
-        arch: ctx.recipe.arch,
-        debarch: archAs(ctx.recipe.arch, "debian"),
-        release: ctx.recipe.release,
-      },
-      signal: ctx.signal,
-      log: ctx.log,
-    });
+    const found = await discover(config, acquireOptions(ctx));
     return {
       artifact: found.artifactUrl,
       inputs: found.inputs.flatMap((i) => (i.sha256 ? [{ uri: i.uri, sha256: i.sha256 }] : [])),
     };
   },
   async populate(config, ctx) {
-    const got = await acquire(config, {
-      cacheDir: ctx.cacheDir,
-      recipeDir: dirname(resolve(ctx.recipe.path)),
-      values: {
-        arch: ctx.recipe.arch,
-        debarch: archAs(ctx.recipe.arch, "debian"),
-        release: ctx.recipe.release,
-      },
-      signal: ctx.signal,
-      log: ctx.log,
-      progress: Boolean(process.stderr.isTTY),
-    });
+    const got = await acquire(config, { ...acquireOptions(ctx), progress: Boolean(process.stderr.isTTY) });
     ctx.log(`${got.artifactUrl}: verified (${got.verified}), sha256 ${got.sha256}`);
     // Uncompressed layers go next to the root (same filesystem, removed after).
     await mkdir(dirname(ctx.root), { recursive: true });
