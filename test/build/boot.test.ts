@@ -123,9 +123,9 @@ describe.skipIf(!enabled)("boot test of real Debian 13 templates", () => {
       // The check lines come before the output's paths: the test ran before the output appeared.
       const lines = r.stderr.split("\n");
       const passed = lines.findIndex((l) =>
-        /^debian-13-x86_64-standard-13\.2\.0: boot test passed: 7 checks in /.test(l),
+        /^debian-13-x86_64-standard-13\.\d+\.0: boot test passed: 7 checks in /.test(l),
       );
-      const artifact = lines.findIndex((l) => l.endsWith("/debian-13-x86_64-standard-13.2.0.tar.zst"));
+      const artifact = lines.findIndex((l) => /\/debian-13-x86_64-standard-13\.\d+\.0\.tar\.zst$/.test(l));
       expect(passed, r.stderr).toBeGreaterThan(0);
       expect(artifact).toBeGreaterThan(passed);
       for (const name of ["boot", "units", "network", "ping", "sshd", "dbus", "packages"])
@@ -147,14 +147,17 @@ describe.skipIf(!enabled)("boot test of real Debian 13 templates", () => {
     "templar test on an out/ directory and a template file, --json; the file is unchanged",
     async () => {
       expect(built.minimal && built.standard, "the builds above failed").toBeTruthy();
-      const file = join(built.standard!.out, "debian-13-x86_64-standard-13.2.0.tar.zst");
+      // version: auto: trixie's point release and serial 0 (an empty output directory).
+      const name = (await readdir(built.standard!.out)).find((f) => f.endsWith(".tar.zst"))!;
+      expect(name).toMatch(/^debian-13-x86_64-standard-13\.\d+\.0\.tar\.zst$/);
+      const file = join(built.standard!.out, name);
       const before = spawnSync("sha256sum", [file], { encoding: "utf8" }).stdout;
       const r = templar(["test", built.minimal!.out, file, "--json"]);
       expect(r.status, r.stderr).toBe(0);
       const reports = JSON.parse(r.stdout) as BootTestReport[];
       expect(reports.map((x) => [x.template, x.ok])).toEqual([
-        ["debian-13-x86_64-minimal-13.2.0", true],
-        ["debian-13-x86_64-standard-13.2.0.tar.zst", true],
+        [expect.stringMatching(/^debian-13-x86_64-minimal-13\.\d+\.0$/), true],
+        [name, true],
       ]);
       expect(check(reports[1]!, "sshd").detail).toMatch(/by one ssh-keygen run/);
       expect(spawnSync("sha256sum", [file], { encoding: "utf8" }).stdout).toBe(before);
@@ -164,7 +167,7 @@ describe.skipIf(!enabled)("boot test of real Debian 13 templates", () => {
       const out = plain.stdout.trim().split("\n");
       expect(out).toHaveLength(9);
       expect(out[0]).toMatch(
-        /^debian-13-x86_64-standard-13\.2\.0\.tar\.zst: Debian GNU\/Linux 13 \(trixie\), systemd, eth0 /,
+        /^debian-13-x86_64-standard-13\.\d+\.0\.tar\.zst: Debian GNU\/Linux 13 \(trixie\), systemd, eth0 /,
       );
       expect(out.slice(1, 8).map((l) => l.trim().split(/\s+/).slice(0, 2).join(" "))).toEqual([
         "ok boot",
