@@ -50,5 +50,5 @@ describe.skipIf(!rgw)("online GC with no grace period against concurrent pushes 
     expect(result.acknowledged).toBeGreaterThanOrEqual(300);
     expect(result.gcDeleted).toBeGreaterThan(0); // GC did collect meanwhile
     expect(result.backedOff.gcInProgress).toBeGreaterThan(0); // ...and its marks met PUTs
-  }, 240_000);
+  }, 300_000);
 });

@@ -45,5 +45,5 @@ describe("online GC with no grace period against concurrent pushes (local storag
     expect(result.acknowledged).toBeGreaterThanOrEqual(300);
     expect(result.gcDeleted).toBeGreaterThan(0); // GC did collect meanwhile
     expect(result.backedOff.gcInProgress).toBeGreaterThan(0); // ...and its marks met PUTs
-  });
+  }, 180_000);
 });
