@@ -40,10 +40,12 @@ export function spawnFilter(command: string, args: string[], input: Readable | n
   // A program that stops reading early (it failed) breaks the pipe: its own exit says why.
   const fed = input ? pipeline(input, child.stdin!).catch(() => {}) : Promise.resolve();
   child.stdout!.on("error", () => {});
-  return {
-    output: child.stdout!,
-    done: Promise.all([exited, fed]).then(() => {}),
-  };
+  const done = Promise.all([exited, fed]).then(() => {});
+  // Whoever reads the output awaits `done`; one that stopped early (its own error came first)
+  // may never do so, and a failed program must not become an unhandled rejection (which would
+  // take a registry process down).
+  done.catch(() => {});
+  return { output: child.stdout!, done };
 }
 
 /** Decompresses or compresses `input` as `format`, with the builder's program or in-process codec. */
@@ -59,7 +61,9 @@ export async function codecFilter(
   const done = pipeline(input, transform).catch((err) => {
     throw new UserError(`${what}: ${choice.label}: ${errorMessage(err)}`);
   });
-  return { output: transform, done: done.then(() => {}) };
+  const settled = done.then(() => {});
+  settled.catch(() => {}); // as above: awaited by the reader, never left unhandled
+  return { output: transform, done: settled };
 }
 
 /** Counts and hashes what passes. */
