@@ -7,13 +7,17 @@
  * The pair of trees: by default a copy of a real directory of this host (--tree, default
  * /usr/lib/python3: thousands of real package files) as A, and B = A with --changed files
  * rewritten (a line added at the top and one in the middle, as a package update does), one
- * folder removed and one added. Or two real builds: --old-out DIR --new-out DIR (out
- * directories of `templar build`, e.g. bookworm without and with bookworm-updates), or two root
- * trees to pack: --old-tree DIR --new-tree DIR (e.g. two mmdebstrap minbase roots).
+ * folder removed and one added. Or two real builds with --debian RECIPE (e.g.
+ * recipes/debian/12-minimal.yaml): `templar build --push` of the recipe as released (its
+ * source with `pockets: []`) and then as it is today (with the suite's -updates and -security
+ * pockets), the builds' versions numbered by the registry (version: auto); the Debian mirror
+ * comes from --mirror, else the usual settings. Or two out directories of `templar build` with
+ * different versions: --old-out DIR --new-out DIR, or two root trees to pack: --old-tree DIR
+ * --new-tree DIR.
  *
  * Run:  npm run bench:delta  (npm run build && node dist/bench/delta.js)
  * Options: --format zst|gz (default zst) --repeat 3 --changed 40 --tree DIR
- *          --old-tree DIR --new-tree DIR | --old-out DIR --new-out DIR
+ *          --debian RECIPE [--mirror URL] | --old-tree DIR --new-tree DIR | --old-out DIR --new-out DIR
  */
 import { execFileSync, spawn } from "node:child_process";
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -34,6 +38,8 @@ const { values: opts } = parseArgs({
     "new-tree": { type: "string" },
     "old-out": { type: "string" },
     "new-out": { type: "string" },
+    debian: { type: "string" },
+    mirror: { type: "string" },
   },
 });
 const repeat = Number(opts.repeat);
@@ -98,6 +104,36 @@ async function treePair(work: string): Promise<[string, string]> {
   return [a, b];
 }
 
+/**
+ * Two real builds of a Debian recipe, pushed: as released (no update pockets) and as of today
+ * (with -updates and -security). Returns their out directories.
+ */
+async function debianPair(
+  recipe: string,
+  work: string,
+  url: string,
+  token: string,
+): Promise<[string, string]> {
+  const text = await readFile(recipe, "utf8");
+  if (!/^ {2}method: debootstrap$/m.test(text) || /^ {2}pockets:/m.test(text))
+    throw new Error(`${recipe}: expected a debootstrap source that does not list its pockets`);
+  const arch = execFileSync("uname", ["-m"], { encoding: "utf8" }).trim();
+  const released = text.replace(/^ {2}method: debootstrap$/m, "  method: debootstrap\n  pockets: []");
+  const outs: [string, string] = [join(work, "out-released"), join(work, "out-updated")];
+  for (const [i, body] of [released, text].entries()) {
+    const file = join(work, `${i === 0 ? "released" : "updated"}.yaml`);
+    await writeFile(file, body);
+    const args = ["build", file, "--arch", arch, "--out", outs[i]!, "--push", url, "--formats", "zst,gz"];
+    const run = templar(opts.mirror ? [...args, "--mirror", opts.mirror] : args, { TEMPLAR_TOKEN: token });
+    console.log(
+      `built and pushed ${i === 0 ? "as released" : "with updates"} in ${(run.ms / 1000).toFixed(1)} s`,
+    );
+  }
+  const diff = execFileSync(process.execPath, [TEMPLAR, "diff", outs[0], outs[1]], { encoding: "utf8" });
+  console.log(diff.trimEnd());
+  return outs;
+}
+
 async function startServe(storage: string, config: string): Promise<{ url: string; stop(): void }> {
   const child = spawn(
     process.execPath,
@@ -125,17 +161,6 @@ async function main(): Promise<void> {
     const name = "bench-1-x86_64";
     let outA = opts["old-out"];
     let outB = opts["new-out"];
-    if (!outA || !outB) {
-      const [a, b] =
-        opts["old-tree"] && opts["new-tree"] ? [opts["old-tree"], opts["new-tree"]] : await treePair(work);
-      outA = join(work, "out-a");
-      outB = join(work, "out-b");
-      for (const [tree, out, version] of [
-        [a, outA, "1.0.0"],
-        [b, outB, "1.1.0"],
-      ] as const)
-        templar(["pack", tree, "--name", name, "--version", version, "--out", out, "--formats", "zst,gz"]);
-    }
     const config = join(work, "registry.yaml");
     await writeFile(config, "gc:\n  interval: 0\n");
     const token = execFileSync(
@@ -150,9 +175,25 @@ async function main(): Promise<void> {
       .pop()!;
     server = await startServe(join(work, "storage"), config);
     const url = server.url;
-    for (const out of [outA, outB]) templar(["push", out, "--registry", url], { TEMPLAR_TOKEN: token });
+    let pushed = false;
+    if (opts.debian) {
+      [outA, outB] = await debianPair(opts.debian, work, url, token);
+      pushed = true;
+    } else if (!outA || !outB) {
+      const [a, b] =
+        opts["old-tree"] && opts["new-tree"] ? [opts["old-tree"], opts["new-tree"]] : await treePair(work);
+      outA = join(work, "out-a");
+      outB = join(work, "out-b");
+      for (const [tree, out, version] of [
+        [a, outA, "1.0.0"],
+        [b, outB, "1.1.0"],
+      ] as const)
+        templar(["pack", tree, "--name", name, "--version", version, "--out", out, "--formats", "zst,gz"]);
+    }
+    if (!pushed)
+      for (const out of [outA!, outB!]) templar(["push", out, "--registry", url], { TEMPLAR_TOKEN: token });
     const manifests = await Promise.all(
-      [outA, outB].map(async (out) => {
+      [outA!, outB!].map(async (out) => {
         const file = (await readdir(out)).find((f) => f.endsWith(".manifest.json"))!;
         return JSON.parse(await readFile(join(out, file), "utf8"));
       }),

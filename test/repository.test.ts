@@ -161,6 +161,8 @@ describe("layers", () => {
       "builder/exec.ts":
         "the environment handed to child processes (proxies, TMPDIR; host tools get the host's)",
       "common/compression/codecs.ts": "looks compressor programs up on PATH, as a shell would",
+      "common/compression/filters.ts":
+        "hands zstd --long the environment plus glibc's huge-page malloc tunable for its large buffers",
       "registry/storage/s3-client.ts":
         "silences the AWS SDK's Node-version warning, a switch the SDK reads from the environment",
     };

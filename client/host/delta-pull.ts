@@ -1,7 +1,15 @@
-import { constants } from "node:fs";
-import { open, rm } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { codecFilter, hashTap, spawnFilter, writeNewFile } from "../../common/compression/filters.js";
+import {
+  chainCodec,
+  codecFilter,
+  codecIntoNewFile,
+  hashTap,
+  spawnFilter,
+  writeNewFile,
+} from "../../common/compression/filters.js";
 import { type DeltaEntry, DeltaIndexSchema, MAX_DELTA_INDEX_BYTES } from "../../common/delta.js";
 import { errorMessage } from "../../common/errors.js";
 import type { Format } from "../../common/formats.js";
@@ -14,8 +22,9 @@ import { type CachePaths, cacheFile, type Origin, readStateFile } from "./cache.
  * Updating a cached template with a delta patch instead of the full artifact: the registry's
  * delta index for the new version names a zstd `--patch-from` patch from the tar the cache
  * holds (by its sha256); the patch is downloaded, the cached file decompressed, the patch
- * applied, and the resulting tar, checked against the signed manifest's `rootfs.tarSha256`
- * while it streams, compressed into the requested format. Everything is written to state files
+ * applied and the resulting tar compressed into the requested format; the result is checked
+ * against the signed manifest (the artifact's digest, or `rootfs.tarSha256` of the tar inside
+ * when this host's compressor wrote other bytes). Everything is written to state files
  * and only renamed into place by the caller; on any problem they are removed and the caller
  * downloads the full artifact.
  */
@@ -123,33 +132,48 @@ export async function pullByDelta(
       what: `delta ${origin.version} -> ${manifest.version}`,
       onProgress: (received) => options.onProgress?.(received, entry.size),
     });
-    // The cached file, decompressed: it must be exactly the tar the patch starts from.
-    const cached = await open(options.cached, constants.O_RDONLY | constants.O_NOFOLLOW);
-    const unpack = await codecFilter(
+    // The cached file, unpacked: zstd --patch-from needs it as a file. No byte of the tars
+    // passes through Node (for a 195 MiB tar that is most of the time): the programs read and
+    // write files, or each other's pipe.
+    await codecIntoNewFile(
       options.format,
       "decompress",
-      cached.createReadStream({ highWaterMark: 1 << 20 }),
+      options.cached,
+      files.fromTar,
       `unpack ${options.cached}`,
     );
-    const old = await writeNewFile(unpack.output, files.fromTar, [unpack.done]);
-    if (old.hex !== fromTar)
-      throw new Error(`${options.cached} no longer unpacks to the tar it was pulled as`);
-
     // zstd -d --long=W also caps the window the decoder accepts: memory stays bounded by it.
-    const patch = spawnFilter(
+    const patched = spawnFilter(
       "zstd",
       ["-d", "-q", `--long=${entry.windowLog}`, `--patch-from=${files.fromTar}`, "-c", files.patch],
       null,
       `apply delta ${origin.version} -> ${manifest.version}`,
+      { largeBuffers: true },
     );
-    const tar = hashTap();
-    const tarDone = pipeline(patch.output, tar);
-    const compress = await codecFilter(options.format, "compress", tar, `compress ${what}`);
-    const rebuilt = await writeNewFile(compress.output, files.rebuilt, [patch.done, tarDone, compress.done]);
-    if (tar.hex() !== manifest.rootfs.tarSha256 || tar.size !== manifest.rootfs.tarSize) {
-      throw new Error(
-        `the patched tar has sha256:${tar.hex()} (${tar.size} bytes), the signed manifest says ${manifest.rootfs.tarSha256} (${manifest.rootfs.tarSize})`,
+    const compressed = await chainCodec(patched, options.format, "compress", `compress ${what}`);
+    const rebuilt = await writeNewFile(compressed.output, files.rebuilt, [compressed.done]);
+    await rm(files.fromTar, { force: true });
+    // Compressed here as the builder compresses, the file usually comes out byte for byte the
+    // signed artifact: its digest then proves it whole. Otherwise (another zstd or pigz
+    // version) the tar inside is checked against the signed manifest's rootfs.tarSha256, which a
+    // cached file that no longer unpacks to the tar it was pulled as fails as well.
+    if (`sha256:${rebuilt.hex}` !== artifact.digest) {
+      const unpacked = await codecFilter(
+        options.format,
+        "decompress",
+        createReadStream(files.rebuilt, { highWaterMark: 1 << 20 }),
+        `check ${what}`,
       );
+      const tar = hashTap();
+      await Promise.all([
+        pipeline(unpacked.output, tar, new Writable({ write: (_c, _e, next) => next() })),
+        unpacked.done,
+      ]);
+      if (tar.hex() !== manifest.rootfs.tarSha256 || tar.size !== manifest.rootfs.tarSize) {
+        throw new Error(
+          `the patched tar has sha256:${tar.hex()} (${tar.size} bytes), the signed manifest says ${manifest.rootfs.tarSha256} (${manifest.rootfs.tarSize})`,
+        );
+      }
     }
     await cleanup(false);
     return {

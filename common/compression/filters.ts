@@ -1,5 +1,6 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -18,16 +19,34 @@ export interface Filter {
   done: Promise<void>;
 }
 
-/** Runs `command args` reading `input` (or nothing) on stdin; its stdout is the filter's output. */
-export function spawnFilter(command: string, args: string[], input: Readable | null, what: string): Filter {
-  const path = findProgram(command);
-  if (!path) throw new UserError(`${what} needs the ${command} program, which is not installed`);
-  const child = spawn(path, args, { stdio: [input ? "pipe" : "ignore", "pipe", "pipe"] });
+/**
+ * glibc's malloc tunable that backs large allocations with transparent huge pages (glibc 2.35
+ * and later; older ones ignore it). zstd with --long/--patch-from holds the old tar and a window
+ * of hundreds of MiB: with 4 KiB pages, page faults and TLB misses took three quarters of
+ * applying a Debian patch (3.0 s against 0.5 s on a 195 MiB tar, the same bytes out).
+ */
+const HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1";
+
+function hugePagesEnv(): NodeJS.ProcessEnv {
+  const current = process.env.GLIBC_TUNABLES;
+  return {
+    ...process.env,
+    GLIBC_TUNABLES: current ? `${current}:${HUGE_PAGES_TUNABLE}` : HUGE_PAGES_TUNABLE,
+  };
+}
+
+export interface SpawnFilterOptions {
+  /** The program allocates buffers of hundreds of MiB (zstd --long): back them with huge pages. */
+  largeBuffers?: boolean;
+}
+
+/** Settles when `child` exits: cleanly, or with an error naming `what` and the program's last word. */
+function exitOf(child: ChildProcess, command: string, what: string): Promise<void> {
   let stderr = "";
-  child.stderr!.on("data", (c: Buffer) => {
+  child.stderr?.on("data", (c: Buffer) => {
     if (stderr.length < 4096) stderr += c.toString("utf8");
   });
-  const exited = new Promise<void>((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     child.on("error", (err) => reject(new UserError(`${what}: ${command}: ${errorMessage(err)}`)));
     child.on("close", (code, signal) => {
       if (code === 0) return resolve();
@@ -37,6 +56,27 @@ export function spawnFilter(command: string, args: string[], input: Readable | n
       );
     });
   });
+}
+
+function programPath(command: string, what: string): string {
+  const path = findProgram(command);
+  if (!path) throw new UserError(`${what} needs the ${command} program, which is not installed`);
+  return path;
+}
+
+/** Runs `command args` reading `input` (or nothing) on stdin; its stdout is the filter's output. */
+export function spawnFilter(
+  command: string,
+  args: string[],
+  input: Readable | null,
+  what: string,
+  options: SpawnFilterOptions = {},
+): Filter {
+  const child = spawn(programPath(command, what), args, {
+    stdio: [input ? "pipe" : "ignore", "pipe", "pipe"],
+    ...(options.largeBuffers ? { env: hugePagesEnv() } : {}),
+  });
+  const exited = exitOf(child, command, what);
   // A program that stops reading early (it failed) breaks the pipe: its own exit says why.
   const fed = input ? pipeline(input, child.stdin!).catch(() => {}) : Promise.resolve();
   child.stdout!.on("error", () => {});
@@ -46,6 +86,96 @@ export function spawnFilter(command: string, args: string[], input: Readable | n
   // take a registry process down).
   done.catch(() => {});
   return { output: child.stdout!, done };
+}
+
+/**
+ * Runs `command args` reading what the program of `upstream` writes, through the kernel's pipe
+ * between the two (Node holds neither end once both run): for hundreds of MiB from one zstd to
+ * the next, no copy through JavaScript.
+ */
+export function chainFilter(
+  upstream: Filter,
+  command: string,
+  args: string[],
+  what: string,
+  options: SpawnFilterOptions = {},
+): Filter {
+  const child = spawn(programPath(command, what), args, {
+    stdio: [upstream.output, "pipe", "pipe"],
+    ...(options.largeBuffers ? { env: hugePagesEnv() } : {}),
+  });
+  // The child has its own copy of the pipe's read end; ours would only keep it from closing.
+  upstream.output.destroy();
+  const done = Promise.all([exitOf(child, command, what), upstream.done]).then(() => {});
+  done.catch(() => {});
+  child.stdout!.on("error", () => {});
+  return { output: child.stdout!, done };
+}
+
+/** `chainFilter` for compressing or decompressing as `format`, or an in-process codec reading `upstream`. */
+export async function chainCodec(
+  upstream: Filter,
+  format: Format,
+  direction: "compress" | "decompress",
+  what: string,
+): Promise<Filter> {
+  const choice = chooseCodec(format, direction);
+  if (choice.kind === "program") return chainFilter(upstream, choice.spec.command, choice.spec.args, what);
+  const filter = await codecFilter(format, direction, upstream.output, what);
+  const done = Promise.all([filter.done, upstream.done]).then(() => {});
+  done.catch(() => {});
+  return { output: filter.output, done };
+}
+
+/**
+ * Runs `command args` with the file `from` (opened without following links; or nothing) as its
+ * stdin and the new file `to` (created exclusively, never through a symlink) as its stdout. No
+ * byte passes through Node: for hundreds of MiB between zstd processes that halves the time.
+ */
+export async function runIntoNewFile(
+  command: string,
+  args: string[],
+  from: string | null,
+  to: string,
+  what: string,
+  options: SpawnFilterOptions = {},
+): Promise<void> {
+  const path = programPath(command, what);
+  const input = from ? await open(from, constants.O_RDONLY | constants.O_NOFOLLOW) : null;
+  try {
+    const output = await open(to, CREATE_EXCLUSIVE, 0o644);
+    try {
+      const child = spawn(path, args, {
+        stdio: [input ? input.fd : "ignore", output.fd, "pipe"],
+        ...(options.largeBuffers ? { env: hugePagesEnv() } : {}),
+      });
+      await exitOf(child, command, what);
+    } finally {
+      await output.close();
+    }
+  } finally {
+    await input?.close();
+  }
+}
+
+/** Decompresses or compresses the file `from` into the new file `to` as `format`. */
+export async function codecIntoNewFile(
+  format: Format,
+  direction: "compress" | "decompress",
+  from: string,
+  to: string,
+  what: string,
+): Promise<void> {
+  const choice = chooseCodec(format, direction);
+  if (choice.kind === "program") return runIntoNewFile(choice.spec.command, choice.spec.args, from, to, what);
+  const input = await open(from, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const filter = await codecFilter(
+    format,
+    direction,
+    input.createReadStream({ highWaterMark: 1 << 20 }),
+    what,
+  );
+  await writeNewFile(filter.output, to, [filter.done]);
 }
 
 /** Decompresses or compresses `input` as `format`, with the builder's program or in-process codec. */

@@ -140,6 +140,7 @@ export class DeltaMaker {
           ],
           null,
           `delta ${name} ${from.version} -> ${version}`,
+          { largeBuffers: true },
         );
         const written = await writeNewFile(zstd.output, patch, [zstd.done]);
         await rm(oldTar, { force: true });

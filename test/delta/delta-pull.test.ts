@@ -1,7 +1,8 @@
 import { execFileSync } from "node:child_process";
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeltaIndexSchema } from "../../common/delta.js";
 import { sha256, startTestRegistry, type TestRegistry } from "../helpers/registry.js";
@@ -14,7 +15,7 @@ import { makeTree, type PackedTemplate, packTemplate } from "../helpers/template
  * `update` use them when the cache holds the older version, verify the patched tar against the
  * signed manifest, and fall back to the full artifact on any failure.
  */
-const ready = haveTools("tar", "gzip", "zstd");
+const ready = haveTools("tar", "gzip", "pigz", "zstd");
 process.env.TEMPLAR_ALLOW_UNSIGNED = "1";
 
 const NAME = "deltatest-1-x86_64";
@@ -210,6 +211,70 @@ describe.skipIf(!ready)("delta updates", () => {
       expect(origin.local).toBeUndefined();
     } finally {
       await writeFile(blob, original);
+    }
+  });
+
+  it("a host whose compressor writes other bytes than the builder's checks the tar inside instead", async () => {
+    const cache = await cacheWithV1("other-compressor");
+    // This host has gzip but not pigz: the rebuilt file cannot be the registry's bytes.
+    const bin = join(dir, "bin-without-pigz");
+    await mkdir(bin, { recursive: true });
+    for (const tool of ["zstd", "gzip"])
+      await symlink(
+        execFileSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).trim(),
+        join(bin, tool),
+      );
+    const res = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", cache, "--json"], {
+      PATH: bin,
+    });
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout).via).toBe("delta");
+    const file = join(cache, `${NAME}.tar.gz`);
+    const bytes = await readFile(file);
+    const artifact = v2.manifest.artifacts.find((a) => a.format === "tar.gz")!;
+    expect(`sha256:${sha256(bytes)}`).not.toBe(artifact.digest);
+    expect(tarSha(file, "tar.gz")).toBe(v2.manifest.rootfs.tarSha256);
+    const origin = JSON.parse(await readFile(join(cache, ".templar", `${NAME}.tar.gz.origin.json`), "utf8"));
+    expect(origin.local).toEqual({ digest: `sha256:${sha256(bytes)}`, size: bytes.length });
+    expect(await stateLeftovers(cache)).toEqual([]);
+  });
+
+  it("a well-formed patch that makes another tar than the signed one is refused", async () => {
+    const cache = await cacheWithV1("other-tar");
+    // A valid patch from 1.0.0's tar to a tar of the right size with one byte changed.
+    const fromTar = join(dir, "other-from.tar");
+    const otherTar = join(dir, "other.tar");
+    await writeFile(fromTar, execFileSync("gzip", ["-dc", v1.gz], { maxBuffer: 1 << 28 }));
+    const tar = execFileSync("gzip", ["-dc", v2.gz], { maxBuffer: 1 << 28 });
+    tar[Math.floor(tar.length / 2)]! ^= 0x01;
+    await writeFile(otherTar, tar);
+    const index = (await r.store.deltas.get(NAME, "1.1.0"))!;
+    const entry = index.deltas[0]!;
+    const patch = execFileSync(
+      "zstd",
+      ["-q", `--long=${entry.windowLog}`, `--patch-from=${fromTar}`, "-c", otherTar],
+      {
+        maxBuffer: 1 << 28,
+      },
+    );
+    const hex = sha256(patch);
+    await r.store.blobs.put(hex, Readable.from([patch]));
+    await r.store.deltas.put({
+      ...index,
+      deltas: [{ ...entry, digest: `sha256:${hex}`, size: patch.length }],
+    });
+    try {
+      const res = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", cache]);
+      expect(res.code, res.stderr).toBe(0);
+      expect(res.stderr).toContain("the patched tar has sha256:");
+      const origin = JSON.parse(
+        await readFile(join(cache, ".templar", `${NAME}.tar.gz.origin.json`), "utf8"),
+      );
+      expect(origin.via).toBe("full");
+      expect(tarSha(join(cache, `${NAME}.tar.gz`), "tar.gz")).toBe(v2.manifest.rootfs.tarSha256);
+      expect(await stateLeftovers(cache)).toEqual([]);
+    } finally {
+      await r.store.deltas.put(index);
     }
   });
 
