@@ -32,7 +32,7 @@ describe.skipIf(!ready)("delta maker and artifacts that are not tars", () => {
     expect(String(failed[0]!.error)).toMatch(/zstd failed/);
     const index = await fetch(`${r.url}/v1/templates/notatar-1-x86_64/1.2.0/deltas`);
     expect(index.status).toBe(200);
-    expect((await index.json()).deltas).toEqual([]);
+    expect(((await index.json()) as { deltas: unknown[] }).deltas).toEqual([]);
     expect((await fetch(`${r.url}/v1/templates/notatar-1-x86_64/1.2.0`)).status).toBe(200);
   });
 });
