@@ -20,6 +20,7 @@ describe.skipIf(!rgw)("delta patches on S3 storage", () => {
   let dir: string;
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
+    await rgw?.stop();
   });
 
   it("makes, keeps and drops them like on a local directory", async () => {

@@ -20,6 +20,7 @@ const dirs: string[] = [];
 
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
+  await rgw?.stop();
 });
 
 async function push(store: Store, t: TemplateFixture): Promise<void> {
