@@ -16,16 +16,22 @@
  * --new-tree DIR.
  *
  * Run:  npm run bench:delta  (npm run build && node dist/bench/delta.js)
+ * Each way is timed over loopback and over paced links (--links, Mbit/s; a proxy in this process
+ * paces what the registry sends).
+ *
  * Options: --format zst|gz (default zst) --repeat 3 --changed 40 --tree DIR
+ *          --links loopback,1000,100
  *          --debian RECIPE [--mirror URL] | --old-tree DIR --new-tree DIR | --old-out DIR --new-out DIR
  */
 import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { median } from "./registry-tools.js";
+import { throttledProxy } from "./throttle.js";
 
 const TEMPLAR = join(import.meta.dirname, "..", "cli", "templar.js");
 const { values: opts } = parseArgs({
@@ -40,10 +46,35 @@ const { values: opts } = parseArgs({
     "new-out": { type: "string" },
     debian: { type: "string" },
     mirror: { type: "string" },
+    links: { type: "string", default: "loopback,1000,100" },
   },
 });
 const repeat = Number(opts.repeat);
 const format = opts.format === "gz" ? "tar.gz" : "tar.zst";
+
+/** `templar ...` without blocking this process (the throttling proxy runs in it). */
+function templarAsync(args: string[]): Promise<{ stdout: string; ms: number }> {
+  const started = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [TEMPLAR, ...args], {
+      env: { ...process.env, TEMPLAR_ALLOW_UNSIGNED: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0) reject(new Error(`templar ${args.join(" ")}: exit ${code}: ${stderr}`));
+      else resolve({ stdout, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+    });
+  });
+}
 
 function templar(args: string[], env: Record<string, string> = {}): { stdout: string; ms: number } {
   const started = process.hrtime.bigint();
@@ -219,7 +250,7 @@ async function main(): Promise<void> {
     );
 
     const seed = join(work, "seed");
-    templar([
+    await templarAsync([
       "pull",
       `${mA.name}@${mA.version}`,
       "--registry",
@@ -229,47 +260,52 @@ async function main(): Promise<void> {
       "--format",
       opts.format!,
     ]);
-    const times: Record<"delta" | "full", number[]> = { delta: [], full: [] };
-    const bytes: Record<"delta" | "full", number> = { delta: 0, full: 0 };
-    for (let i = 0; i < repeat; i++) {
-      for (const mode of i % 2 === 0 ? (["delta", "full"] as const) : (["full", "delta"] as const)) {
-        const cache = join(work, `cache-${mode}-${i}`);
-        await cp(seed, cache, { recursive: true });
-        const args = ["pull", ref, "--registry", url, "--dest", cache, "--format", opts.format!, "--json"];
-        const run = templar(mode === "full" ? [...args, "--no-delta"] : args);
-        const result = JSON.parse(run.stdout) as { via: string; transferred: number };
-        if (result.via !== mode) throw new Error(`expected a ${mode} pull, got ${result.via}`);
-        const tar = execFileSync(
-          opts.format === "gz" ? "gzip" : "zstd",
-          ["-dc", join(cache, `${mB.name}.${format}`)],
-          {
-            maxBuffer: 1 << 30,
-          },
+    for (const link of opts.links!.split(",")) {
+      const proxy = link === "loopback" ? null : await throttledProxy(new URL(url), Number(link) * 1e6);
+      const via = proxy?.url ?? url;
+      const times: Record<"delta" | "full", number[]> = { delta: [], full: [] };
+      const bytes: Record<"delta" | "full", number> = { delta: 0, full: 0 };
+      for (let i = 0; i < repeat; i++) {
+        for (const mode of i % 2 === 0 ? (["delta", "full"] as const) : (["full", "delta"] as const)) {
+          const cache = join(work, `cache-${mode}-${i}`);
+          await cp(seed, cache, { recursive: true });
+          const args = ["pull", ref, "--registry", via, "--dest", cache, "--format", opts.format!, "--json"];
+          const run = await templarAsync(mode === "full" ? [...args, "--no-delta"] : args);
+          const result = JSON.parse(run.stdout) as { via: string; transferred: number };
+          if (result.via !== mode) throw new Error(`expected a ${mode} pull, got ${result.via}`);
+          const tar = execFileSync(
+            opts.format === "gz" ? "gzip" : "zstd",
+            ["-dc", join(cache, `${mB.name}.${format}`)],
+            {
+              maxBuffer: 1 << 30,
+            },
+          );
+          const sha = createHash("sha256").update(tar).digest("hex");
+          if (sha !== mB.rootfs.tarSha256) throw new Error(`${mode} pull did not end with the signed tar`);
+          times[mode].push(run.ms);
+          bytes[mode] = result.transferred;
+          await rm(cache, { recursive: true, force: true });
+        }
+      }
+      await proxy?.close();
+      const td = median(times.delta);
+      const tf = median(times.full);
+      const over = link === "loopback" ? "loopback" : `a ${link} Mbit/s link`;
+      console.log(`over ${over} (median of ${repeat}):`);
+      console.log(`  templar pull via delta:   ${bytes.delta} bytes, ${(td / 1000).toFixed(2)} s`);
+      console.log(`  templar pull --no-delta:  ${bytes.full} bytes, ${(tf / 1000).toFixed(2)} s`);
+      console.log(
+        `  bytes ratio ${(bytes.delta / bytes.full).toFixed(4)} (target <= 0.10); time ratio ${(td / tf).toFixed(2)}x`,
+      );
+      // Where the routes meet over loopback: the delta's extra local work against the bytes it
+      // saves, the loopback transfer itself taken as free.
+      if (link === "loopback" && td > tf) {
+        const mbit = ((bytes.full - bytes.delta) * 8) / ((td - tf) / 1000) / 1e6;
+        console.log(
+          `  so the delta route is the faster one on links slower than about ${mbit.toFixed(0)} Mbit/s`,
         );
-        const sha = (await import("node:crypto")).createHash("sha256").update(tar).digest("hex");
-        if (sha !== mB.rootfs.tarSha256) throw new Error(`${mode} pull did not end with the signed tar`);
-        times[mode].push(run.ms);
-        bytes[mode] = result.transferred;
-        await rm(cache, { recursive: true, force: true });
       }
     }
-    const td = median(times.delta);
-    const tf = median(times.full);
-    console.log(
-      `templar pull via delta:   ${bytes.delta} bytes, ${(td / 1000).toFixed(2)} s (median of ${repeat})`,
-    );
-    console.log(
-      `templar pull --no-delta:  ${bytes.full} bytes, ${(tf / 1000).toFixed(2)} s (median of ${repeat})`,
-    );
-    console.log(
-      `bytes ratio ${(bytes.delta / bytes.full).toFixed(4)} (target <= 0.10); time ratio ${(td / tf).toFixed(2)}x (target <= 1.0x over loopback)`,
-    );
-    // Where the routes meet: the delta's extra local work against the bytes it saves, the
-    // loopback transfer itself taken as free.
-    if (td > tf) {
-      const mbit = ((bytes.full - bytes.delta) * 8) / ((td - tf) / 1000) / 1e6;
-      console.log(`the delta route is faster on any link slower than ${mbit.toFixed(0)} Mbit/s`);
-    } else console.log("the delta route is faster even over loopback");
   } finally {
     server?.stop();
     await rm(work, { recursive: true, force: true });
