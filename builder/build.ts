@@ -49,6 +49,8 @@ export interface BuildOptions {
   test?: Omit<BootTestOptions, "signal" | "workParent">;
   /** Sign the manifest and each artifact (<file>.asc) before the output appears. */
   signer?: Signer | null;
+  /** Also write the SBOMs (CycloneDX 1.6 and SPDX 2.3 JSON) beside each manifest. */
+  sbom?: boolean;
   /** Stage changes ("source", "steps", "inventory", "pack", "test") and tool output lines. */
   onStage?: (stage: string, note?: string) => void;
   onLine?: (line: string) => void;
@@ -71,6 +73,8 @@ export interface BuildResult {
   files: Partial<Record<Format, string>>;
   /** The .asc files written (none without a signer). */
   signatures: string[];
+  /** The SBOM files written beside the manifest (with the `sbom` option). */
+  sbom: string[];
   tarSha256: string;
   sourceDateEpoch: number;
   /** Where the SOURCE_DATE_EPOCH came from: option, environment, recipe, packages, now. */
@@ -220,7 +224,10 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       checkAborted(signal);
       if (!test.ok) throw new UserError(`${recipe.path}: ${recipe.name}: ${failureLine(test)}`);
     }
-    const { manifestPath, files, signatures } = await publishOutput(packed, outDir, options.signer);
+    const { manifestPath, files, signatures, sbom } = await publishOutput(packed, outDir, {
+      signer: options.signer,
+      sbom: options.sbom,
+    });
     return {
       recipe: recipe.path,
       name: recipe.name,
@@ -230,6 +237,7 @@ export async function buildTemplate(recipe: Recipe, options: BuildOptions): Prom
       manifestPath,
       files,
       signatures,
+      sbom,
       tarSha256: packed.manifest.rootfs.tarSha256,
       sourceDateEpoch: sde,
       sourceDateEpochFrom: sdeFrom,

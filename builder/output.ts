@@ -1,6 +1,7 @@
-import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { ArtifactFormat } from "../common/formats.js";
+import { parseManifest } from "../common/manifest.js";
 import { type Signer, signFiles } from "../common/signing/signer.js";
 
 /** A finished template in its staging directory. */
@@ -12,6 +13,15 @@ export interface StagedOutput {
 export interface PublishedOutput extends StagedOutput {
   /** The .asc files written beside the manifest and each artifact (none without a signer). */
   signatures: string[];
+  /** The bill-of-materials files written beside the manifest (with `sbom`). */
+  sbom: string[];
+}
+
+export interface PublishOptions {
+  /** Signs the manifest and each artifact first. */
+  signer?: Signer | null | undefined;
+  /** Writes the manifest's SBOMs (CycloneDX and SPDX JSON) beside it. */
+  sbom?: boolean | undefined;
 }
 
 /**
@@ -24,17 +34,28 @@ export async function makeStaging(outDir: string): Promise<string> {
 }
 
 /**
- * Moves a staged template into `outDir`, signed first: a signing failure (a wrong passphrase, a
- * gpg agent that went away) leaves nothing in `outDir`. Artifacts and their signatures go
- * first, the manifest's signature, then the manifest last: whoever sees a manifest sees
- * everything it names.
+ * Moves a staged template into `outDir`, signed and with its SBOMs first: a signing failure (a
+ * wrong passphrase, a gpg agent that went away) leaves nothing in `outDir`. Artifacts and their
+ * signatures go first, the SBOMs and the manifest's signature, then the manifest last: whoever
+ * sees a manifest sees everything that belongs to it.
  */
 export async function publishOutput(
   staged: StagedOutput,
   outDir: string,
-  signer?: Signer | null,
+  options: PublishOptions = {},
 ): Promise<PublishedOutput> {
+  const { signer } = options;
   const artifacts = Object.entries(staged.files) as [ArtifactFormat, string][];
+  const sbomStaged: string[] = [];
+  if (options.sbom) {
+    const { sbomDocuments } = await import("../common/sbom/files.js");
+    const manifest = parseManifest(await readFile(staged.manifestPath), staged.manifestPath);
+    for (const doc of await sbomDocuments(manifest)) {
+      const path = staged.manifestPath.replace(/\.manifest\.json$/, doc.suffix);
+      await writeFile(path, doc.text, { flag: "wx" });
+      sbomStaged.push(path);
+    }
+  }
   const signed = signer
     ? await signFiles(signer, [...artifacts.map(([, path]) => path), staged.manifestPath])
     : [];
@@ -49,9 +70,11 @@ export async function publishOutput(
     if (signer) await place(`${path}.asc`);
   }
   const signatures = signed.map((path) => join(outDir, basename(path)));
+  const sbom: string[] = [];
+  for (const path of sbomStaged) sbom.push(await place(path));
   if (signer) await place(`${staged.manifestPath}.asc`);
   const manifestPath = await place(staged.manifestPath);
-  return { manifestPath, files, signatures };
+  return { manifestPath, files, signatures, sbom };
 }
 
 export async function removeStaging(staging: string | undefined): Promise<void> {

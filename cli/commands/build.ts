@@ -14,7 +14,6 @@ import { newestManifest, registryVersions, whatChanged } from "../build-registry
 import type { Command } from "../command.js";
 import { preflight } from "../preflight.js";
 import { registryClient } from "../registry-flags.js";
-import { writeSbomBeside } from "../sbom-file.js";
 import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar build <recipe>... [options]
@@ -40,8 +39,9 @@ Options:
                             OpenPGP secret key (default: $TEMPLAR_SIGN_KEY)
   --passphrase-file FILE    passphrase of a protected key (else $TEMPLAR_SIGN_PASSPHRASE)
   --sign-with gpg:KEYID     sign with the gpg agent's key instead of a key file
-  --sbom                    also write <name>-<version>.cdx.json beside each manifest: the
-                            CycloneDX 1.6 bill of materials (packages with purls)
+  --sbom                    also write the bill of materials beside each manifest, with the
+                            output: <name>-<version>.cdx.json (CycloneDX 1.6) and .spdx.json
+                            (SPDX 2.3), every package with its purl
   --push URL                push each built template to this registry (token: --token or
                             $TEMPLAR_TOKEN); with version: auto the serial is the next one free
                             there (and in --out)
@@ -167,6 +167,7 @@ async function run(argv: string[]): Promise<number> {
         snapshots: !values["no-snapshot"],
         signal: controller.signal,
         signer,
+        sbom: values.sbom ?? false,
         onStage: (stage, note) => {
           progress?.finish();
           lines = 0;
@@ -197,7 +198,7 @@ async function run(argv: string[]): Promise<number> {
       progress?.finish();
       if (signer)
         say(`${result.name}: signed by ${signer.description}: ${result.signatures.length} .asc files`);
-      if (values.sbom) say(`${result.name}: SBOM ${await writeSbomBeside(result.manifestPath)}`);
+      if (result.sbom.length) say(`${result.name}: SBOM ${result.sbom.join(", ")}`);
       results.push(result);
       if (result.test) say(summaryLine(result.test));
       const fetched = result.fetched

@@ -7,7 +7,6 @@ import { createProgress, formatBytes } from "../../common/progress.js";
 import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { preflight } from "../preflight.js";
-import { writeSbomBeside } from "../sbom-file.js";
 import { env, flagOrEnv, sourceDateEpoch } from "../settings.js";
 
 const help = `Usage: templar pack <rootfs-dir> --name NAME --version VER [options]
@@ -28,7 +27,8 @@ Options:
                            OpenPGP secret key (templar key generate; env TEMPLAR_SIGN_KEY)
   --passphrase-file FILE   passphrase of a protected key (else $TEMPLAR_SIGN_PASSPHRASE)
   --sign-with gpg:KEYID    sign with the gpg agent's key instead of a key file
-  --sbom                   also write <name>-<version>.cdx.json, the CycloneDX 1.6 bill of materials
+  --sbom                   also write the bill of materials, <name>-<version>.cdx.json (CycloneDX
+                           1.6) and .spdx.json (SPDX 2.3), every package with its purl
   --json                   print the result as JSON on stdout
 `;
 
@@ -108,7 +108,7 @@ export const command: Command = {
         },
       });
       progress.finish(`${packed.manifest.rootfs.entries || entries} entries`);
-      published = await output.publishOutput(packed, outDir, signer);
+      published = await output.publishOutput(packed, outDir, { signer, sbom: values.sbom ?? false });
     } finally {
       await output.removeStaging(staging);
       staging = undefined;
@@ -116,16 +116,15 @@ export const command: Command = {
     const result = { ...packed, ...published };
     const { manifest, signatures } = result;
     for (const warning of result.warnings) process.stderr.write(`templar: warning: ${warning}\n`);
-    const sbom = values.sbom ? await writeSbomBeside(result.manifestPath) : undefined;
     if (values.json) {
-      process.stdout.write(`${JSON.stringify({ ...result, ...(sbom ? { sbom } : {}) }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       return 0;
     }
     const lines = [
       `${manifest.name} ${manifest.version}: tar ${formatBytes(manifest.rootfs.tarSize)}, ${manifest.rootfs.entries} entries, sha256 ${manifest.rootfs.tarSha256}`,
       ...manifest.artifacts.map((a) => `  ${result.files[a.format]}  ${formatBytes(a.size)}  ${a.digest}`),
       `  ${result.manifestPath}`,
-      ...(sbom ? [`  ${sbom}  (CycloneDX 1.6 SBOM)`] : []),
+      ...result.sbom.map((path) => `  ${path}  (SBOM)`),
       ...(signer ? [`  signed by ${signer.description}: ${signatures.length} .asc files`] : []),
     ];
     process.stdout.write(`${lines.join("\n")}\n`);

@@ -1,6 +1,7 @@
 import { Enums, Models, Serialize, Spec } from "@cyclonedx/cyclonedx-library";
-import { PackageURL } from "packageurl-js";
-import type { Manifest, PackageEntry } from "../manifest.js";
+import type { Manifest } from "../manifest.js";
+import { packagePurl } from "./purl.js";
+import { uuidFromHex } from "./uuid.js";
 
 /**
  * A template's bill of materials as CycloneDX 1.6 JSON, derived from its manifest alone: the
@@ -11,44 +12,11 @@ import type { Manifest, PackageEntry } from "../manifest.js";
  * the shape follows the specification; the tests validate it against the 1.6 JSON schema.
  */
 
-/** Which package ecosystem a distro's packages belong to (purl type), and its namespace. */
-export function purlFamily(distro: string | undefined): { type: string; namespace: string } | null {
-  const d = (distro ?? "").toLowerCase();
-  if (["debian", "ubuntu", "devuan"].includes(d)) return { type: "deb", namespace: d };
-  if (["centos", "fedora", "rhel", "almalinux", "rocky", "opensuse"].includes(d))
-    return { type: "rpm", namespace: d };
-  // Gentoo: what syft writes, pkg:ebuild/<category>/<name>@<version>.
-  if (d === "gentoo") return { type: "ebuild", namespace: "" };
-  return null;
-}
-
-/** The purl of one installed package of `manifest`, or undefined for an unknown ecosystem. */
-export function packagePurl(manifest: Manifest, pkg: PackageEntry): string | undefined {
-  const family = purlFamily(manifest.distro);
-  if (!family) return undefined;
-  if (family.type === "ebuild") {
-    const slash = pkg.name.indexOf("/");
-    const category = slash > 0 ? pkg.name.slice(0, slash) : undefined;
-    const name = slash > 0 ? pkg.name.slice(slash + 1) : pkg.name;
-    return new PackageURL("ebuild", category, name, pkg.version, undefined, undefined).toString();
-  }
-  const qualifiers: Record<string, string> = { arch: pkg.arch };
-  if (manifest.distro && manifest.release) qualifiers.distro = `${manifest.distro}-${manifest.release}`;
-  return new PackageURL(
-    family.type,
-    family.namespace,
-    pkg.name,
-    pkg.version,
-    qualifiers,
-    undefined,
-  ).toString();
-}
-
 const hex = (digest: string) => digest.replace(/^sha256:/, "");
 
 export function cyclonedxBom(manifest: Manifest): Models.Bom {
   const bom = new Models.Bom();
-  bom.serialNumber = `urn:uuid:${uuidFrom(manifest.rootfs.tarSha256)}`;
+  bom.serialNumber = `urn:uuid:${uuidFromHex(manifest.rootfs.tarSha256)}`;
   bom.metadata.timestamp = new Date(manifest.created);
   bom.metadata.tools.components.add(new Models.Component(Enums.ComponentType.Application, "templar"));
   const root = new Models.Component(Enums.ComponentType.OperatingSystem, manifest.name, {
@@ -100,13 +68,4 @@ export function cyclonedxBom(manifest: Manifest): Models.Bom {
 export function cyclonedxJson(manifest: Manifest): string {
   const serializer = new Serialize.JsonSerializer(new Serialize.JSON.Normalize.Factory(Spec.Spec1dot6));
   return `${serializer.serialize(cyclonedxBom(manifest), { sortLists: true, space: 2 })}\n`;
-}
-
-/** A stable RFC 4122 v4-shaped UUID from the tar digest: the same template, the same serial number. */
-function uuidFrom(hexDigest: string): string {
-  const h = hexDigest.slice(0, 32).split("");
-  h[12] = "4";
-  h[16] = ((Number.parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
-  const s = h.join("");
-  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20, 32)}`;
 }

@@ -6,10 +6,12 @@ import { Spec, Validation } from "@cyclonedx/cyclonedx-library";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostDebianMirror } from "../../builder/sources/apt-sources.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
-import { packagePurl } from "../../common/sbom/cyclonedx.js";
+import { packagePurl } from "../../common/sbom/purl.js";
+import type { SpdxDocument } from "../../common/sbom/spdx.js";
 import { sha256, startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 import { templar } from "../helpers/registry-process.js";
 import { haveTools, isRoot } from "../helpers/require-tool.js";
+import { spdxValidator } from "../helpers/spdx-schema.js";
 
 /**
  * Two REAL builds of recipes/debian/12-minimal.yaml through `templar build --push`: as the
@@ -17,7 +19,8 @@ import { haveTools, isRoot } from "../helpers/require-tool.js";
  * bookworm-security, which have upgraded packages since the release). On that pair: the
  * registry's delta patch updates a host's cache to the exact signed tar at a fraction of the
  * bytes; `templar diff` and the version page name the upgraded packages with both versions;
- * the SBOMs list every package with its purl and validate against the official schema.
+ * the SBOMs (CycloneDX and SPDX) list every package with its purl and validate against the
+ * official schemas.
  */
 const mirror = process.env.TEMPLAR_DEBIAN_MIRROR ?? hostDebianMirror();
 function canBuild(): boolean {
@@ -189,6 +192,23 @@ describe.skipIf(!enabled)("a real Debian pair: as released and with updates", ()
       const missing = b.manifest.packages!.filter((p) => !purls.has(packagePurl(b.manifest, p)));
       expect(missing).toEqual([]);
       expect(b.manifest.packages!.length).toBeGreaterThan(50);
+    }
+  });
+
+  it("both builds' SPDX SBOMs list every package with its purl and validate against the 2.3 schema", async () => {
+    const validate = spdxValidator();
+    for (const b of [released, updated]) {
+      const res = await fetch(`${r.url}/v1/templates/${NAME}/${b.manifest.version}/sbom?format=spdx`);
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(validate(text)).toBeNull();
+      expect(await readFile(join(b.out, `${NAME}-${b.manifest.version}.spdx.json`), "utf8")).toBe(text);
+      const purls = new Set(
+        (JSON.parse(text) as SpdxDocument).packages.flatMap((p) =>
+          (p.externalRefs ?? []).map((e) => e.referenceLocator),
+        ),
+      );
+      expect(b.manifest.packages!.filter((p) => !purls.has(packagePurl(b.manifest, p)!))).toEqual([]);
     }
   });
 });
