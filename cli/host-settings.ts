@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { OPENVZ_CACHE, PROXMOX_CACHE } from "../client/host/cache.js";
 import { loadYamlFile } from "../common/config-file.js";
+import { DELTA_MIN_WINDOW_LOG, ZSTD_MAX_WINDOW_LOG } from "../common/delta.js";
+import { usageError } from "../common/errors.js";
 import { env, envBoolean, flagOrEnv } from "./settings.js";
 
 /**
@@ -12,6 +14,8 @@ import { env, envBoolean, flagOrEnv } from "./settings.js";
  *   proxmox: false                       # true: Proxmox naming, tar.zst, /var/lib/vz/template/cache
  *   dest: /vz/template/cache             # template cache (default depends on `proxmox`)
  *   token: ...                           # only for registries without anonymous pull
+ *   delta: true                          # false: always download full artifacts (fast links)
+ *   deltaMaxWindow: 30                   # refuse patches whose zstd window exceeds 2^N bytes
  */
 export const HostConfigSchema = z.strictObject({
   registry: z.string().optional(),
@@ -19,6 +23,8 @@ export const HostConfigSchema = z.strictObject({
   proxmox: z.boolean().optional(),
   dest: z.string().optional(),
   token: z.string().optional(),
+  delta: z.boolean().optional(),
+  deltaMaxWindow: z.number().int().min(DELTA_MIN_WINDOW_LOG).max(ZSTD_MAX_WINDOW_LOG).optional(),
 });
 export type HostConfig = z.infer<typeof HostConfigSchema>;
 
@@ -39,6 +45,21 @@ export interface HostSettings {
   destIsDefault: boolean;
   /** --allow-unsigned or TEMPLAR_ALLOW_UNSIGNED=1 (deliberately not a config file setting). */
   allowUnsigned: boolean;
+  /** Whether updates may go through delta patches (--no-delta, TEMPLAR_DELTA, delta:). */
+  delta: boolean;
+  /** Patches needing a zstd window over 2^N bytes are refused; undefined: the client's default. */
+  deltaMaxWindow: number | undefined;
+}
+
+/** log2 of the largest zstd window a host accepts for a patch, from a flag or variable. */
+function deltaWindowLog(text: string | undefined, where: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < DELTA_MIN_WINDOW_LOG || n > ZSTD_MAX_WINDOW_LOG)
+    throw usageError(
+      `${where} ${JSON.stringify(text)}: expected a whole number from ${DELTA_MIN_WINDOW_LOG} to ${ZSTD_MAX_WINDOW_LOG} (log2 of bytes)`,
+    );
+  return n;
 }
 
 /** Resolves each setting: flag, then environment, then the host config, then the default. */
@@ -49,6 +70,8 @@ export async function hostSettings(flags: {
   proxmox?: boolean;
   dest?: string;
   "allow-unsigned"?: boolean;
+  "no-delta"?: boolean;
+  "delta-max-window"?: string;
 }): Promise<HostSettings> {
   const config = await loadHostConfig();
   const proxmox = flags.proxmox ?? envBoolean("TEMPLAR_PROXMOX") ?? config.proxmox ?? false;
@@ -61,5 +84,10 @@ export async function hostSettings(flags: {
     allowUnsigned: flags["allow-unsigned"] ?? envBoolean("TEMPLAR_ALLOW_UNSIGNED") ?? false,
     dest: dest ?? (proxmox ? PROXMOX_CACHE : OPENVZ_CACHE),
     destIsDefault: dest === undefined,
+    delta: (flags["no-delta"] ? false : undefined) ?? envBoolean("TEMPLAR_DELTA") ?? config.delta ?? true,
+    deltaMaxWindow:
+      deltaWindowLog(flags["delta-max-window"], "--delta-max-window") ??
+      deltaWindowLog(env("TEMPLAR_DELTA_MAX_WINDOW"), "TEMPLAR_DELTA_MAX_WINDOW") ??
+      config.deltaMaxWindow,
   };
 }

@@ -16,11 +16,13 @@ export const DELTA_ALGORITHM = "zstd-patch-from";
  */
 export function patchWindowLog(oldSize: number, newSize: number): number {
   const max = Math.max(oldSize, newSize, 1);
-  return Math.max(20, Math.ceil(Math.log2(max)) + 1);
+  return Math.max(DELTA_MIN_WINDOW_LOG, Math.ceil(Math.log2(max)) + 1);
 }
 
 /** The largest window a client accepts by default: 2^30 bytes (1 GiB), tars up to 512 MiB. */
 export const DEFAULT_MAX_WINDOW_LOG = 30;
+/** The smallest limit a host may set: every patch's window is at least 2^20 (patchWindowLog). */
+export const DELTA_MIN_WINDOW_LOG = 20;
 /** zstd's own limit for --long on 64-bit hosts. */
 export const ZSTD_MAX_WINDOW_LOG = 31;
 

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
 
 /** A content digest as written on the wire and in manifests: "sha256:<64 hex>". */
 export type Digest = `sha256:${string}`;
@@ -27,11 +27,21 @@ export function sha256Hex(data: string | Uint8Array): string {
 }
 
 export async function sha256File(path: string): Promise<{ hex: string; size: number }> {
-  const hash = createHash("sha256");
-  let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
+  // One buffer read into again and again: a stream's fresh buffer per chunk made hashing a
+  // 62 MiB template take three times as long (page faults on every new chunk).
+  const file = await open(path, "r");
+  try {
+    const hash = createHash("sha256");
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    let size = 0;
+    for (;;) {
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+    return { hex: hash.digest("hex"), size };
+  } finally {
+    await file.close();
   }
-  return { hex: hash.digest("hex"), size };
 }

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { OPENVZ_CACHE, PROXMOX_CACHE } from "../../client/host/cache.js";
 import { hostPull } from "../../client/host/host-pull.js";
-import { DEFAULT_MAX_WINDOW_LOG, ZSTD_MAX_WINDOW_LOG } from "../../common/delta.js";
+import { DEFAULT_MAX_WINDOW_LOG } from "../../common/delta.js";
 import { ExitCode, UserError, usageError } from "../../common/errors.js";
 import { parseFormat } from "../../common/formats.js";
 import { createProgress, formatBytes } from "../../common/progress.js";
@@ -49,11 +49,15 @@ Options:
   --allow-unsigned  accept templates that carry no signature; a present signature must still verify
                     against the keyring (env TEMPLAR_ALLOW_UNSIGNED=1)
   --proxmox         Proxmox naming and format (or $TEMPLAR_PROXMOX=1, or 'proxmox: true' in the host config)
-  --no-delta        always download the full artifact
-  --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default ${DEFAULT_MAX_WINDOW_LOG}: 1 GiB)
+  --no-delta        always download the full artifact (or TEMPLAR_DELTA=0, or 'delta: false' in the
+                    host config: on links faster than this host rebuilds a template, a patch saves
+                    bytes but not time)
+  --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default ${DEFAULT_MAX_WINDOW_LOG}: 1 GiB;
+                    or TEMPLAR_DELTA_MAX_WINDOW, or 'deltaMaxWindow: N' in the host config)
   --json            print the result as JSON
 
-Host config: /etc/templar/templar.yaml or $TEMPLAR_HOST_CONFIG (registry, keyring, proxmox, dest, token).
+Host config: /etc/templar/templar.yaml or $TEMPLAR_HOST_CONFIG (registry, keyring, proxmox, dest, token,
+delta, deltaMaxWindow).
 Environment: TEMPLAR_RETRIES attempts without progress before giving up (default 5),
 TEMPLAR_HTTP_TIMEOUT_MS idle time before a connection counts as broken (default 60000).
 Exit codes: 0 ok (also when already up to date), 3 signature or digest check failed, 4 not found
@@ -95,7 +99,6 @@ export const command: Command = {
       );
     const client = registryClient("pull", { registry: settings.registry, token: settings.token });
 
-    const maxWindowLog = deltaWindowFlag("pull", values["delta-max-window"]);
     let progress: ReturnType<typeof createProgress> | null = null;
     let label = `pull ${ref.name}`;
     const result = await clearingBarOnError(() =>
@@ -105,8 +108,8 @@ export const command: Command = {
         format,
         keyring: settings.keyring,
         allowUnsigned: settings.allowUnsigned,
-        delta: !values["no-delta"],
-        ...(maxWindowLog ? { maxWindowLog } : {}),
+        delta: settings.delta,
+        ...(settings.deltaMaxWindow ? { maxWindowLog: settings.deltaMaxWindow } : {}),
         onNote: (note) => {
           if (values.json) return;
           // A new stage (patch, then perhaps the full artifact) gets its own bar.
@@ -142,14 +145,3 @@ export const command: Command = {
     return ExitCode.ok;
   },
 };
-
-/** --delta-max-window N: a log2 window size zstd can use. */
-export function deltaWindowFlag(command: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 20 || n > ZSTD_MAX_WINDOW_LOG)
-    throw usageError(
-      `${command}: --delta-max-window ${JSON.stringify(text)}: expected a whole number from 20 to ${ZSTD_MAX_WINDOW_LOG} (log2 of bytes)`,
-    );
-  return n;
-}

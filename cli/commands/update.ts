@@ -6,7 +6,6 @@ import { parseCommandArgs } from "../args.js";
 import type { Command } from "../command.js";
 import { hostSettings } from "../host-settings.js";
 import { clientTuning } from "../settings.js";
-import { deltaWindowFlag } from "./pull.js";
 
 const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned] [--no-delta] [--json]
 
@@ -27,8 +26,9 @@ cached one when the registry has it (see 'templar pull --help').
   --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, /etc/templar/trusted.asc)
   --allow-unsigned  accept templates without a signature
   --proxmox         the cache is a Proxmox host's
-  --no-delta        always download full artifacts
-  --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default 30)
+  --no-delta        always download full artifacts (or TEMPLAR_DELTA=0, or 'delta: false' in the host config)
+  --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default 30; or
+                    TEMPLAR_DELTA_MAX_WINDOW, or 'deltaMaxWindow: N' in the host config)
   --json            one JSON object per template
 
 Exit codes: 0 all current, else the code of the first failure (3 verification, 4 not found).`;
@@ -48,7 +48,6 @@ export const command: Command = {
       "no-delta": { type: "boolean" },
       "delta-max-window": { type: "string" },
     });
-    const maxWindowLog = deltaWindowFlag("update", values["delta-max-window"]);
     if (positionals.length === 0 && !values.all)
       throw usageError("update: name the templates to update, or pass --all (see 'templar update --help')");
     const settings = await hostSettings(values);
@@ -75,8 +74,8 @@ export const command: Command = {
           format: entry.format,
           keyring: settings.keyring,
           allowUnsigned: settings.allowUnsigned,
-          delta: !values["no-delta"],
-          ...(maxWindowLog ? { maxWindowLog } : {}),
+          delta: settings.delta,
+          ...(settings.deltaMaxWindow ? { maxWindowLog: settings.deltaMaxWindow } : {}),
           onNote: (note) => {
             if (!values.json) process.stderr.write(`${origin.name}: ${note}\n`);
           },

@@ -3,14 +3,14 @@ import { rm } from "node:fs/promises";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import {
-  chainCodec,
+  chainCodecIntoNewFile,
   codecFilter,
   codecIntoNewFile,
   hashTap,
   spawnFilter,
-  writeNewFile,
 } from "../../common/compression/filters.js";
 import { type DeltaEntry, DeltaIndexSchema, MAX_DELTA_INDEX_BYTES } from "../../common/delta.js";
+import { sha256File } from "../../common/digest.js";
 import { errorMessage } from "../../common/errors.js";
 import type { Format } from "../../common/formats.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
@@ -125,23 +125,27 @@ export async function pullByDelta(
   note(`delta from ${origin.version}: ${entry.size} bytes instead of ${artifact.size}`);
   try {
     await cleanup(true);
-    await downloadBlob(client, {
-      digest: entry.digest,
-      size: entry.size,
-      partial: files.patch,
-      what: `delta ${origin.version} -> ${manifest.version}`,
-      onProgress: (received) => options.onProgress?.(received, entry.size),
-    });
-    // The cached file, unpacked: zstd --patch-from needs it as a file. No byte of the tars
-    // passes through Node (for a 195 MiB tar that is most of the time): the programs read and
-    // write files, or each other's pipe.
-    await codecIntoNewFile(
-      options.format,
-      "decompress",
-      options.cached,
-      files.fromTar,
-      `unpack ${options.cached}`,
-    );
+    // The cached file is unpacked while the patch downloads: zstd --patch-from needs it as a
+    // file. No byte of the tars passes through Node (for a 195 MiB tar that is most of the
+    // time): the programs read and write files, or each other's pipe.
+    const [downloaded, unpacked] = await Promise.allSettled([
+      downloadBlob(client, {
+        digest: entry.digest,
+        size: entry.size,
+        partial: files.patch,
+        what: `delta ${origin.version} -> ${manifest.version}`,
+        onProgress: (received) => options.onProgress?.(received, entry.size),
+      }),
+      codecIntoNewFile(
+        options.format,
+        "decompress",
+        options.cached,
+        files.fromTar,
+        `unpack ${options.cached}`,
+      ),
+    ]);
+    if (downloaded.status === "rejected") throw downloaded.reason;
+    if (unpacked.status === "rejected") throw unpacked.reason;
     // zstd -d --long=W also caps the window the decoder accepts: memory stays bounded by it.
     const patched = spawnFilter(
       "zstd",
@@ -150,9 +154,9 @@ export async function pullByDelta(
       `apply delta ${origin.version} -> ${manifest.version}`,
       { largeBuffers: true },
     );
-    const compressed = await chainCodec(patched, options.format, "compress", `compress ${what}`);
-    const rebuilt = await writeNewFile(compressed.output, files.rebuilt, [compressed.done]);
+    await chainCodecIntoNewFile(patched, options.format, "compress", files.rebuilt, `compress ${what}`);
     await rm(files.fromTar, { force: true });
+    const rebuilt = await sha256File(files.rebuilt);
     // Compressed here as the builder compresses, the file usually comes out byte for byte the
     // signed artifact: its digest then proves it whole. Otherwise (another zstd or pigz
     // version) the tar inside is checked against the signed manifest's rootfs.tarSha256, which a

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { constants } from "node:fs";
+import { closeSync, constants, openSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -154,6 +154,46 @@ export async function runIntoNewFile(
   } finally {
     await input?.close();
   }
+}
+
+/**
+ * Compresses or decompresses what the program of `upstream` writes into the new file `to`
+ * (created exclusively, never through a symlink): the codec's program reads the pipe and
+ * writes the file, so no byte passes through Node; an in-process codec stands in when the
+ * program is missing.
+ */
+export async function chainCodecIntoNewFile(
+  upstream: Filter,
+  format: Format,
+  direction: "compress" | "decompress",
+  to: string,
+  what: string,
+): Promise<void> {
+  const choice = chooseCodec(format, direction);
+  if (choice.kind === "in-process") {
+    const filter = await chainCodec(upstream, format, direction, what);
+    await writeNewFile(filter.output, to, [filter.done]);
+    return;
+  }
+  // Opened and spawned in one turn of the event loop: a program upstream that already exited
+  // would otherwise have its pipe closed under us.
+  const output = openSync(to, CREATE_EXCLUSIVE, 0o644);
+  let child: ChildProcess;
+  try {
+    child = spawn(choice.path, choice.spec.args, { stdio: [upstream.output, output, "pipe"] });
+  } catch (err) {
+    // Its pipe gone all the same: the program upstream's own failure says why.
+    await upstream.done;
+    throw err;
+  } finally {
+    // The child holds its own copies of both ends.
+    closeSync(output);
+  }
+  upstream.output.destroy();
+  const results = await Promise.allSettled([upstream.done, exitOf(child, choice.spec.command, what)]);
+  // An upstream program's own error says more than the broken pipe it caused downstream.
+  const failure = results.find((r) => r.status === "rejected");
+  if (failure?.status === "rejected") throw failure.reason;
 }
 
 /** Decompresses or compresses the file `from` into the new file `to` as `format`. */

@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chainCodec, codecIntoNewFile, spawnFilter, writeNewFile } from "../../common/compression/filters.js";
+import {
+  chainCodec,
+  chainCodecIntoNewFile,
+  codecIntoNewFile,
+  spawnFilter,
+  writeNewFile,
+} from "../../common/compression/filters.js";
 import { sha256 } from "../helpers/registry.js";
 import { haveTools } from "../helpers/require-tool.js";
 
@@ -64,5 +70,62 @@ describe.skipIf(!ready)("compression filters", () => {
     await expect(
       codecIntoNewFile("tar.zst", "decompress", join(dir, "planted"), join(dir, "out"), "d"),
     ).rejects.toThrow();
+  });
+
+  it("a program's output compressed straight into a new file: the bytes of the chained codec, never through a link", async () => {
+    const data = Buffer.from("a line of a template's tar\n".repeat(20_000));
+    const packed = join(dir, "direct-source.zst");
+    await writeFile(join(dir, "direct-source"), data);
+    await codecIntoNewFile("tar.zst", "compress", join(dir, "direct-source"), packed, "compress");
+    const viaNode = await chainCodec(
+      spawnFilter("zstd", ["-d", "-q", "-c", packed], null, "unpack"),
+      "tar.zst",
+      "compress",
+      "repack",
+    );
+    const expected = await writeNewFile(viaNode.output, join(dir, "via-node.zst"), [viaNode.done]);
+    const direct = join(dir, "direct.zst");
+    await chainCodecIntoNewFile(
+      spawnFilter("zstd", ["-d", "-q", "-c", packed], null, "unpack"),
+      "tar.zst",
+      "compress",
+      direct,
+      "repack",
+    );
+    expect(sha256(await readFile(direct))).toBe(expected.hex);
+
+    // The upstream program's failure is what the caller hears, once.
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", record);
+    try {
+      await expect(
+        chainCodecIntoNewFile(
+          spawnFilter("zstd", ["-d", "-q", "-c"], Readable.from([Buffer.from("not zstd")]), "apply delta"),
+          "tar.zst",
+          "compress",
+          join(dir, "broken.zst"),
+          "repack",
+        ),
+      ).rejects.toThrow(/apply delta: zstd failed/);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", record);
+    }
+
+    const target = join(dir, "direct-target");
+    await writeFile(target, "untouched");
+    await symlink(target, join(dir, "direct-planted"));
+    await expect(
+      chainCodecIntoNewFile(
+        spawnFilter("zstd", ["-d", "-q", "-c", packed], null, "unpack"),
+        "tar.zst",
+        "compress",
+        join(dir, "direct-planted"),
+        "repack",
+      ),
+    ).rejects.toThrow();
+    expect(await readFile(target, "utf8")).toBe("untouched");
   });
 });

@@ -171,6 +171,45 @@ describe.skipIf(!ready)("delta updates", () => {
     expect(result.transferred).toBe(result.size);
   });
 
+  it("a host set to full downloads (environment or host config) takes the full artifact; a bad limit is refused, saying where it was set", async () => {
+    const config = join(dir, "host-nodelta.yaml");
+    await writeFile(config, "delta: false\n");
+    const byConfig = await cacheWithV1("config-nodelta", "zst");
+    const res = await templar(["update", NAME, "--registry", r.url, "--dest", byConfig, "--json"], {
+      TEMPLAR_HOST_CONFIG: config,
+    });
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ version: "1.1.0", via: "full" });
+
+    // The environment wins over the file, in both directions.
+    const byEnv = await cacheWithV1("env-delta", "zst");
+    const back = await templar(["update", NAME, "--registry", r.url, "--dest", byEnv, "--json"], {
+      TEMPLAR_HOST_CONFIG: config,
+      TEMPLAR_DELTA: "1",
+    });
+    expect(back.code, back.stderr).toBe(0);
+    expect(JSON.parse(back.stdout)).toMatchObject({ version: "1.1.0", via: "delta" });
+    const off = await cacheWithV1("env-nodelta", "zst");
+    const full = await templar(
+      ["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", off, "--format", "zst", "--json"],
+      { TEMPLAR_DELTA: "0" },
+    );
+    expect(JSON.parse(full.stdout)).toMatchObject({ via: "full" });
+
+    const bad = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", off], {
+      TEMPLAR_DELTA_MAX_WINDOW: "huge",
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/TEMPLAR_DELTA_MAX_WINDOW "huge": expected a whole number from 20 to 31/);
+    await writeFile(config, "deltaMaxWindow: 99\n");
+    const badFile = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", off], {
+      TEMPLAR_HOST_CONFIG: config,
+    });
+    expect(badFile.code).toBe(1);
+    expect(badFile.stderr).toMatch(/host config .*: deltaMaxWindow: Too big/);
+    expect(badFile.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it("a patch needing a larger window than allowed is refused, with the full download instead", async () => {
     const cache = await cacheWithV1("window");
     const res = await templar([
