@@ -2,7 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import { constants } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { CREATE_EXCLUSIVE } from "../common/atomic.js";
-import { parseDigest } from "../common/digest.js";
+import { hashOpenFile, parseDigest } from "../common/digest.js";
 import { ExitCode, errorMessage, UserError } from "../common/errors.js";
 import { connectionReason, isRetryable, type RegistryClient } from "./http.js";
 import type { Reply } from "./transport.js";
@@ -143,14 +143,7 @@ async function partialPrefix(
       await removePartial(path, what);
       return null;
     }
-    const buffer = Buffer.allocUnsafe(1 << 20);
-    let received = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, received);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      received += bytesRead;
-    }
+    const received = await hashOpenFile(handle, hash);
     return { received, id: { dev: info.dev, ino: info.ino } };
   } finally {
     await handle.close();

@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
-import { open } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
+import { type FileHandle, open } from "node:fs/promises";
 
 /** A content digest as written on the wire and in manifests: "sha256:<64 hex>". */
 export type Digest = `sha256:${string}`;
@@ -27,21 +27,28 @@ export function sha256Hex(data: string | Uint8Array): string {
 }
 
 export async function sha256File(path: string): Promise<{ hex: string; size: number }> {
-  // One buffer read into again and again: a stream's fresh buffer per chunk made hashing a
-  // 62 MiB template take three times as long (page faults on every new chunk).
   const file = await open(path, "r");
   try {
     const hash = createHash("sha256");
-    const buffer = Buffer.allocUnsafe(1 << 20);
-    let size = 0;
-    for (;;) {
-      const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      size += bytesRead;
-    }
+    const size = await hashOpenFile(file, hash);
     return { hex: hash.digest("hex"), size };
   } finally {
     await file.close();
+  }
+}
+
+/**
+ * Feeds an open file's bytes, from its start, into `hash`; returns how many there were. One
+ * buffer read into again and again: a stream's fresh buffer per chunk made hashing a 62 MiB
+ * template take three times as long (page faults on every new chunk).
+ */
+export async function hashOpenFile(file: FileHandle, hash: Hash): Promise<number> {
+  const buffer = Buffer.allocUnsafe(1 << 20);
+  let size = 0;
+  for (;;) {
+    const { bytesRead } = await file.read(buffer, 0, buffer.length, size);
+    if (bytesRead === 0) return size;
+    hash.update(buffer.subarray(0, bytesRead));
+    size += bytesRead;
   }
 }
