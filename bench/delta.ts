@@ -1,8 +1,9 @@
 /**
- * Delta updates vs full downloads, in one run, on loopback (issue 21): a host holding version A
- * of a template pulls version B (a) through the registry's delta patch and (b) as the full
- * artifact (`--no-delta`, what every other template tool does). Prints bytes transferred and
- * wall time of each, and their ratios.
+ * Delta updates vs full downloads, in one run: a host holding version A of a template pulls
+ * version B (a) through the registry's delta patch (`--delta always`), (b) as the full artifact
+ * (`--no-delta`, what every other template tool does) and (c) as `--delta auto` chooses, the host
+ * having measured the link (its full download of A) and its rebuild speed (one delta before).
+ * Prints bytes transferred and wall time of each, and their ratios.
  *
  * The pair of trees: by default a copy of a real directory of this host (--tree, default
  * /usr/lib/python3: thousands of real package files) as A, and B = A with --changed files
@@ -249,30 +250,55 @@ async function main(): Promise<void> {
         `patch ${(patch.size / 2 ** 20).toFixed(3)} MiB (window 2^${patch.windowLog}), made within ${((Date.now() - madeAt) / 1000).toFixed(1)} s of the push`,
     );
 
-    const seed = join(work, "seed");
-    await templarAsync([
-      "pull",
-      `${mA.name}@${mA.version}`,
-      "--registry",
-      url,
-      "--dest",
-      seed,
-      "--format",
-      opts.format!,
-    ]);
     for (const link of opts.links!.split(",")) {
       const proxy = link === "loopback" ? null : await throttledProxy(new URL(url), Number(link) * 1e6);
       const via = proxy?.url ?? url;
-      const times: Record<"delta" | "full", number[]> = { delta: [], full: [] };
-      const bytes: Record<"delta" | "full", number> = { delta: 0, full: 0 };
+      // The host: version A pulled over this link (its full download measured the link), and
+      // one delta applied before (its rebuild speed measured): what --delta auto weighs.
+      const seed = join(work, `seed-${link}`);
+      await templarAsync([
+        "pull",
+        `${mA.name}@${mA.version}`,
+        "--registry",
+        via,
+        "--dest",
+        seed,
+        "--format",
+        opts.format!,
+      ]);
+      const learn = join(work, `learn-${link}`);
+      await cp(seed, learn, { recursive: true });
+      await templarAsync([
+        "pull",
+        ref,
+        "--registry",
+        via,
+        "--dest",
+        learn,
+        "--format",
+        opts.format!,
+        "--delta",
+        "always",
+      ]);
+      await cp(join(learn, ".templar", "speeds.json"), join(seed, ".templar", "speeds.json"));
+      await rm(learn, { recursive: true, force: true });
+
+      const modes = ["delta", "full", "auto"] as const;
+      const flags = { delta: ["--delta", "always"], full: ["--no-delta"], auto: [] };
+      const times: Record<(typeof modes)[number], number[]> = { delta: [], full: [], auto: [] };
+      const bytes: Record<(typeof modes)[number], number> = { delta: 0, full: 0, auto: 0 };
+      const routes = new Set<string>();
       for (let i = 0; i < repeat; i++) {
-        for (const mode of i % 2 === 0 ? (["delta", "full"] as const) : (["full", "delta"] as const)) {
+        // Each pair in turn first, so a drift of the machine's speed hits both alike.
+        for (const mode of i % 2 === 0 ? [...modes] : [...modes].reverse()) {
           const cache = join(work, `cache-${mode}-${i}`);
           await cp(seed, cache, { recursive: true });
           const args = ["pull", ref, "--registry", via, "--dest", cache, "--format", opts.format!, "--json"];
-          const run = await templarAsync(mode === "full" ? [...args, "--no-delta"] : args);
+          const run = await templarAsync([...args, ...flags[mode]]);
           const result = JSON.parse(run.stdout) as { via: string; transferred: number };
-          if (result.via !== mode) throw new Error(`expected a ${mode} pull, got ${result.via}`);
+          if (mode !== "auto" && result.via !== mode)
+            throw new Error(`expected a ${mode} pull, got ${result.via}`);
+          if (mode === "auto") routes.add(result.via);
           const tar = execFileSync(
             opts.format === "gz" ? "gzip" : "zstd",
             ["-dc", join(cache, `${mB.name}.${format}`)],
@@ -290,12 +316,17 @@ async function main(): Promise<void> {
       await proxy?.close();
       const td = median(times.delta);
       const tf = median(times.full);
+      const ta = median(times.auto);
       const over = link === "loopback" ? "loopback" : `a ${link} Mbit/s link`;
       console.log(`over ${over} (median of ${repeat}):`);
-      console.log(`  templar pull via delta:   ${bytes.delta} bytes, ${(td / 1000).toFixed(2)} s`);
-      console.log(`  templar pull --no-delta:  ${bytes.full} bytes, ${(tf / 1000).toFixed(2)} s`);
+      console.log(`  templar pull --delta always:  ${bytes.delta} bytes, ${(td / 1000).toFixed(2)} s`);
+      console.log(`  templar pull --no-delta:      ${bytes.full} bytes, ${(tf / 1000).toFixed(2)} s`);
       console.log(
-        `  bytes ratio ${(bytes.delta / bytes.full).toFixed(4)} (target <= 0.10); time ratio ${(td / tf).toFixed(2)}x`,
+        `  templar pull (--delta auto):  ${bytes.auto} bytes, ${(ta / 1000).toFixed(2)} s, via ${[...routes].join(" and ")}`,
+      );
+      console.log(
+        `  always: bytes ratio ${(bytes.delta / bytes.full).toFixed(4)} (target <= 0.10), time ratio ${(td / tf).toFixed(2)}x; ` +
+          `auto: bytes ratio ${(bytes.auto / bytes.full).toFixed(4)}, time ratio ${(ta / tf).toFixed(2)}x`,
       );
       // Where the routes meet over loopback: the delta's extra local work against the bytes it
       // saves, the loopback transfer itself taken as free.

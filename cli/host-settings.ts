@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { OPENVZ_CACHE, PROXMOX_CACHE } from "../client/host/cache.js";
+import { DELTA_MODES, type DeltaMode, parseDeltaMode } from "../client/host/delta-choice.js";
 import { loadYamlFile } from "../common/config-file.js";
 import { DELTA_MIN_WINDOW_LOG, ZSTD_MAX_WINDOW_LOG } from "../common/delta.js";
 import { usageError } from "../common/errors.js";
@@ -14,7 +15,7 @@ import { env, envBoolean, flagOrEnv } from "./settings.js";
  *   proxmox: false                       # true: Proxmox naming, tar.zst, /var/lib/vz/template/cache
  *   dest: /vz/template/cache             # template cache (default depends on `proxmox`)
  *   token: ...                           # only for registries without anonymous pull
- *   delta: true                          # false: always download full artifacts (fast links)
+ *   delta: auto                          # always | never: delta patches on updates (auto: when they pay)
  *   deltaMaxWindow: 30                   # refuse patches whose zstd window exceeds 2^N bytes
  */
 export const HostConfigSchema = z.strictObject({
@@ -23,7 +24,7 @@ export const HostConfigSchema = z.strictObject({
   proxmox: z.boolean().optional(),
   dest: z.string().optional(),
   token: z.string().optional(),
-  delta: z.boolean().optional(),
+  delta: z.enum(DELTA_MODES).optional(),
   deltaMaxWindow: z.number().int().min(DELTA_MIN_WINDOW_LOG).max(ZSTD_MAX_WINDOW_LOG).optional(),
 });
 export type HostConfig = z.infer<typeof HostConfigSchema>;
@@ -45,10 +46,17 @@ export interface HostSettings {
   destIsDefault: boolean;
   /** --allow-unsigned or TEMPLAR_ALLOW_UNSIGNED=1 (deliberately not a config file setting). */
   allowUnsigned: boolean;
-  /** Whether updates may go through delta patches (--no-delta, TEMPLAR_DELTA, delta:). */
-  delta: boolean;
+  /** Whether updates go through delta patches (--delta, --no-delta, TEMPLAR_DELTA, delta:). */
+  delta: DeltaMode;
   /** Patches needing a zstd window over 2^N bytes are refused; undefined: the client's default. */
   deltaMaxWindow: number | undefined;
+}
+
+function deltaMode(text: string | undefined, where: string): DeltaMode | undefined {
+  if (text === undefined) return undefined;
+  const mode = parseDeltaMode(text);
+  if (!mode) throw usageError(`${where} ${JSON.stringify(text)}: expected ${DELTA_MODES.join(", ")}`);
+  return mode;
 }
 
 /** log2 of the largest zstd window a host accepts for a patch, from a flag or variable. */
@@ -70,6 +78,7 @@ export async function hostSettings(flags: {
   proxmox?: boolean;
   dest?: string;
   "allow-unsigned"?: boolean;
+  delta?: string;
   "no-delta"?: boolean;
   "delta-max-window"?: string;
 }): Promise<HostSettings> {
@@ -84,7 +93,12 @@ export async function hostSettings(flags: {
     allowUnsigned: flags["allow-unsigned"] ?? envBoolean("TEMPLAR_ALLOW_UNSIGNED") ?? false,
     dest: dest ?? (proxmox ? PROXMOX_CACHE : OPENVZ_CACHE),
     destIsDefault: dest === undefined,
-    delta: (flags["no-delta"] ? false : undefined) ?? envBoolean("TEMPLAR_DELTA") ?? config.delta ?? true,
+    delta:
+      (flags["no-delta"] ? "never" : undefined) ??
+      deltaMode(flags.delta, "--delta") ??
+      deltaMode(env("TEMPLAR_DELTA"), "TEMPLAR_DELTA") ??
+      config.delta ??
+      "auto",
     deltaMaxWindow:
       deltaWindowLog(flags["delta-max-window"], "--delta-max-window") ??
       deltaWindowLog(env("TEMPLAR_DELTA_MAX_WINDOW"), "TEMPLAR_DELTA_MAX_WINDOW") ??

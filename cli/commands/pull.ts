@@ -13,7 +13,8 @@ import { registryClient } from "../registry-flags.js";
 import { clearingBarOnError } from "../terminal.js";
 
 const help = `Usage: templar pull <ref> [--registry URL] [--dest DIR] [--format gz|xz|zst] [--keyring FILE]
-                    [--allow-unsigned] [--proxmox] [--no-delta] [--delta-max-window N] [--json]
+                    [--allow-unsigned] [--proxmox] [--delta auto|always|never] [--no-delta]
+                    [--delta-max-window N] [--json]
 
 Downloads a template into a host's template cache, verified: the manifest's signature must
 verify against the host's keyring, and the artifact's sha256 is checked while it streams. The
@@ -32,13 +33,16 @@ A template is up to date when its origin record names the same digest and the fi
 since it was verified (size, inode, mtime, ctime; otherwise it is hashed again).
 
 Delta updates: when the cache holds an older version of the template in the same format and the
-registry has a patch from it (GET .../<version>/deltas), only the patch is downloaded; the cached
-file is unpacked, patched with zstd (installed on the host), the resulting tar checked against the
-signed manifest's rootfs.tarSha256, then compressed into the format asked for. The origin record
-then says "via": "delta", and "local" holds the file's own digest and size when this host's
-compressor made other bytes than the registry's artifact. Any failure falls back to the full
-download. Applying a patch needs memory for its zstd window (2^N bytes, N about log2 of the tar
-size plus one) and disk for the unpacked old tar.
+registry has a patch from it (GET .../<version>/deltas), the patch is downloaded while the cached
+file is unpacked; the patch is applied with zstd (installed on the host), the tar compressed
+into the format asked for and checked against the signed manifest. The origin record then says
+"via": "delta", and "local" holds the file's own digest and size when this host's compressor
+made other bytes than the registry's artifact. Any failure falls back to the full download.
+Rebuilding costs CPU in proportion to the tar's size: with --delta auto (the default) the patch
+is kept only when rebuilding is expected to finish before the rest of a full download at the
+speed the patch came at (this host's rebuild speed is measured on each delta and kept in
+.templar/rebuild-speed.json). Applying a patch needs memory for its zstd window (2^N bytes, N
+about log2 of the tar size plus one) and disk for the unpacked old tar.
 
 Options:
   --registry URL    registry base URL (default: $TEMPLAR_REGISTRY, else the host config)
@@ -49,9 +53,9 @@ Options:
   --allow-unsigned  accept templates that carry no signature; a present signature must still verify
                     against the keyring (env TEMPLAR_ALLOW_UNSIGNED=1)
   --proxmox         Proxmox naming and format (or $TEMPLAR_PROXMOX=1, or 'proxmox: true' in the host config)
-  --no-delta        always download the full artifact (or TEMPLAR_DELTA=0, or 'delta: false' in the
-                    host config: on links faster than this host rebuilds a template, a patch saves
-                    bytes but not time)
+  --delta MODE      auto (default): a patch when it pays; always: any patch (fewest bytes); never
+                    (or TEMPLAR_DELTA, or 'delta: MODE' in the host config)
+  --no-delta        the same as --delta never
   --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default ${DEFAULT_MAX_WINDOW_LOG}: 1 GiB;
                     or TEMPLAR_DELTA_MAX_WINDOW, or 'deltaMaxWindow: N' in the host config)
   --json            print the result as JSON
@@ -75,6 +79,7 @@ export const command: Command = {
       "allow-unsigned": { type: "boolean" },
       proxmox: { type: "boolean" },
       json: { type: "boolean" },
+      delta: { type: "string" },
       "no-delta": { type: "boolean" },
       "delta-max-window": { type: "string" },
     });

@@ -7,7 +7,8 @@ import type { Command } from "../command.js";
 import { hostSettings } from "../host-settings.js";
 import { clientTuning } from "../settings.js";
 
-const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned] [--no-delta] [--json]
+const help = `Usage: templar update [NAME...] [--all] [--dest DIR] [--keyring FILE] [--allow-unsigned]
+                      [--delta auto|always|never] [--no-delta] [--json]
 
 Brings templates pulled into the local template cache up to date, like 'vztmpl-dl --update-all':
 for each one, the reference it was pulled with is resolved again (a tag or range keeps its
@@ -26,7 +27,9 @@ cached one when the registry has it (see 'templar pull --help').
   --keyring FILE    trusted public keys (default: $TEMPLAR_KEYRING, host config, /etc/templar/trusted.asc)
   --allow-unsigned  accept templates without a signature
   --proxmox         the cache is a Proxmox host's
-  --no-delta        always download full artifacts (or TEMPLAR_DELTA=0, or 'delta: false' in the host config)
+  --delta MODE      auto (default): a patch when it pays; always: any patch; never (or TEMPLAR_DELTA,
+                    or 'delta: MODE' in the host config; see 'templar pull --help')
+  --no-delta        the same as --delta never
   --delta-max-window N  refuse patches whose zstd window exceeds 2^N bytes (default 30; or
                     TEMPLAR_DELTA_MAX_WINDOW, or 'deltaMaxWindow: N' in the host config)
   --json            one JSON object per template
@@ -45,6 +48,7 @@ export const command: Command = {
       "allow-unsigned": { type: "boolean" },
       proxmox: { type: "boolean" },
       json: { type: "boolean" },
+      delta: { type: "string" },
       "no-delta": { type: "boolean" },
       "delta-max-window": { type: "string" },
     });

@@ -14,9 +14,11 @@ import { sha256File } from "../../common/digest.js";
 import { errorMessage } from "../../common/errors.js";
 import type { Format } from "../../common/formats.js";
 import { type Manifest, parseManifest } from "../../common/manifest.js";
+import { formatBytes } from "../../common/progress.js";
 import { downloadBlob } from "../download.js";
 import { type RegistryClient, templatePath } from "../http.js";
 import { type CachePaths, cacheFile, type Origin, readStateFile } from "./cache.js";
+import { linkMeter, linkSpeed, rebuildSpeed, recordRebuildSpeed, routeCosts } from "./delta-choice.js";
 
 /**
  * Updating a cached template with a delta patch instead of the full artifact: the registry's
@@ -38,10 +40,18 @@ export interface DeltaPullOptions {
   cached: string;
   /** Patches needing a larger zstd window are refused (memory: about 2^windowLog bytes). */
   maxWindowLog: number;
+  /** `auto`: go on with the patch only when rebuilding beats the rest of a full download. */
+  mode: "auto" | "always";
   onProgress?: (received: number, total: number) => void;
   /** What is happening, in a sentence (shown on the terminal). */
   onNote?: (note: string) => void;
 }
+
+/** What the delta route came to: a rebuilt file, or the full download to do instead. */
+export type DeltaResult =
+  | { route: "delta"; outcome: DeltaOutcome }
+  /** `patchBytes`: patch bytes downloaded before the route was left (0 when none). */
+  | { route: "full"; patchBytes: number };
 
 export interface DeltaOutcome {
   /** The rebuilt file, complete and verified, for the caller to rename into place. */
@@ -52,6 +62,9 @@ export interface DeltaOutcome {
   /** Bytes of patch downloaded. */
   transferred: number;
 }
+
+/** The patch is here, and the rest of a full download would finish before a rebuild. */
+class FullIsFaster extends Error {}
 
 /** State files of one delta application, beside the cache's other state files. */
 export function deltaPaths(paths: CachePaths, hex: string) {
@@ -79,10 +92,17 @@ async function cachedTarSha256(origin: Origin, paths: CachePaths): Promise<strin
  * Tries the delta route; returns null (after a note saying why, and with nothing left behind)
  * when there is no usable patch or applying it failed.
  */
-export async function pullByDelta(
+export async function pullByDelta(client: RegistryClient, options: DeltaPullOptions): Promise<DeltaResult> {
+  const outcome = await tryDelta(client, options);
+  return outcome && "rebuilt" in outcome
+    ? { route: "delta", outcome }
+    : { route: "full", patchBytes: outcome?.patchBytes ?? 0 };
+}
+
+async function tryDelta(
   client: RegistryClient,
   options: DeltaPullOptions,
-): Promise<DeltaOutcome | null> {
+): Promise<DeltaOutcome | { patchBytes: number } | null> {
   const { manifest, origin, paths } = options;
   const what = `${manifest.name}@${manifest.version}`;
   const note = (text: string) => options.onNote?.(text);
@@ -122,30 +142,77 @@ export async function pullByDelta(
     await rm(files.fromTar, { force: true });
     if (all) await rm(files.rebuilt, { force: true });
   };
+  // --delta auto: is rebuilding expected to beat a full download? (delta-choice.ts)
+  const speed = options.mode === "auto" ? await rebuildSpeed(paths.dest, options.format) : null;
+  const fullIsFaster = (linkBytesPerSecond: number, measuredOn: string): string | null => {
+    if (!speed) return null;
+    const costs = routeCosts({
+      tarSize: manifest.rootfs.tarSize,
+      artifactSize: artifact.size,
+      linkBytesPerSecond,
+      rebuildBytesPerSecond: speed.bytesPerSecond,
+    });
+    if (costs.rebuild <= costs.download) return null;
+    return `no delta: rebuilding ${formatBytes(manifest.rootfs.tarSize)} of tar takes about ${costs.rebuild.toFixed(1)} s here (${speed.measured ? "as this host last measured" : "a first estimate"}), the full ${formatBytes(artifact.size)} about ${costs.download.toFixed(1)} s at ${formatBytes(linkBytesPerSecond)}/s (${measuredOn}); downloading the full artifact (--delta always takes the patch)`;
+  };
+  const known = speed ? await linkSpeed(paths.dest, client.display) : null;
+  const before = known ? fullIsFaster(known, "the last full download from this registry") : null;
+  if (before) {
+    note(before);
+    return { patchBytes: 0 };
+  }
   note(`delta from ${origin.version}: ${entry.size} bytes instead of ${artifact.size}`);
+  const unpacking = new AbortController();
+  let patchBytes = 0;
   try {
     await cleanup(true);
     // The cached file is unpacked while the patch downloads: zstd --patch-from needs it as a
     // file. No byte of the tars passes through Node (for a 195 MiB tar that is most of the
     // time): the programs read and write files, or each other's pipe.
+    const started = performance.now();
+    const link = linkMeter(started, entry.size);
+    let unpackSeconds = 0;
     const [downloaded, unpacked] = await Promise.allSettled([
       downloadBlob(client, {
         digest: entry.digest,
         size: entry.size,
         partial: files.patch,
         what: `delta ${origin.version} -> ${manifest.version}`,
-        onProgress: (received) => options.onProgress?.(received, entry.size),
-      }),
+        onProgress: (received) => {
+          link.seen(received);
+          options.onProgress?.(received, entry.size);
+        },
+      }).then(
+        () => {
+          patchBytes = entry.size;
+          // No full download measured the link yet: the patch did.
+          const after = known ? null : fullIsFaster(link.bytesPerSecond(), "as the patch came");
+          if (after) {
+            unpacking.abort();
+            throw new FullIsFaster(after);
+          }
+        },
+        (err: unknown) => {
+          unpacking.abort();
+          throw err;
+        },
+      ),
       codecIntoNewFile(
         options.format,
         "decompress",
         options.cached,
         files.fromTar,
         `unpack ${options.cached}`,
-      ),
+        {
+          signal: unpacking.signal,
+        },
+      ).then(() => {
+        unpackSeconds = (performance.now() - started) / 1000;
+      }),
     ]);
     if (downloaded.status === "rejected") throw downloaded.reason;
     if (unpacked.status === "rejected") throw unpacked.reason;
+    const rebuildStarted = performance.now();
     // zstd -d --long=W also caps the window the decoder accepts: memory stays bounded by it.
     const patched = spawnFilter(
       "zstd",
@@ -180,6 +247,11 @@ export async function pullByDelta(
       }
     }
     await cleanup(false);
+    // What rebuilding cost, download aside: the unpack, then everything after both were done.
+    const rebuildSeconds = unpackSeconds + (performance.now() - rebuildStarted) / 1000;
+    await recordRebuildSpeed(paths.dest, options.format, manifest.rootfs.tarSize / rebuildSeconds).catch(
+      () => {},
+    );
     return {
       rebuilt: files.rebuilt,
       local: { digest: `sha256:${rebuilt.hex}`, size: rebuilt.size },
@@ -188,7 +260,11 @@ export async function pullByDelta(
     };
   } catch (err) {
     await cleanup(true);
-    note(`delta from ${origin.version} failed (${errorMessage(err)}); downloading the full artifact`);
-    return null;
+    note(
+      err instanceof FullIsFaster
+        ? err.message
+        : `delta from ${origin.version} failed (${errorMessage(err)}); downloading the full artifact`,
+    );
+    return { patchBytes };
   }
 }

@@ -2,6 +2,7 @@ import type { Format } from "../../common/formats.js";
 import { proxmoxFileName } from "../../common/manifest-files.js";
 import type { TemplateRef } from "../../common/reference.js";
 import type { RegistryClient } from "../http.js";
+import type { DeltaMode } from "./delta-choice.js";
 import { type PullResult, pullTemplate } from "./pull.js";
 import { manifestVerifier } from "./verify.js";
 
@@ -18,8 +19,8 @@ export interface HostPullOptions {
   keyring: string;
   allowUnsigned: boolean;
   onProgress?: (received: number, total: number) => void;
-  /** Use delta patches when the registry has one from the cached version (default true). */
-  delta?: boolean;
+  /** Delta patches from the cached version: auto (default), always or never (delta-choice.ts). */
+  delta?: DeltaMode;
   maxWindowLog?: number;
   onNote?: (note: string) => void;
 }
@@ -37,7 +38,7 @@ export function hostPull(
     dest: options.dest,
     format: options.format ?? defaultFormat(options.proxmox),
     onProgress: options.onProgress,
-    ...(options.delta === false ? { delta: false } : {}),
+    ...(options.delta ? { delta: options.delta } : {}),
     ...(options.maxWindowLog ? { maxWindowLog: options.maxWindowLog } : {}),
     ...(options.onNote ? { onNote: options.onNote } : {}),
     verify: manifestVerifier({ keyring: options.keyring, allowUnsigned: options.allowUnsigned }),

@@ -25,6 +25,7 @@ import {
   stateDir,
   writeOrigin,
 } from "./cache.js";
+import { type DeltaMode, linkMeter, recordLinkSpeed } from "./delta-choice.js";
 import { pullByDelta } from "./delta-pull.js";
 
 export interface PullOptions {
@@ -38,8 +39,11 @@ export interface PullOptions {
   verify?: (fetched: FetchedManifest, signature: Buffer | null) => Promise<string>;
   /** The file name in `dest` (default `<name>.<format>`, vzctl's); e.g. Proxmox's naming. */
   fileName?: (manifest: Manifest, format: Format) => string;
-  /** Use a delta patch from the cached older version when the registry has one (default true). */
-  delta?: boolean;
+  /**
+   * Delta patches from the cached older version (delta-choice.ts): `auto` (default) when
+   * rebuilding beats the rest of a full download, `always` whenever the registry has one.
+   */
+  delta?: DeltaMode;
   /** Largest zstd window (log2 bytes) of a patch this host applies (default DEFAULT_MAX_WINDOW_LOG). */
   maxWindowLog?: number;
   /** Sentences about the route taken (delta or not, and why), for the terminal. */
@@ -214,20 +218,23 @@ async function pullLocked(
   await removeStalePartials(paths);
   // The older version's file: under another name with Proxmox naming (it carries the version).
   const cached = origin ? cacheFile(options.dest, origin.file ?? basename(paths.final)) : null;
-  const delta =
-    origin && cached && options.delta !== false && (await fingerprint(cached))
+  const mode = options.delta ?? "auto";
+  const attempt =
+    origin && cached && mode !== "never" && (await fingerprint(cached))
       ? await pullByDelta(client, {
           manifest,
           format: options.format,
           origin,
           paths,
           cached,
+          mode,
           maxWindowLog: options.maxWindowLog ?? DEFAULT_MAX_WINDOW_LOG,
           ...(options.onProgress ? { onProgress: options.onProgress } : {}),
           ...(options.onNote ? { onNote: options.onNote } : {}),
         })
       : null;
-  if (delta) {
+  if (attempt?.route === "delta") {
+    const delta = attempt.outcome;
     // The same bytes as the registry's artifact when this host's compressor made them (zstd at
     // the builder's level, typically); recorded as recompressed otherwise.
     const local = delta.local.digest === artifact.digest ? undefined : delta.local;
@@ -246,13 +253,19 @@ async function pullLocked(
       },
     );
   }
+  // A patch downloaded and then left counts among the bytes this update cost.
+  if (attempt?.route === "full") result.transferred += attempt.patchBytes;
+  const link = linkMeter(performance.now(), artifact.size);
   try {
     await downloadBlob(client, {
       digest: artifact.digest,
       size: artifact.size,
       partial: paths.partial,
       what,
-      onProgress: (received) => options.onProgress?.(received, artifact.size),
+      onProgress: (received) => {
+        link.seen(received);
+        options.onProgress?.(received, artifact.size);
+      },
     });
   } catch (err) {
     // A broken connection keeps its partial file for the next attempt to resume; anything
@@ -261,6 +274,8 @@ async function pullLocked(
     throw err;
   }
   await rename(paths.partial, paths.final);
+  // What --delta auto weighs a patch against next time (delta-choice.ts).
+  await recordLinkSpeed(options.dest, client.display, link.bytes(), link.bytesPerSecond());
   return finish(client, ref, options, { manifest, bytes, signature, verified, paths, origin }, result);
 }
 

@@ -138,6 +138,7 @@ export async function runIntoNewFile(
   from: string | null,
   to: string,
   what: string,
+  options: { signal?: AbortSignal } = {},
 ): Promise<void> {
   const path = programPath(command, what);
   const input = from ? await open(from, constants.O_RDONLY | constants.O_NOFOLLOW) : null;
@@ -146,6 +147,7 @@ export async function runIntoNewFile(
     try {
       const child = spawn(path, args, {
         stdio: [input ? input.fd : "ignore", output.fd, "pipe"],
+        ...(options.signal ? { signal: options.signal } : {}),
       });
       await exitOf(child, command, what);
     } finally {
@@ -203,9 +205,11 @@ export async function codecIntoNewFile(
   from: string,
   to: string,
   what: string,
+  options: { signal?: AbortSignal } = {},
 ): Promise<void> {
   const choice = chooseCodec(format, direction);
-  if (choice.kind === "program") return runIntoNewFile(choice.spec.command, choice.spec.args, from, to, what);
+  if (choice.kind === "program")
+    return runIntoNewFile(choice.spec.command, choice.spec.args, from, to, what, options);
   const input = await open(from, constants.O_RDONLY | constants.O_NOFOLLOW);
   const filter = await codecFilter(
     format,

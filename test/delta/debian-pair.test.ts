@@ -121,9 +121,12 @@ describe.skipIf(!enabled)("a real Debian pair: as released and with updates", ()
         },
       );
       expect(first.code, first.stderr).toBe(0);
-      const res = await templar(["update", "--all", "--dest", cache, "--registry", r.url, "--json"], {
-        TEMPLAR_ALLOW_UNSIGNED: "1",
-      });
+      // Over loopback a full download beats rebuilding (README "Delta updates"): --delta auto
+      // would take it; the patch is what is tested here.
+      const res = await templar(
+        ["update", "--all", "--dest", cache, "--registry", r.url, "--delta", "always", "--json"],
+        { TEMPLAR_ALLOW_UNSIGNED: "1" },
+      );
       expect(res.code, res.stderr).toBe(0);
       const artifact = updated.manifest.artifacts.find((a) => a.format === "tar.zst")!;
       const origin = JSON.parse(

@@ -17,6 +17,8 @@ import { makeTree, type PackedTemplate, packTemplate } from "../helpers/template
  */
 const ready = haveTools("tar", "gzip", "pigz", "zstd");
 process.env.TEMPLAR_ALLOW_UNSIGNED = "1";
+// The patch route itself is tested here; what --delta auto chooses, in its own test below.
+process.env.TEMPLAR_DELTA = "always";
 
 const NAME = "deltatest-1-x86_64";
 
@@ -171,43 +173,116 @@ describe.skipIf(!ready)("delta updates", () => {
     expect(result.transferred).toBe(result.size);
   });
 
-  it("a host set to full downloads (environment or host config) takes the full artifact; a bad limit is refused, saying where it was set", async () => {
+  it("the delta mode comes from the flag, the environment or the host config; a bad one is refused, saying where it was set", async () => {
     const config = join(dir, "host-nodelta.yaml");
-    await writeFile(config, "delta: false\n");
+    await writeFile(config, "delta: never\n");
     const byConfig = await cacheWithV1("config-nodelta", "zst");
     const res = await templar(["update", NAME, "--registry", r.url, "--dest", byConfig, "--json"], {
       TEMPLAR_HOST_CONFIG: config,
+      TEMPLAR_DELTA: "",
     });
     expect(res.code, res.stderr).toBe(0);
     expect(JSON.parse(res.stdout)).toMatchObject({ version: "1.1.0", via: "full" });
 
-    // The environment wins over the file, in both directions.
+    // The environment wins over the file, the flag over both.
     const byEnv = await cacheWithV1("env-delta", "zst");
     const back = await templar(["update", NAME, "--registry", r.url, "--dest", byEnv, "--json"], {
       TEMPLAR_HOST_CONFIG: config,
-      TEMPLAR_DELTA: "1",
+      TEMPLAR_DELTA: "always",
     });
     expect(back.code, back.stderr).toBe(0);
     expect(JSON.parse(back.stdout)).toMatchObject({ version: "1.1.0", via: "delta" });
-    const off = await cacheWithV1("env-nodelta", "zst");
+    const byFlag = await cacheWithV1("flag-nodelta", "zst");
     const full = await templar(
-      ["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", off, "--format", "zst", "--json"],
-      { TEMPLAR_DELTA: "0" },
+      [
+        "pull",
+        `${NAME}@1.1.0`,
+        "--registry",
+        r.url,
+        "--dest",
+        byFlag,
+        "--format",
+        "zst",
+        "--no-delta",
+        "--json",
+      ],
+      { TEMPLAR_DELTA: "always" },
     );
     expect(JSON.parse(full.stdout)).toMatchObject({ via: "full" });
 
-    const bad = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", off], {
-      TEMPLAR_DELTA_MAX_WINDOW: "huge",
+    const bad = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", byFlag], {
+      TEMPLAR_DELTA: "sometimes",
     });
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/TEMPLAR_DELTA_MAX_WINDOW "huge": expected a whole number from 20 to 31/);
+    expect(bad.stderr).toMatch(/TEMPLAR_DELTA "sometimes": expected auto, always, never/);
+    const badWindow = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", byFlag], {
+      TEMPLAR_DELTA_MAX_WINDOW: "huge",
+    });
+    expect(badWindow.code).toBe(2);
+    expect(badWindow.stderr).toMatch(
+      /TEMPLAR_DELTA_MAX_WINDOW "huge": expected a whole number from 20 to 31/,
+    );
     await writeFile(config, "deltaMaxWindow: 99\n");
-    const badFile = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", off], {
+    const badFile = await templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", byFlag], {
       TEMPLAR_HOST_CONFIG: config,
     });
     expect(badFile.code).toBe(1);
     expect(badFile.stderr).toMatch(/host config .*: deltaMaxWindow: Too big/);
     expect(badFile.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("--delta auto weighs the rebuild against the full download with what this host measured", async () => {
+    const speeds = (rebuild: number, download: number) =>
+      `${JSON.stringify({ schemaVersion: 1, rebuild: { "tar.zst": rebuild }, download: { [r.url]: download } })}\n`;
+    const pullAuto = (cache: string) =>
+      templar(["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", cache, "--format", "zst"], {
+        TEMPLAR_DELTA: "auto",
+      });
+    const origin = async (cache: string) =>
+      JSON.parse(await readFile(join(cache, ".templar", `${NAME}.tar.zst.origin.json`), "utf8"));
+
+    // A host that measured its link at 1 GB/s (a full download) and rebuilds at 1 MB/s downloads
+    // the full artifact, without fetching the patch.
+    const slowHost = await cacheWithV1("auto-slow", "zst");
+    await writeFile(join(slowHost, ".templar", "speeds.json"), speeds(1e6, 1e9));
+    const full = await pullAuto(slowHost);
+    expect(full.code, full.stderr).toBe(0);
+    expect(full.stderr).toMatch(
+      /no delta: rebuilding .* of tar takes about \d+\.\d s here \(as this host last measured\), the full .* at .*\/s \(the last full download from this registry\)/,
+    );
+    expect((await origin(slowHost)).via).toBe("full");
+    expect(await stateLeftovers(slowHost)).toEqual([]);
+
+    // A fast rebuilder on a slow link takes the patch, and keeps what the rebuild measured.
+    const fastHost = await cacheWithV1("auto-fast", "zst");
+    await writeFile(join(fastHost, ".templar", "speeds.json"), speeds(1e12, 1e5));
+    const delta = await pullAuto(fastHost);
+    expect(delta.code, delta.stderr).toBe(0);
+    expect((await origin(fastHost)).via).toBe("delta");
+    const after = JSON.parse(await readFile(join(fastHost, ".templar", "speeds.json"), "utf8"));
+    expect(after.rebuild["tar.zst"]).toBeGreaterThan(0);
+    expect(after.rebuild["tar.zst"]).toBeLessThan(1e12);
+
+    // With no full download measured, the patch measures the link: then left for the full
+    // artifact when the rebuild would take longer, its bytes counted.
+    const unmeasured = await cacheWithV1("auto-live", "zst");
+    await writeFile(
+      join(unmeasured, ".templar", "speeds.json"),
+      `${JSON.stringify({ schemaVersion: 1, rebuild: { "tar.zst": 1 }, download: {} })}\n`,
+    );
+    const live = await templar(
+      ["pull", `${NAME}@1.1.0`, "--registry", r.url, "--dest", unmeasured, "--format", "zst", "--json"],
+      { TEMPLAR_DELTA: "auto" },
+    );
+    expect(live.code, live.stderr).toBe(0);
+    const result = JSON.parse(live.stdout);
+    expect(result.via).toBe("full");
+    const index = DeltaIndexSchema.parse(
+      await (await fetch(`${r.url}/v1/templates/${NAME}/1.1.0/deltas`)).json(),
+    );
+    expect(result.transferred).toBe(result.size + index.deltas[0]!.size);
+    expect(await stateLeftovers(unmeasured)).toEqual([]);
+    expect(tarSha(join(unmeasured, `${NAME}.tar.zst`), "tar.zst")).toBe(v2.manifest.rootfs.tarSha256);
   });
 
   it("a patch needing a larger window than allowed is refused, with the full download instead", async () => {
