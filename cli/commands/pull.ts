@@ -39,10 +39,10 @@ into the format asked for and checked against the signed manifest. The origin re
 "via": "delta", and "local" holds the file's own digest and size when this host's compressor
 made other bytes than the registry's artifact. Any failure falls back to the full download.
 Rebuilding costs CPU in proportion to the tar's size: with --delta auto (the default) the patch
-is kept only when rebuilding is expected to finish before the rest of a full download at the
-speed the patch came at (this host's rebuild speed is measured on each delta and kept in
-.templar/rebuild-speed.json). Applying a patch needs memory for its zstd window (2^N bytes, N
-about log2 of the tar size plus one) and disk for the unpacked old tar.
+is taken only when rebuilding is expected to finish before a full download, by the speeds this
+host measured (.templar/speeds.json: its last full download from the registry, or else the
+patch's own; its last rebuild, or else a first estimate). Applying a patch needs memory for its
+zstd window (2^N bytes, N about log2 of the tar size plus one) and disk for the unpacked old tar.
 
 Options:
   --registry URL    registry base URL (default: $TEMPLAR_REGISTRY, else the host config)
