@@ -108,13 +108,13 @@ export function recordLinkSpeed(
 }
 
 export interface RouteCosts {
-  /** Seconds to rebuild from the patch now downloaded. */
+  /** Seconds to rebuild the template from a patch (unpack, apply, compress, verify). */
   rebuild: number;
-  /** Seconds the full artifact would take over the link as measured on the patch. */
+  /** Seconds the full artifact takes over the link. */
   download: number;
 }
 
-/** The two ways forward once the patch is here, in seconds. */
+/** The two ways to the new version, in seconds (the patch's own download left aside: a few percent). */
 export function routeCosts(input: {
   tarSize: number;
   artifactSize: number;

@@ -247,7 +247,8 @@ describe.skipIf(!ready)("trust: signatures from pack to pull", () => {
     expect(await visible(d)).toContain(file2);
     const pruned = await templar(["prune", "--dest", d]);
     expect(pruned.code, pruned.stderr).toBe(0);
-    expect(await visible(d)).toEqual([]);
+    // Nothing of the template is left; what the host measured (for --delta auto) stays.
+    expect((await visible(d)).filter((f) => f !== ".templar/speeds.json")).toEqual([]);
   }, 60_000);
 });
 
