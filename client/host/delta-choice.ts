@@ -72,25 +72,29 @@ async function recordSpeed(dest: string, change: (speeds: Speeds) => void): Prom
   );
 }
 
-export async function rebuildSpeed(
+/**
+ * What this host knows for one update: its rebuild speed for `format` (its last, or the first
+ * estimate) and the speed of its last full download from `registry`, if one was measured.
+ */
+export async function hostSpeeds(
   dest: string,
   format: Format,
-): Promise<{ bytesPerSecond: number; measured: boolean }> {
-  const own = (await readSpeeds(dest)).rebuild[format];
-  return own
-    ? { bytesPerSecond: own, measured: true }
-    : { bytesPerSecond: FIRST_REBUILD_ESTIMATE[format], measured: false };
+  registry: string,
+): Promise<{ rebuild: { bytesPerSecond: number; measured: boolean }; link: number | null }> {
+  const speeds = await readSpeeds(dest);
+  const own = speeds.rebuild[format];
+  return {
+    rebuild: own
+      ? { bytesPerSecond: own, measured: true }
+      : { bytesPerSecond: FIRST_REBUILD_ESTIMATE[format], measured: false },
+    link: speeds.download[registry] ?? null,
+  };
 }
 
 export function recordRebuildSpeed(dest: string, format: Format, bytesPerSecond: number): Promise<void> {
   return recordSpeed(dest, (speeds) => {
     speeds.rebuild[format] = bytesPerSecond;
   });
-}
-
-/** The speed of the last full download from `registry` into this cache, if one was measured. */
-export async function linkSpeed(dest: string, registry: string): Promise<number | null> {
-  return (await readSpeeds(dest)).download[registry] ?? null;
 }
 
 /** After a full download of `bytes` at `bytesPerSecond`: kept when large enough to tell. */

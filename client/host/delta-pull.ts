@@ -18,7 +18,7 @@ import { formatBytes } from "../../common/progress.js";
 import { downloadBlob } from "../download.js";
 import { type RegistryClient, templatePath } from "../http.js";
 import { type CachePaths, cacheFile, type Origin, readStateFile } from "./cache.js";
-import { linkMeter, linkSpeed, rebuildSpeed, recordRebuildSpeed, routeCosts } from "./delta-choice.js";
+import { hostSpeeds, linkMeter, recordRebuildSpeed, routeCosts } from "./delta-choice.js";
 
 /**
  * Updating a cached template with a delta patch instead of the full artifact: the registry's
@@ -143,7 +143,9 @@ async function tryDelta(
     if (all) await rm(files.rebuilt, { force: true });
   };
   // --delta auto: is rebuilding expected to beat a full download? (delta-choice.ts)
-  const speed = options.mode === "auto" ? await rebuildSpeed(paths.dest, options.format) : null;
+  const measured =
+    options.mode === "auto" ? await hostSpeeds(paths.dest, options.format, client.display) : null;
+  const speed = measured?.rebuild;
   const fullIsFaster = (linkBytesPerSecond: number, measuredOn: string): string | null => {
     if (!speed) return null;
     const costs = routeCosts({
@@ -155,7 +157,7 @@ async function tryDelta(
     if (costs.rebuild <= costs.download) return null;
     return `no delta: rebuilding ${formatBytes(manifest.rootfs.tarSize)} of tar takes about ${costs.rebuild.toFixed(1)} s here (${speed.measured ? "as this host last measured" : "a first estimate"}), the full ${formatBytes(artifact.size)} about ${costs.download.toFixed(1)} s at ${formatBytes(linkBytesPerSecond)}/s (${measuredOn}); downloading the full artifact (--delta always takes the patch)`;
   };
-  const known = speed ? await linkSpeed(paths.dest, client.display) : null;
+  const known = measured?.link ?? null;
   const before = known ? fullIsFaster(known, "the last full download from this registry") : null;
   if (before) {
     note(before);

@@ -4,10 +4,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   FIRST_REBUILD_ESTIMATE,
+  hostSpeeds,
   linkMeter,
-  linkSpeed,
   parseDeltaMode,
-  rebuildSpeed,
   recordLinkSpeed,
   recordRebuildSpeed,
   routeCosts,
@@ -59,16 +58,18 @@ describe("delta route choice", () => {
   });
 
   it("keeps this host's speeds per format and registry; small downloads and broken records count for nothing", async () => {
-    expect(await rebuildSpeed(dest, "tar.xz")).toEqual({
-      bytesPerSecond: FIRST_REBUILD_ESTIMATE["tar.xz"],
-      measured: false,
+    expect(await hostSpeeds(dest, "tar.xz", "https://r.example")).toEqual({
+      rebuild: { bytesPerSecond: FIRST_REBUILD_ESTIMATE["tar.xz"], measured: false },
+      link: null,
     });
     await recordRebuildSpeed(dest, "tar.zst", 123e6);
     await recordLinkSpeed(dest, "https://r.example", 64 << 20, 90e6);
     await recordLinkSpeed(dest, "https://other.example", 100_000, 1e3); // too small to tell
-    expect(await rebuildSpeed(dest, "tar.zst")).toEqual({ bytesPerSecond: 123e6, measured: true });
-    expect(await linkSpeed(dest, "https://r.example")).toBe(90e6);
-    expect(await linkSpeed(dest, "https://other.example")).toBeNull();
+    expect(await hostSpeeds(dest, "tar.zst", "https://r.example")).toEqual({
+      rebuild: { bytesPerSecond: 123e6, measured: true },
+      link: 90e6,
+    });
+    expect((await hostSpeeds(dest, "tar.zst", "https://other.example")).link).toBeNull();
     const kept = JSON.parse(await readFile(join(dest, ".templar", "speeds.json"), "utf8"));
     expect(kept).toEqual({
       schemaVersion: 1,
@@ -76,7 +77,9 @@ describe("delta route choice", () => {
       download: { "https://r.example": 90e6 },
     });
     await writeFile(join(dest, ".templar", "speeds.json"), '{"schemaVersion":1,"rebuild":{"tar.zst":-5}}');
-    expect(await rebuildSpeed(dest, "tar.zst")).toMatchObject({ measured: false });
-    expect(await linkSpeed(dest, "https://r.example")).toBeNull();
+    expect(await hostSpeeds(dest, "tar.zst", "https://r.example")).toMatchObject({
+      rebuild: { measured: false },
+      link: null,
+    });
   });
 });
