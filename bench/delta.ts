@@ -289,7 +289,7 @@ async function main(): Promise<void> {
       const bytes: Record<(typeof modes)[number], number> = { delta: 0, full: 0, auto: 0 };
       const routes = new Set<string>();
       for (let i = 0; i < repeat; i++) {
-        // Each pair in turn first, so a drift of the machine's speed hits both alike.
+        // Each mode in turn first, so a drift of the machine's speed hits them alike.
         for (const mode of i % 2 === 0 ? [...modes] : [...modes].reverse()) {
           const cache = join(work, `cache-${mode}-${i}`);
           await cp(seed, cache, { recursive: true });

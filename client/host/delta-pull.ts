@@ -18,7 +18,7 @@ import { formatBytes } from "../../common/progress.js";
 import { downloadBlob } from "../download.js";
 import { type RegistryClient, templatePath } from "../http.js";
 import { type CachePaths, cacheFile, type Origin, readStateFile } from "./cache.js";
-import { hostSpeeds, linkMeter, recordRebuildSpeed, routeCosts } from "./delta-choice.js";
+import { type DeltaMode, hostSpeeds, linkMeter, recordRebuildSpeed, routeCosts } from "./delta-choice.js";
 
 /**
  * Updating a cached template with a delta patch instead of the full artifact: the registry's
@@ -40,8 +40,8 @@ export interface DeltaPullOptions {
   cached: string;
   /** Patches needing a larger zstd window are refused (memory: about 2^windowLog bytes). */
   maxWindowLog: number;
-  /** `auto`: go on with the patch only when rebuilding beats the rest of a full download. */
-  mode: "auto" | "always";
+  /** `auto`: go on with the patch only when rebuilding beats a full download. */
+  mode: Exclude<DeltaMode, "never">;
   onProgress?: (received: number, total: number) => void;
   /** What is happening, in a sentence (shown on the terminal). */
   onNote?: (note: string) => void;
@@ -62,6 +62,9 @@ export interface DeltaOutcome {
   /** Bytes of patch downloaded. */
   transferred: number;
 }
+
+/** No patch taken and none downloaded: the full download it is. */
+const NO_PATCH: DeltaResult = { route: "full", patchBytes: 0 };
 
 /** The patch is here, and the rest of a full download would finish before a rebuild. */
 class FullIsFaster extends Error {}
@@ -89,26 +92,16 @@ async function cachedTarSha256(origin: Origin, paths: CachePaths): Promise<strin
 }
 
 /**
- * Tries the delta route; returns null (after a note saying why, and with nothing left behind)
- * when there is no usable patch or applying it failed.
+ * Tries the delta route; returns the full download to do instead (after a note saying why, with
+ * nothing left behind) when there is no usable patch, it does not pay, or applying it failed.
  */
 export async function pullByDelta(client: RegistryClient, options: DeltaPullOptions): Promise<DeltaResult> {
-  const outcome = await tryDelta(client, options);
-  return outcome && "rebuilt" in outcome
-    ? { route: "delta", outcome }
-    : { route: "full", patchBytes: outcome?.patchBytes ?? 0 };
-}
-
-async function tryDelta(
-  client: RegistryClient,
-  options: DeltaPullOptions,
-): Promise<DeltaOutcome | { patchBytes: number } | null> {
   const { manifest, origin, paths } = options;
   const what = `${manifest.name}@${manifest.version}`;
   const note = (text: string) => options.onNote?.(text);
-  if (origin.format !== options.format || origin.name !== manifest.name) return null;
+  if (origin.format !== options.format || origin.name !== manifest.name) return NO_PATCH;
   const fromTar = await cachedTarSha256(origin, paths);
-  if (!fromTar || fromTar === manifest.rootfs.tarSha256) return null;
+  if (!fromTar || fromTar === manifest.rootfs.tarSha256) return NO_PATCH;
 
   let entry: DeltaEntry | undefined;
   try {
@@ -117,23 +110,23 @@ async function tryDelta(
       `delta index of ${what}`,
       MAX_DELTA_INDEX_BYTES,
     );
-    if (!body) return null;
+    if (!body) return NO_PATCH;
     const index = DeltaIndexSchema.parse(JSON.parse(body.toString("utf8")));
-    if (index.tarSha256 !== manifest.rootfs.tarSha256) return null;
+    if (index.tarSha256 !== manifest.rootfs.tarSha256) return NO_PATCH;
     entry = index.deltas.find((d) => d.fromTarSha256 === fromTar);
   } catch (err) {
     note(`no delta: cannot read the delta index (${errorMessage(err)}); downloading the full artifact`);
-    return null;
+    return NO_PATCH;
   }
   const artifact = manifest.artifacts.find((a) => a.format === options.format);
-  if (!entry || !artifact) return null;
+  if (!entry || !artifact) return NO_PATCH;
   if (entry.windowLog > options.maxWindowLog) {
     note(
       `no delta: the patch from ${origin.version} needs a 2^${entry.windowLog}-byte zstd window, over this host's limit of 2^${options.maxWindowLog}; downloading the full artifact`,
     );
-    return null;
+    return NO_PATCH;
   }
-  if (entry.size >= artifact.size) return null;
+  if (entry.size >= artifact.size) return NO_PATCH;
 
   const hex = entry.digest.slice("sha256:".length);
   const files = deltaPaths(paths, hex);
@@ -161,7 +154,7 @@ async function tryDelta(
   const before = known ? fullIsFaster(known, "the last full download from this registry") : null;
   if (before) {
     note(before);
-    return { patchBytes: 0 };
+    return NO_PATCH;
   }
   note(`delta from ${origin.version}: ${entry.size} bytes instead of ${artifact.size}`);
   const unpacking = new AbortController();
@@ -255,10 +248,13 @@ async function tryDelta(
       () => {},
     );
     return {
-      rebuilt: files.rebuilt,
-      local: { digest: `sha256:${rebuilt.hex}`, size: rebuilt.size },
-      fromVersion: origin.version,
-      transferred: entry.size,
+      route: "delta",
+      outcome: {
+        rebuilt: files.rebuilt,
+        local: { digest: `sha256:${rebuilt.hex}`, size: rebuilt.size },
+        fromVersion: origin.version,
+        transferred: entry.size,
+      },
     };
   } catch (err) {
     await cleanup(true);
@@ -267,6 +263,6 @@ async function tryDelta(
         ? err.message
         : `delta from ${origin.version} failed (${errorMessage(err)}); downloading the full artifact`,
     );
-    return { patchBytes };
+    return { route: "full", patchBytes };
   }
 }
